@@ -1,0 +1,118 @@
+"""One problem record and one exception hierarchy for everything that can go wrong.
+
+Every failure a user can cause — a YAML syntax error, an unknown layer, a shape
+mismatch, a bad ``--input`` — becomes a :class:`Problem`: a stable code, a message, a
+source location and, where they help, the shapes involved, what was expected and a
+hint. The same record feeds the table's error block, the JSON ``errors`` list and
+``lint`` lines, so no output format has to reinvent how an error looks.
+
+The exit code follows from the code alone (see :data:`EXIT_CODES`), so nobody picks
+exit codes by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, as ruff, shellcheck and actionlint use them."""
+
+    OK = 0
+    PROBLEMS = 1  # something is wrong with a spec or model: what lint exists to find
+    USAGE = 2  # shapecli could not do its job: bad command line, missing file, bad --input
+    INTERNAL = 3  # a bug in shapecli
+
+
+#: Stable error codes and the exit code each one implies.
+EXIT_CODES: dict[str, ExitCode] = {
+    "yaml-syntax": ExitCode.PROBLEMS,
+    "spec-invalid": ExitCode.PROBLEMS,
+    "unknown-layer": ExitCode.PROBLEMS,
+    "bad-arguments": ExitCode.PROBLEMS,
+    "shape-mismatch": ExitCode.PROBLEMS,
+    "import-denied": ExitCode.PROBLEMS,
+    "uninitialized": ExitCode.PROBLEMS,
+    "dry-run-skipped": ExitCode.OK,
+    "input-invalid": ExitCode.USAGE,
+    "usage": ExitCode.USAGE,
+    "file-error": ExitCode.USAGE,
+    "internal": ExitCode.INTERNAL,
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where something is written: a file and a 1-based line and column.
+
+    Line 0 means the file as a whole (it is missing, say), with no position in it.
+    """
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}" if self.line > 0 else self.file
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that is wrong, with everything a user needs to fix it.
+
+    ``detail`` keeps a third party's own message (torch's, PyYAML's) verbatim, below
+    ours; ``path`` is the dotted module path of the layer involved, when there is one.
+    """
+
+    code: str
+    message: str
+    source: Source | None = None
+    severity: Severity = "error"
+    path: str | None = None
+    layer_type: str | None = None
+    input_shapes: tuple[tuple[int | str, ...], ...] | None = None
+    expected: str | None = None
+    produced_by: str | None = None
+    hint: str | None = None
+    detail: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.severity == "warning":
+            return ExitCode.OK
+        return EXIT_CODES.get(self.code, ExitCode.INTERNAL)
+
+    def located(self, source: Source | None) -> Problem:
+        """This problem at ``source`` unless it already knows where it is."""
+        return self if self.source is not None or source is None else replace(self, source=source)
+
+
+class ShapecliError(Exception):
+    """An expected failure that carries its :class:`Problem`.
+
+    Raised anywhere in the pipeline; the CLI and the API turn it into output and an
+    exit code. Anything *not* a ShapecliError reaching the top is a bug (exit 3).
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.problem.exit_code
+
+
+def fail(code: str, message: str, source: Source | None = None, **fields: object) -> ShapecliError:
+    """Build a :class:`ShapecliError` in one expression: ``raise fail("spec-invalid", ...)``."""
+    return ShapecliError(Problem(code=code, message=message, source=source, **fields))  # type: ignore[arg-type]
+
+
+def worst_exit_code(problems: list[Problem]) -> ExitCode:
+    """The exit code for a set of problems: the most serious one wins."""
+    return max((p.exit_code for p in problems), default=ExitCode.OK)

@@ -1,0 +1,134 @@
+"""Input declarations: ``2x20``, ``[2, 20]``, ``1x1024:long``, ``Bx3xHxW``.
+
+The grammar is strict ASCII, checked with one regular expression per form, so
+look-alikes (``2×20``, full-width digits, ``1_000``) are refused rather than guessed
+at. A dimension is a positive integer or a name (a symbolic size). The element count
+must fit in int64: the meta device would happily describe a tensor whose size
+overflows, and every later number would be wrong.
+
+This module does not import torch; dtypes are names here and become torch dtypes only
+in the dry run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+Dim = int | str
+
+#: Accepted dtype spellings → canonical name (a ``torch`` attribute).
+DTYPES: dict[str, str] = {
+    "float32": "float32", "float": "float32",
+    "float16": "float16", "half": "float16",
+    "bfloat16": "bfloat16",
+    "float64": "float64", "double": "float64",
+    "int64": "int64", "long": "int64",
+    "int32": "int32", "int": "int32",
+    "int16": "int16", "int8": "int8", "uint8": "uint8",
+    "bool": "bool",
+}  # fmt: skip
+
+MAX_DIMS = 16
+INT64_MAX = 2**63 - 1
+
+_NAME = r"[A-Za-wyzA-Z_][A-Za-wyzA-Z0-9_]*"  # no lowercase x: it separates dimensions
+_DIM = rf"(?:[1-9][0-9]{{0,18}}|{_NAME})"
+_DTYPE = r"(?::(?P<dtype>[a-z0-9]+))?"
+_X_FORM = re.compile(rf"(?P<dims>{_DIM}(?:x{_DIM})*){_DTYPE}")
+_LIST_FORM = re.compile(rf"\[ *(?P<dims>{_DIM}(?: *, *{_DIM})*) *\]{_DTYPE}")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input tensor: its dimensions (ints or symbolic names) and dtype name."""
+
+    dims: tuple[Dim, ...]
+    dtype: str = "float32"
+
+    @property
+    def symbolic(self) -> bool:
+        return any(isinstance(d, str) for d in self.dims)
+
+    def __str__(self) -> str:
+        text = "x".join(str(d) for d in self.dims)
+        return text if self.dtype == "float32" else f"{text}:{self.dtype}"
+
+
+class InputError(ValueError):
+    """A declaration that does not follow the grammar; the message says how to fix it."""
+
+
+GRAMMAR_HELP = (
+    "write dimensions joined by 'x' with an optional dtype, e.g. 2x20, 1x3x224x224, "
+    "1x1024:long, or Bx3xHxW for symbolic sizes"
+)
+
+
+def parse_input(text: str) -> InputSpec:
+    """Parse one ``--input`` value (or a string ``input:`` in a spec)."""
+    if not text.isascii():
+        bad = next(c for c in text if not c.isascii())
+        hint = " (use the letter x between dimensions)" if bad in "×✕✖" else ""
+        raise InputError(f"invalid input {text!r}: {bad!r} is not allowed{hint}; {GRAMMAR_HELP}")
+    match = _X_FORM.fullmatch(text) or _LIST_FORM.fullmatch(text)
+    if not match:
+        raise InputError(f"invalid input {text!r}: {_what_is_wrong(text)}{GRAMMAR_HELP}")
+    separator = "x" if match.re is _X_FORM else ","
+    dims = tuple(_dim(part.strip()) for part in match.group("dims").split(separator))
+    return make_input(dims, match.group("dtype") or "float32", text)
+
+
+def make_input(dims: tuple[Dim, ...], dtype: str, text: str) -> InputSpec:
+    """Check dimensions and dtype (from any form) and build the :class:`InputSpec`."""
+    if not dims:
+        raise InputError(f"invalid input {text!r}: at least one dimension is needed")
+    if len(dims) > MAX_DIMS:
+        raise InputError(f"invalid input {text!r}: at most {MAX_DIMS} dimensions")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int | str):
+            raise InputError(f"invalid input {text!r}: dimension {d!r} is not a size")
+        if isinstance(d, int) and d < 1:
+            raise InputError(f"invalid input {text!r}: dimension {d} must be at least 1")
+        if isinstance(d, str) and not re.fullmatch(_NAME, d):
+            raise InputError(f"invalid input {text!r}: {d!r} is not a dimension name")
+    numbers = [d for d in dims if isinstance(d, int)]
+    if math.prod(numbers) > INT64_MAX:
+        raise InputError(
+            f"invalid input {text!r}: {math.prod(numbers):.3e} elements do not fit in int64"
+        )
+    if dtype not in DTYPES:
+        raise InputError(
+            f"invalid input {text!r}: unknown dtype {dtype!r}; one of {', '.join(DTYPES)}"
+        )
+    return InputSpec(dims, DTYPES[dtype])
+
+
+def _what_is_wrong(text: str) -> str:
+    """The first part of a rejected declaration that breaks the grammar, in words."""
+    shape, _, dtype = text.partition(":")
+    if dtype and dtype not in DTYPES:
+        return f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)}); "
+    listed = shape.startswith("[") and shape.endswith("]")
+    if not listed and any(c.isspace() for c in shape):
+        return "spaces are not allowed (write 2x20); "
+    parts = [p.strip() for p in shape[1:-1].split(",")] if listed else shape.split("x")
+    for part in parts:
+        if not part:
+            return "a dimension is missing (empty between separators or at an end); "
+        if re.fullmatch(r"-[0-9]+", part):
+            return f"dimension {part} is negative; "
+        if re.fullmatch(r"0+", part):
+            return "a dimension of 0 has no elements; sizes start at 1; "
+        if re.fullmatch(r"0[0-9]+", part):
+            return f"dimension {part} has a leading zero; "
+        if re.fullmatch(r"[0-9]{20,}", part):
+            return f"dimension {part[:12]}… is too large; "
+        if not re.fullmatch(_DIM, part):
+            return f"{part!r} is neither a size nor a name; "
+    return ""
+
+
+def _dim(text: str) -> Dim:
+    return int(text) if text[0].isdigit() else text

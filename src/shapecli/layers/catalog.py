@@ -1,0 +1,37 @@
+"""What the spec parser must know about shapecli's own layers, without importing torch.
+
+Parsing a spec needs two structural facts about a layer type: which of its arguments
+hold *layers* (so their YAML is parsed as entries, not values), and what the short
+forms ``Name: value`` and ``Name: [ ... ]`` mean. Everything else — argument names,
+types, defaults — lives on the module classes in :mod:`shapecli.layers.own` and is
+checked against their signatures at build time, like any ``torch.nn`` class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The parse-time shape of one of shapecli's own layers.
+
+    ``layers``: arguments holding one layer list; ``branches``: arguments holding a
+    list of layer lists; ``list_to``: the argument a bare ``Name: [ ... ]`` fills
+    (``None``: the list is positional arguments); ``scalar_to`` likewise for
+    ``Name: value`` (``None``: one positional argument).
+    """
+
+    layers: frozenset[str] = frozenset()
+    branches: frozenset[str] = frozenset()
+    list_to: str | None = None
+    scalar_to: str | None = None
+
+
+OWN_LAYERS: dict[str, Shape] = {
+    "Sequential": Shape(layers=frozenset({"layers"}), list_to="layers"),
+}
+
+
+def is_own(name: str) -> bool:
+    return name in OWN_LAYERS

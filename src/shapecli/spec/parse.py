@@ -1,0 +1,626 @@
+"""Located YAML nodes → a resolved :class:`~shapecli.spec.model.Spec`.
+
+This is where the spec format of the README is enforced: top-level keys, the four
+entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``),
+``params`` with ``${…}`` expressions and ``--set`` overrides, parametric ``blocks``
+(each use a fresh copy) and ``input:``. Every error carries the ``file:line:col`` of
+the node it is about.
+
+Type names are *not* resolved here beyond blocks and shapecli's own layers: resolving
+``torch.nn`` names needs torch, which the build step imports. Keeping this step
+torch-free keeps YAML and spec errors instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapecli.errors import ShapecliError, Source, fail
+from shapecli.inputs import InputError, InputSpec, make_input, parse_input
+from shapecli.layers.catalog import OWN_LAYERS
+from shapecli.spec import yaml_nodes
+from shapecli.spec.expressions import ExpressionError, Value, substitute
+from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
+from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
+
+FORMAT_VERSION = 1
+TOP_LEVEL_KEYS = (
+    "shapecli",
+    "name",
+    "description",
+    "input",
+    "params",
+    "blocks",
+    "imports",
+    "model",
+)
+RESERVED_KEYS = ("name", "repeat", "tie", "trainable")
+BLOCK_KEYS = ("params", "body", "description")
+MAX_MODULES = 100_000
+MAX_REPEAT = 10_000
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def read_spec(path: str | Path, overrides: Mapping[str, Value] | None = None) -> Spec:
+    """Read and parse a spec file; unreadable files are ``file-error`` (exit 2)."""
+    file = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise fail("file-error", "no such file", Source(file, 0, 0)) from None
+    except IsADirectoryError:
+        raise fail(
+            "file-error", "is a directory; `shapecli lint` checks folders", Source(file, 0, 0)
+        ) from None
+    except OSError as e:
+        raise fail("file-error", f"cannot read: {e.strerror or e}", Source(file, 0, 0)) from None
+    return parse_spec(yaml_nodes.decode(data, file), file, overrides)
+
+
+def parse_spec(text: str, file: str, overrides: Mapping[str, Value] | None = None) -> Spec:
+    """Parse spec text; ``file`` is used for locations and the default name.
+
+    ``overrides`` replace ``params`` values; a string is read as a YAML scalar, as
+    ``--set d_model=512`` gives it.
+    """
+    root = yaml_nodes.parse(text, file)
+    return _SpecParser(file, dict(overrides or {})).spec(root)
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean `x`?)`` for the closest choices, or ``""``."""
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
+
+
+@dataclass
+class _Block:
+    name: str
+    node: Map | Seq
+    params: dict[str, Node] = field(default_factory=dict)
+    param_sources: dict[str, Source] = field(default_factory=dict)
+    body: Node | None = None
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Names visible to ``${…}``, and the block uses that led here (for recursion checks)."""
+
+    values: Mapping[str, Value]
+    blocks: tuple[str, ...] = ()
+    via: tuple[str, Source] | None = None
+
+
+class _SpecParser:
+    def __init__(self, file: str, overrides: dict[str, Value]) -> None:
+        self.file = file
+        self.overrides = overrides
+        self.blocks: dict[str, _Block] = {}
+        self.params: dict[str, Value] = {}
+
+    # -- top level -------------------------------------------------------------------
+
+    def spec(self, root: Node | None) -> Spec:
+        where = Source(self.file, 1, 1)
+        if root is None:
+            raise fail(
+                "spec-invalid", "the spec is empty; it needs at least a `model:` list", where
+            )
+        if not isinstance(root, Map):
+            raise fail(
+                "spec-invalid",
+                "a spec is a mapping with a `model:` key (and optionally name, input, params, "
+                "blocks)",
+                root.source,
+            )
+        for key, key_node in root.keys.items():
+            if key not in TOP_LEVEL_KEYS:
+                raise fail(
+                    "spec-invalid",
+                    f"unknown top-level key `{key}`{did_you_mean(key, TOP_LEVEL_KEYS)}; "
+                    f"allowed: {', '.join(TOP_LEVEL_KEYS)}",
+                    key_node.source,
+                )
+        values = root.values
+        if "shapecli" in values:
+            version = self._scalar(values["shapecli"], "format version")
+            if version != FORMAT_VERSION:
+                raise fail(
+                    "spec-invalid",
+                    f"unsupported format version {version!r}; this shapecli reads version 1",
+                    values["shapecli"].source,
+                )
+        name = self._text(values["name"], "`name`") if "name" in values else Path(self.file).stem
+        description = (
+            self._text(values["description"], "`description`") if "description" in values else None
+        )
+        params = self.params = self._params(values.get("params"))
+        imports = self._imports(values.get("imports"))
+        self._collect_blocks(values.get("blocks"))
+        inputs: tuple[InputSpec, ...] = ()
+        if "input" in values:
+            inputs = self._inputs(values["input"], _Scope(params))
+        if "model" not in values:
+            raise fail("spec-invalid", "the spec has no `model:`; add the list of layers", where)
+        model = self._entry(values["model"], "", _Scope(params))
+        count = _module_count(model)
+        if count > MAX_MODULES:
+            raise fail(
+                "spec-invalid",
+                f"the model expands to {count:,} layers (after `repeat`); "
+                f"the limit is {MAX_MODULES:,}",
+                values["model"].source,
+            )
+        return Spec(
+            name=name,
+            file=self.file,
+            model=model,
+            inputs=inputs,
+            input_source=values["input"].source if "input" in values else None,
+            description=description,
+            params=params,
+            imports=imports,
+            module_count=count,
+        )
+
+    def _params(self, node: Node | None) -> dict[str, Value]:
+        unknown = sorted(
+            set(self.overrides) - (set(node.values) if isinstance(node, Map) else set())
+        )
+        if unknown:
+            defined = ", ".join(node.values) if isinstance(node, Map) and node.values else "none"
+            raise fail(
+                "usage",
+                f"--set {unknown[0]}: the spec defines no param `{unknown[0]}` (params: {defined})",
+            )
+        if node is None:
+            return {}
+        if not isinstance(node, Map):
+            raise fail("spec-invalid", "`params` is a mapping of names to values", node.source)
+        params: dict[str, Value] = {}
+        for key, value in node.values.items():
+            self._identifier(key, node.keys[key].source, "param")
+            if key in self.overrides:
+                where = node.keys[key].source
+                raw = self.overrides[key]
+                if isinstance(raw, str):
+                    raw = yaml_nodes.resolve_plain(raw, where)
+                params[key] = self._substitute(raw, params, where) if isinstance(raw, str) else raw
+            else:
+                params[key] = self._param_value(value, params)
+        return params
+
+    def _param_value(self, node: Node, scope: Mapping[str, Value]) -> Value:
+        if not isinstance(node, Scalar):
+            raise fail(
+                "spec-invalid", "a param is a single value (number, string or bool)", node.source
+            )
+        value = node.value
+        return self._substitute(value, scope, node.source) if isinstance(value, str) else value
+
+    def _imports(self, node: Node | None) -> tuple[str, ...]:
+        if node is None:
+            return ()
+        items = node.items if isinstance(node, Seq) else (node,)
+        names = []
+        for item in items:
+            name = self._text(item, "an import")
+            if not _DOTTED.fullmatch(name):
+                raise fail("spec-invalid", f"`{name}` is not a package name", item.source)
+            names.append(name)
+        return tuple(names)
+
+    def _collect_blocks(self, node: Node | None) -> None:
+        if node is None:
+            return
+        if not isinstance(node, Map):
+            raise fail(
+                "spec-invalid", "`blocks` is a mapping of block names to blocks", node.source
+            )
+        for name, body in node.values.items():
+            where = node.keys[name].source
+            self._identifier(name, where, "block")
+            if name in OWN_LAYERS:
+                raise fail(
+                    "spec-invalid",
+                    f"block `{name}` has the name of a shapecli layer; choose another name",
+                    where,
+                )
+            if isinstance(body, Seq):
+                self.blocks[name] = _Block(name, body, body=body)
+                continue
+            if not isinstance(body, Map):
+                raise fail(
+                    "spec-invalid",
+                    f"block `{name}` is a list of layers or a mapping with `params` and `body`",
+                    body.source,
+                )
+            for key, key_node in body.keys.items():
+                if key not in BLOCK_KEYS:
+                    raise fail(
+                        "spec-invalid",
+                        f"unknown key `{key}` in block `{name}`{did_you_mean(key, BLOCK_KEYS)}; "
+                        "a block has `params` and `body`",
+                        key_node.source,
+                    )
+            if "body" not in body.values:
+                raise fail("spec-invalid", f"block `{name}` has no `body`", body.source)
+            block = _Block(name, body, body=body.values["body"])
+            params = body.values.get("params")
+            if params is not None:
+                if not isinstance(params, Map):
+                    raise fail(
+                        "spec-invalid",
+                        "block `params` is a mapping of names to defaults",
+                        params.source,
+                    )
+                for key, value in params.values.items():
+                    self._identifier(key, params.keys[key].source, "param")
+                    block.params[key] = value
+                    block.param_sources[key] = params.keys[key].source
+            self.blocks[name] = block
+
+    def _inputs(self, node: Node, scope: _Scope) -> tuple[InputSpec, ...]:
+        if (
+            isinstance(node, Seq)
+            and node.items
+            and not all(
+                isinstance(i, Scalar)
+                and isinstance(i.value, int | str)
+                and "x" not in str(i.value)
+                and ":" not in str(i.value)
+                for i in node.items
+            )
+        ):
+            return tuple(self._input(item, scope) for item in node.items)
+        return (self._input(node, scope),)
+
+    def _input(self, node: Node, scope: _Scope) -> InputSpec:
+        try:
+            if isinstance(node, Scalar) and isinstance(node.value, str):
+                text = self._substitute(node.value, scope.values, node.source)
+                return parse_input(str(text))
+            if isinstance(node, Seq):
+                dims = tuple(self._dim(item, scope) for item in node.items)
+                return make_input(dims, "float32", _show(node))
+            if isinstance(node, Map):
+                extra = set(node.values) - {"shape", "dtype"}
+                if extra or "shape" not in node.values:
+                    raise fail(
+                        "spec-invalid",
+                        "an input mapping has `shape` and optionally `dtype`",
+                        node.source,
+                    )
+                shape = self._input(node.values["shape"], scope)
+                dtype = node.values.get("dtype")
+                dtype_name = self._text(dtype, "`dtype`") if dtype is not None else shape.dtype
+                return make_input(shape.dims, dtype_name, _show(node))
+        except InputError as e:
+            raise fail("spec-invalid", str(e), node.source) from None
+        raise fail(
+            "spec-invalid",
+            "`input` is a shape like 2x20, [2, 20] or 1x1024:long, "
+            "a mapping {shape: …, dtype: …}, or a list of these",
+            node.source,
+        )
+
+    def _dim(self, node: Node, scope: _Scope) -> int | str:
+        value = self._resolve(node, scope)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise fail("spec-invalid", f"dimension {value!r} is not a size", node.source)
+        return value
+
+    # -- entries ---------------------------------------------------------------------
+
+    def _entry(self, node: Node, name: str, scope: _Scope) -> Entry:
+        """One item of a layer list (or the whole ``model:``)."""
+        if isinstance(node, Seq):
+            return Entry(
+                "Sequential", name, node.source, args=self._list(node, scope), via=scope.via
+            )
+        if isinstance(node, Scalar):
+            type_name = self._type_name(node)
+            return self._typed(type_name, None, name, node.source, {}, scope)
+        if not isinstance(node, Map):  # pragma: no cover - nodes are one of three kinds
+            raise fail("spec-invalid", "not a layer", node.source)
+        types = [k for k in node.values if k not in RESERVED_KEYS]
+        if not types:
+            raise fail(
+                "spec-invalid",
+                "this entry has no layer type; write e.g. `- LazyLinear: 10`",
+                node.source,
+            )
+        if len(types) > 1:
+            second = types[1]
+            near = did_you_mean(second, RESERVED_KEYS)
+            message = (
+                f"`{second}` is not an entry option{near}; options are {', '.join(RESERVED_KEYS)}"
+                if near
+                else f"this entry has two layer types, `{types[0]}` and `{second}`; "
+                "each list item is one layer (is a `-` missing?)"
+            )
+            raise fail("spec-invalid", message, node.keys[second].source)
+        type_key = node.keys[types[0]]
+        type_name = self._type_name(type_key)
+        if "name" in node.values:
+            name = self._entry_name(node.values["name"], scope)
+        options = {k: v for k, v in node.values.items() if k in RESERVED_KEYS and k != "name"}
+        return self._typed(type_name, node.values[types[0]], name, type_key.source, options, scope)
+
+    def _list(self, node: Seq, scope: _Scope) -> tuple[Entry, ...]:
+        """A layer list; names are unique among siblings (default: the index)."""
+        entries: list[Entry] = []
+        seen: dict[str, Source] = {}
+        for index, item in enumerate(node.items):
+            entry = self._entry(item, str(index), scope)
+            if entry.name in seen:
+                first = seen[entry.name]
+                raise fail(
+                    "spec-invalid",
+                    f"two layers in this list are named `{entry.name}` (the other at line "
+                    f"{first.line}); names must be unique among siblings",
+                    entry.source,
+                )
+            seen[entry.name] = entry.source
+            entries.append(entry)
+        return tuple(entries)
+
+    def _typed(
+        self,
+        type_name: str,
+        value: Node | None,
+        name: str,
+        source: Source,
+        options: dict[str, Node],
+        scope: _Scope,
+    ) -> Entry:
+        repeat = self._repeat(options["repeat"], scope) if "repeat" in options else 1
+        trainable = self._trainable(options["trainable"], scope) if "trainable" in options else True
+        tie, tie_sources = self._tie(options["tie"]) if "tie" in options else ({}, {})
+        common = {"repeat": repeat, "trainable": trainable, "tie": tie, "tie_sources": tie_sources}
+        if type_name in self.blocks:
+            body = self._expand_block(self.blocks[type_name], value, source, scope)
+            return Entry(
+                "Sequential",
+                name,
+                source,
+                args=body,
+                block=type_name,
+                via=scope.via,
+                **common,  # type: ignore[arg-type]
+            )
+        args, kwargs, arg_sources = self._arguments(type_name, value, scope)
+        return Entry(
+            type_name,
+            name,
+            source,
+            args=args,
+            kwargs=kwargs,
+            arg_sources=arg_sources,
+            via=scope.via,
+            **common,  # type: ignore[arg-type]
+        )
+
+    def _arguments(
+        self, type_name: str, node: Node | None, scope: _Scope
+    ) -> tuple[tuple[ArgValue, ...], dict[str, ArgValue], dict[str, Source]]:
+        """The four entry forms → positional args, keyword args, and where each is written."""
+        shape = OWN_LAYERS.get(type_name)
+        if node is None or (isinstance(node, Scalar) and node.value is None):
+            return (), {}, {}
+        if isinstance(node, Map):
+            kwargs: dict[str, ArgValue] = {}
+            sources: dict[str, Source] = {}
+            for key, value in node.values.items():
+                self._identifier(key, node.keys[key].source, "argument")
+                kwargs[key] = self._argument(type_name, key, value, scope)
+                sources[key] = value.source
+            return (), kwargs, sources
+        target = (shape.list_to if isinstance(node, Seq) else shape.scalar_to) if shape else None
+        if target is not None:
+            return (
+                (),
+                {target: self._argument(type_name, target, node, scope)},
+                {target: node.source},
+            )
+        items = node.items if isinstance(node, Seq) else (node,)
+        args = tuple(self._resolve(item, scope) for item in items)
+        return args, {}, {str(i): item.source for i, item in enumerate(items)}
+
+    def _argument(self, type_name: str, key: str, node: Node, scope: _Scope) -> ArgValue:
+        shape = OWN_LAYERS.get(type_name)
+        if shape and key in shape.layers:
+            return self._layer_list(node, key, scope)
+        if shape and key in shape.branches:
+            if not isinstance(node, Seq):
+                raise fail("spec-invalid", f"`{key}` is a list of layer lists", node.source)
+            return tuple(self._layer_list(item, str(i), scope) for i, item in enumerate(node.items))
+        return self._resolve(node, scope)
+
+    def _layer_list(self, node: Node, name: str, scope: _Scope) -> ArgValue:
+        if isinstance(node, Seq):
+            return self._list(node, scope)
+        return (self._entry(node, "0", scope),)
+
+    def _expand_block(
+        self, block: _Block, node: Node | None, use: Source, scope: _Scope
+    ) -> tuple[Entry, ...]:
+        """A fresh copy of a block's body, its params bound at this use."""
+        if block.name in scope.blocks:
+            chain = " → ".join((*scope.blocks, block.name))
+            raise fail("spec-invalid", f"block `{block.name}` uses itself ({chain})", use)
+        names = list(block.params)
+        given: dict[str, tuple[Node, Source]] = {}
+        if isinstance(node, Map):
+            for key, value in node.values.items():
+                if key not in block.params:
+                    raise fail(
+                        "spec-invalid",
+                        f"block `{block.name}` has no param `{key}`{did_you_mean(key, names)}; "
+                        f"its params: {', '.join(names) or 'none'}",
+                        node.keys[key].source,
+                    )
+                given[key] = (value, value.source)
+        elif node is not None and not (isinstance(node, Scalar) and node.value is None):
+            items = node.items if isinstance(node, Seq) else (node,)
+            if len(items) > len(names):
+                raise fail(
+                    "spec-invalid",
+                    f"block `{block.name}` takes {len(names)} param(s) "
+                    f"({', '.join(names) or 'none'}),"
+                    f" {len(items)} given",
+                    node.source,
+                )
+            given = {key: (item, item.source) for key, item in zip(names, items, strict=False)}
+        # A body sees the spec's params and its block's own. Defaults are evaluated in
+        # that scope; values given at the use site in the scope of the use.
+        values: dict[str, Value] = dict(self.params)
+        for key, default in block.params.items():
+            if key in given:
+                values[key] = self._scalar_value(given[key][0], scope)
+            else:
+                values[key] = self._scalar_value(default, _Scope(values))
+        body_scope = _Scope(values, (*scope.blocks, block.name), (block.name, use))
+        body = block.body
+        assert body is not None
+        if isinstance(body, Seq):
+            return self._list(body, body_scope)
+        return (self._entry(body, "0", body_scope),)
+
+    # -- values ----------------------------------------------------------------------
+
+    def _resolve(self, node: Node, scope: _Scope) -> ArgValue:
+        """An argument value: expressions evaluated, lists as tuples, ``auto`` as AUTO."""
+        if isinstance(node, Scalar):
+            value = node.value
+            if isinstance(value, str):
+                value = self._substitute(value, scope.values, node.source)
+            if value == "auto":
+                return AUTO
+            return value
+        if isinstance(node, Seq):
+            return tuple(self._resolve(item, scope) for item in node.items)
+        assert isinstance(node, Map)
+        return {key: self._resolve(value, scope) for key, value in node.values.items()}
+
+    def _scalar_value(self, node: Node, scope: _Scope) -> Value:
+        value = self._resolve(node, scope)
+        if isinstance(value, tuple | dict) or value is AUTO:
+            raise fail(
+                "spec-invalid", "a param is a single value (number, string or bool)", node.source
+            )
+        return value  # type: ignore[return-value]
+
+    def _substitute(self, text: str, scope: Mapping[str, Value], source: Source) -> Value:
+        try:
+            return substitute(text, scope)
+        except ExpressionError as e:
+            raise fail("spec-invalid", f"in {text!r}: {e}", source) from None
+
+    def _scalar(self, node: Node, what: str) -> Value:
+        if not isinstance(node, Scalar):
+            raise fail("spec-invalid", f"{what} must be a single value", node.source)
+        return node.value
+
+    def _text(self, node: Node, what: str) -> str:
+        value = self._scalar(node, what)
+        if not isinstance(value, str):
+            raise fail("spec-invalid", f"{what} must be text", node.source)
+        return value
+
+    def _type_name(self, node: Scalar) -> str:
+        value = node.value
+        if not isinstance(value, str) or not _DOTTED.fullmatch(value):
+            raise fail(
+                "spec-invalid",
+                f"{value!r} is not a layer type; a type is a name like `LazyLinear` or `ReLU`",
+                node.source,
+            )
+        return value
+
+    def _identifier(self, key: str, source: Source, what: str) -> None:
+        if not _IDENTIFIER.fullmatch(key):
+            raise fail("spec-invalid", f"`{key}` is not a valid {what} name", source)
+
+    def _entry_name(self, node: Node, scope: _Scope) -> str:
+        value = self._resolve(node, scope)
+        name = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+        if not _NAME.fullmatch(name):
+            raise fail(
+                "spec-invalid",
+                f"layer name {value!r} must be letters, digits and underscores (no dots)",
+                node.source,
+            )
+        return name
+
+    def _repeat(self, node: Node, scope: _Scope) -> int:
+        value = self._resolve(node, scope)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT:
+            raise fail(
+                "spec-invalid",
+                f"`repeat` is a whole number from 1 to {MAX_REPEAT:,}, not {value!r}",
+                node.source,
+            )
+        return value
+
+    def _trainable(self, node: Node, scope: _Scope) -> bool:
+        value = self._resolve(node, scope)
+        if not isinstance(value, bool):
+            hint = (
+                f"; YAML 1.2 reads `{value}` as text: write true or false"
+                if value in yaml_nodes.YAML11_BOOLEANS
+                else ""
+            )
+            raise fail(
+                "spec-invalid", f"`trainable` is true or false, not {value!r}{hint}", node.source
+            )
+        return value
+
+    def _tie(self, node: Node) -> tuple[dict[str, str], dict[str, Source]]:
+        if not isinstance(node, Map):
+            raise fail(
+                "spec-invalid",
+                "`tie` maps this layer's parameters to others: {weight: path.to.layer.weight}",
+                node.source,
+            )
+        ties: dict[str, str] = {}
+        sources: dict[str, Source] = {}
+        for key, value in node.values.items():
+            target = value.value if isinstance(value, Scalar) else None
+            if not isinstance(target, str) or not _DOTTED.fullmatch(target) or "." not in target:
+                raise fail(
+                    "spec-invalid",
+                    f"`tie: {{{key}: …}}` needs a parameter path like `0.weight`",
+                    value.source,
+                )
+            ties[key] = target
+            sources[key] = value.source
+        return ties, sources
+
+
+def _module_count(entry: Entry) -> int:
+    """Modules this entry builds, ``repeat`` included (nested repeats multiply)."""
+    inner = 1 + sum(_module_count(child) for _, child in entry.children())
+    return entry.repeat * inner + (1 if entry.repeat > 1 else 0)
+
+
+def _show(node: Node) -> str:
+    if isinstance(node, Scalar):
+        return str(node.value)
+    if isinstance(node, Seq):
+        return "[" + ", ".join(_show(i) for i in node.items) + "]"
+    assert isinstance(node, Map)
+    return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in node.values.items()) + "}"
+
+
+__all__ = ["ShapecliError", "did_you_mean", "parse_spec", "read_spec"]

@@ -1,0 +1,54 @@
+"""``${…}``: arithmetic over params, nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from shapecli.spec.expressions import ExpressionError, substitute
+
+SCOPE = {"d": 768, "heads": 12, "name": "gpt", "ratio": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("${d * 4}", 3072),
+        ("${d // heads}", 64),
+        ("${d / heads}", 64.0),
+        ("${(d + 1) % 5}", 4),
+        ("${-d}", -768),
+        ("${max(d, 1024)}", 1024),
+        ("${min(2, 3, 1)}", 1),
+        ("${ratio * 2}", 1.0),
+        ("layer_${heads}", "layer_12"),
+        ("${name}", "gpt"),
+        ("plain", "plain"),
+    ],
+)
+def test_values(text: str, value: object) -> None:
+    result = substitute(text, SCOPE)
+    assert result == value and type(result) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("${__import__('os')}", "not allowed"),
+        ("${d.bit_length()}", "not allowed"),
+        ("${d ** 2}", "not allowed"),
+        ("${[1][0]}", "not allowed"),
+        ("${lambda: 1}", "not allowed"),
+        ("${d if d else 1}", "not allowed"),
+        ("${open('x')}", "not allowed"),
+        ("${nope}", "unknown name `nope`"),
+        ("${d / 0}", "division by zero"),
+        ("${name * 2}", "not a number"),
+        ("${99999999999 * 99999999999}", "64 bits"),
+        ("${}", "empty"),
+        ("${d", "unclosed"),
+        ("${" + "1+" * 200 + "1}", "longer than"),
+    ],
+)
+def test_refused(text: str, fragment: str) -> None:
+    with pytest.raises(ExpressionError, match=fragment.replace("(", r"\(")):
+        substitute(text, SCOPE)
