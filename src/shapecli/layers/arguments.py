@@ -1,0 +1,351 @@
+"""Check a layer's arguments against its constructor before torch sees them.
+
+torch's constructors accept surprising things (``out_features="4"`` fails deep inside
+``torch.empty``; on the meta device ``kernel_size=0`` or ``stride=0`` build without
+complaint and only fail — or silently produce nonsense — later). So every argument is
+checked here, with the entry's line in hand:
+
+1. the call binds to the signature (unknown keyword → "did you mean");
+2. each value matches the parameter's annotation (or its default's type when there is
+   no annotation), described in words when it does not;
+3. sizes are positive, paddings non-negative, probabilities in [0, 1], by parameter
+   name — the names torch uses consistently for these roles.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from shapecli.errors import ShapecliError, fail
+from shapecli.spec import yaml_nodes
+from shapecli.spec.model import AUTO, Entry
+from shapecli.spec.parse import did_you_mean
+
+#: Parameters whose values (each value, for tuples) must be at least 1.
+POSITIVE = frozenset(
+    [
+        "in_features",
+        "out_features",
+        "in1_features",
+        "in2_features",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "dilation",
+        "num_features",
+        "num_channels",
+        "num_groups",
+        "groups",
+        "embed_dim",
+        "num_heads",
+        "nhead",
+        "d_model",
+        "dim_feedforward",
+        "hidden_size",
+        "input_size",
+        "num_layers",
+        "num_embeddings",
+        "embedding_dim",
+        "kdim",
+        "vdim",
+        "num_parameters",
+        "upscale_factor",
+        "downscale_factor",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "output_size",
+        "size",
+    ]
+)
+#: Parameters whose values must be at least 0.
+NON_NEGATIVE = frozenset({"padding", "output_padding", "proj_size"})
+#: Probabilities.
+PROBABILITY = frozenset({"p", "dropout"})
+#: Where shapecli, not the spec, decides.
+FORBIDDEN = {
+    "device": "shapecli places every layer on the meta device itself",
+    "dtype": "layers are built in float32",
+}
+
+_RNN_PARAMS: list[tuple[str, Any, Any]] = [
+    ("input_size", int, inspect.Parameter.empty),
+    ("hidden_size", int, inspect.Parameter.empty),
+    ("num_layers", int, 1),
+    ("bias", bool, True),
+    ("batch_first", bool, False),
+    ("dropout", float, 0.0),
+    ("bidirectional", bool, False),
+]
+
+
+def _signature(params: list[tuple[str, Any, Any]]) -> inspect.Signature:
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=a
+            )
+            for name, a, d in params
+        ]
+    )
+
+
+#: Constructors that take ``*args, **kwargs`` and document their real signature elsewhere.
+SIGNATURES: dict[str, inspect.Signature] = {
+    "RNN": _signature(
+        [*_RNN_PARAMS[:3], ("nonlinearity", Literal["tanh", "relu"], "tanh"), *_RNN_PARAMS[3:]]
+    ),
+    "LSTM": _signature([*_RNN_PARAMS, ("proj_size", int, 0)]),
+    "GRU": _signature(_RNN_PARAMS),
+}
+
+
+@functools.cache
+def signature(cls: type) -> inspect.Signature:
+    """The constructor signature with annotations resolved where possible."""
+    if cls.__name__ in SIGNATURES and cls.__module__.startswith("torch.nn"):
+        return SIGNATURES[cls.__name__]
+    sig = inspect.signature(cls)
+    try:
+        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+    except Exception:  # unresolvable forward references: fall back to the raw ones
+        hints = {}
+    return sig.replace(
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+        ]
+    )
+
+
+def bind(cls: type, entry: Entry, type_name: str) -> inspect.BoundArguments:
+    """Bind and check an entry's arguments; raise ``bad-arguments`` at the bad one."""
+    sig = signature(cls)
+    for key in entry.kwargs:
+        if key in FORBIDDEN:
+            raise _bad(entry, key, f"`{key}` cannot be set in a spec: {FORBIDDEN[key]}")
+    try:
+        bound = sig.bind(*entry.args, **entry.kwargs)
+    except TypeError as e:
+        raise _binding_error(sig, entry, type_name, e) from None
+    for name, value in bound.arguments.items():
+        parameter = sig.parameters[name]
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        key = _key_of(entry, sig, name)
+        if value is AUTO:
+            continue  # auto-sized arguments are checked by the auto machinery
+        expected = _expected_type(parameter)
+        if expected is not None and not matches(value, expected):
+            raise _bad(entry, key, _type_message(name, value, expected))
+        problem = _range_problem(name, value)
+        if problem:
+            raise _bad(entry, key, problem)
+    return bound
+
+
+def usage(cls: type, type_name: str) -> str:
+    """``LazyLinear(out_features: int, bias: bool = True)`` without device/dtype."""
+    parts = []
+    for p in signature(cls).parameters.values():
+        if p.name in FORBIDDEN or p.name.startswith("_"):
+            continue
+        text = p.name
+        if p.annotation is not inspect.Parameter.empty:
+            text += f": {describe(p.annotation, short=True)}"
+        if p.default is not inspect.Parameter.empty:
+            text += f" = {_show_default(p.default)}"
+        if p.kind is p.VAR_POSITIONAL:
+            text = "*" + text
+        parts.append(text)
+    return f"{type_name}({', '.join(parts)})"
+
+
+# -- type matching -----------------------------------------------------------------------
+
+
+def _expected_type(parameter: inspect.Parameter) -> Any:
+    if parameter.annotation is not inspect.Parameter.empty and not isinstance(
+        parameter.annotation, str
+    ):
+        return parameter.annotation
+    default = parameter.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return None
+
+
+def matches(value: object, expected: Any) -> bool:
+    """Does a YAML-derived value fit an annotation? Unknown constructs are accepted."""
+    if expected is Any or isinstance(expected, typing.TypeVar):
+        return True
+    if expected is type(None) or expected is None:
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args and not isinstance(value, bool)
+    if origin in (tuple, list, Sequence) or (
+        isinstance(expected, type) and issubclass(expected, tuple)
+    ):
+        if not isinstance(value, tuple):
+            return False
+        if not args:  # plain tuple / torch.Size: a tuple of ints
+            return all(matches(v, int) for v in value)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return len(value) == len(args) and all(
+                matches(v, a) for v, a in zip(value, args, strict=True)
+            )
+        return all(matches(v, args[0]) for v in value)
+    if origin is not None and origin is typing.get_origin(Callable[[], None]):
+        return False  # a callable cannot come from YAML
+    if isinstance(expected, type):
+        return isinstance(value, expected)
+    return True
+
+
+def describe(expected: Any, short: bool = False) -> str:
+    """An annotation in words: ``a whole number or a list of 2 whole numbers``."""
+    if expected is type(None) or expected is None:
+        return "null"
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    if expected in words:
+        return expected.__name__ if short else words[expected]
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return (
+            " | ".join(describe(a, short) for a in args)
+            if short
+            else " or ".join(describe(a) for a in args)
+        )
+    if origin is Literal:
+        return (
+            " | ".join(repr(a) for a in args)
+            if short
+            else "one of " + ", ".join(repr(a) for a in args)
+        )
+    if origin in (tuple, list) or (isinstance(expected, type) and issubclass(expected, tuple)):
+        if short:
+            return "list"
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            return f"a list of {len(args)} {describe(args[0]).removeprefix('a ')}s"
+        return "a list"
+    return getattr(expected, "__name__", str(expected))
+
+
+def _type_message(name: str, value: object, expected: Any) -> str:
+    got = f"the text {value!r}" if isinstance(value, str) else repr(value)
+    if isinstance(value, bool):
+        got = str(value).lower()
+    elif isinstance(value, tuple):
+        got = f"the list {list(value)!r}"
+    message = f"`{name}` must be {describe(expected)}, not {got}"
+    if isinstance(value, str) and value in yaml_nodes.YAML11_BOOLEANS and matches(True, expected):
+        message += f" (YAML 1.2 reads {value} as text: write true or false)"
+    elif isinstance(value, str) and matches(0, expected):
+        message += " (write the number without quotes)"
+    elif isinstance(value, float) and value.is_integer() and matches(0, expected):
+        message += f" (write {int(value)})"
+    return message
+
+
+def _range_problem(name: str, value: object) -> str | None:
+    values = value if isinstance(value, tuple) else (value,)
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if name in POSITIVE and any(v < 1 for v in numbers):
+        return f"`{name}` must be at least 1, not {value!r}"
+    if name in NON_NEGATIVE and any(v < 0 for v in numbers):
+        return f"`{name}` cannot be negative, not {value!r}"
+    if name in PROBABILITY and any(not 0 <= v <= 1 for v in numbers):
+        return f"`{name}` is a probability between 0 and 1, not {value!r}"
+    return None
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def _key_of(entry: Entry, sig: inspect.Signature, name: str) -> str:
+    """The key of ``entry.arg_sources`` where argument ``name`` is written."""
+    if name in entry.kwargs:
+        return name
+    positional = [p.name for p in sig.parameters.values()]
+    index = positional.index(name) if name in positional else 0
+    return str(index)
+
+
+def _bad(entry: Entry, key: str, message: str) -> ShapecliError:
+    return fail(
+        "bad-arguments",
+        f"{entry.display_type}: {message}",
+        entry.arg_sources.get(key, entry.source),
+        path=entry.name,
+        layer_type=entry.type,
+    )
+
+
+def _binding_error(
+    sig: inspect.Signature, entry: Entry, type_name: str, error: TypeError
+) -> ShapecliError:
+    names = [p.name for p in sig.parameters.values() if p.name not in FORBIDDEN]
+    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for key in entry.kwargs:
+        if key not in sig.parameters and not accepts_kwargs:
+            return _bad(entry, key, f"unknown argument `{key}`{did_you_mean(key, names)}")
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    text = str(error).replace("__init__() ", "")
+    if "missing" in text and required:
+        message = f"missing required argument(s): {', '.join(required)}"
+    elif "too many positional" in text:
+        message = f"too many arguments ({len(entry.args)} given)"
+    else:
+        message = text
+    return fail(
+        "bad-arguments",
+        f"{entry.display_type}: {message}",
+        entry.source,
+        layer_type=entry.type,
+        hint=f"takes {_usage_of(sig, type_name)}",
+    )
+
+
+def _usage_of(sig: inspect.Signature, type_name: str) -> str:
+    parts = [
+        p.name if p.default is inspect.Parameter.empty else f"{p.name}={_show_default(p.default)}"
+        for p in sig.parameters.values()
+        if p.name not in FORBIDDEN and not p.name.startswith("_")
+    ]
+    return f"{type_name}({', '.join(parts)})"
+
+
+def _show_default(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if callable(value):
+        return getattr(value, "__name__", "…")
+    return repr(value)

@@ -1,0 +1,112 @@
+"""Type names → ``nn.Module`` classes: a closed registry with one way in.
+
+Resolution order: shapecli's own layers, then ``torch.nn`` classes by exact name
+(``Lazy*`` included), then dotted names of user code — imported only when the package
+was allowed with ``--allow-import`` on the command line; a spec alone never causes an
+import. Whatever a name resolves to must be an ``nn.Module`` subclass, checked on the
+resolved object itself. Blocks are expanded by the spec parser and never get here.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Iterable
+
+from torch import nn
+
+from shapecli.errors import Source, fail
+from shapecli.layers import own
+from shapecli.spec.parse import did_you_mean
+
+#: torch.nn classes a spec cannot use: containers that take modules or parameters
+#: (shapecli's Sequential, Residual and Parallel take layer lists instead).
+EXCLUDED = frozenset(
+    {
+        "Module",
+        "Container",
+        "ModuleList",
+        "ModuleDict",
+        "ParameterList",
+        "ParameterDict",
+        "Sequential",
+    }
+)
+
+
+@functools.cache
+def torch_layers() -> dict[str, type[nn.Module]]:
+    """Every ``torch.nn`` module class a spec may name, by name."""
+    found = {}
+    for name in dir(nn):
+        obj = getattr(nn, name)
+        if isinstance(obj, type) and issubclass(obj, nn.Module) and name not in EXCLUDED:
+            found[name] = obj
+    return found
+
+
+def all_layers() -> dict[str, type[nn.Module]]:
+    """Own layers first, then torch.nn — the names ``shapecli layers`` lists."""
+    return {
+        **own.OWN_MODULES,
+        **{k: v for k, v in torch_layers().items() if k not in own.OWN_MODULES},
+    }
+
+
+class Registry:
+    """Resolves a spec's type names, allowing imports of the given packages only."""
+
+    def __init__(self, allow_import: Iterable[str] = ()) -> None:
+        self.allowed = tuple(allow_import)
+
+    def resolve(self, name: str, source: Source | None = None) -> type[nn.Module]:
+        if name in own.OWN_MODULES:
+            return own.OWN_MODULES[name]
+        if "." not in name:
+            layers = torch_layers()
+            if name in layers:
+                return layers[name]
+            if hasattr(nn, name):
+                raise fail(
+                    "unknown-layer",
+                    f"`{name}` is in torch.nn but cannot be used in a spec"
+                    + (": use a layer list instead" if name in EXCLUDED else ""),
+                    source,
+                )
+            suggestion = did_you_mean(name, list(all_layers()))
+            raise fail(
+                "unknown-layer",
+                f"unknown layer type `{name}`{suggestion}",
+                source,
+                hint="`shapecli layers` lists every type name a spec may use",
+            )
+        return self._import(name, source)
+
+    def _import(self, dotted: str, source: Source | None) -> type[nn.Module]:
+        module_name, _, attribute = dotted.rpartition(".")
+        if not any(dotted == a or dotted.startswith(a + ".") for a in self.allowed):
+            package = dotted.split(".", maxsplit=1)[0]
+            raise fail(
+                "import-denied",
+                f"`{dotted}` is user code; shapecli imports it only when allowed",
+                source,
+                hint=f"run with `--allow-import {package}` if you trust that package",
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # user code may raise anything at import
+            raise fail(
+                "unknown-layer",
+                f"cannot import `{module_name}` for `{dotted}`: {type(e).__name__}: {e}",
+                source,
+            ) from e
+        obj = getattr(module, attribute, None)
+        if obj is None:
+            raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`", source)
+        if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+            raise fail(
+                "unknown-layer",
+                f"`{dotted}` is not an nn.Module subclass; a spec can only name layers",
+                source,
+            )
+        return obj

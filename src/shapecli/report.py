@@ -1,0 +1,175 @@
+"""The Report: everything a dry run learned, as plain data.
+
+The dry run fills these dataclasses; renderers are pure functions of them. Nothing
+here imports torch, so renderers and their tests run without it. :func:`to_json`
+is the stable machine-readable form (``schema_version`` 1, documented in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shapecli.errors import Problem, Source
+from shapecli.inputs import InputSpec
+
+SCHEMA_VERSION = 1
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+RowStatus = Literal["ok", "failed", "not-run"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter a module owns directly.
+
+    ``shape`` and ``count`` are ``None`` while a lazy parameter is uninitialized (its
+    layer never ran). A parameter registered in several places is counted at its first
+    place only; the others carry ``shared_with`` (its first place's path) and count 0.
+    """
+
+    name: str
+    shape: Shape | None
+    count: int | None
+    trainable: bool = True
+    shared_with: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One module of the tree. ``entry`` rows are what the spec wrote; the others are
+    torch's own submodules (shown in the table only with ``--depth``)."""
+
+    path: str
+    name: str
+    type: str
+    depth: int
+    source: Source | None = None
+    input_shapes: tuple[Shape, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    params: tuple[ParamInfo, ...] = ()
+    param_count: int = 0
+    flops: int | None = None
+    entry: bool = True
+    inferred: bool = False
+    status: RowStatus = "ok"
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int = 0
+    trainable: int = 0
+    non_trainable: int = 0
+    shared: int = 0
+    param_bytes: int = 0
+    activation_bytes: int = 0
+    flops: int | None = None
+    param_dtype: str = "float32"
+    complete: bool = True  # False when some lazy parameters never got a size
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    spec: str
+    inputs: tuple[InputSpec, ...]
+    rows: tuple[Row, ...] = ()
+    totals: Totals = field(default_factory=Totals)
+    errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    device: str = "meta"
+    ran: bool = True  # False when there was no input to dry-run with
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def failed_report(name: str, spec: str, inputs: tuple[InputSpec, ...], problem: Problem) -> Report:
+    """The report of a spec that could not be built or run at all."""
+    return Report(name=name, spec=spec, inputs=inputs, errors=(problem,), ran=False)
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The stable JSON form of a report (``schema_version`` 1)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": report.name,
+        "spec": report.spec,
+        "device": report.device,
+        "inputs": [{"shape": list(i.dims), "dtype": i.dtype} for i in report.inputs],
+        "ok": report.ok,
+        "layers": [_row_json(row) for row in report.rows],
+        "totals": {
+            "params": report.totals.params,
+            "trainable": report.totals.trainable,
+            "non_trainable": report.totals.non_trainable,
+            "shared": report.totals.shared,
+            "param_bytes": report.totals.param_bytes,
+            "activation_bytes": report.totals.activation_bytes,
+            "flops": report.totals.flops,
+            "param_dtype": report.totals.param_dtype,
+            "complete": report.totals.complete,
+        },
+        "errors": [problem_json(p) for p in report.errors],
+        "warnings": [problem_json(p) for p in report.warnings],
+    }
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    return {
+        "path": row.path,
+        "name": row.name,
+        "type": row.type,
+        "depth": row.depth,
+        "entry": row.entry,
+        "source": {"line": row.source.line, "column": row.source.column} if row.source else None,
+        "input_shapes": [list(s) for s in row.input_shapes],
+        "output_shapes": [list(s) for s in row.output_shapes],
+        "params": [
+            {
+                "name": p.name,
+                "shape": list(p.shape) if p.shape is not None else None,
+                "count": p.count,
+                "trainable": p.trainable,
+                "shared_with": p.shared_with,
+            }
+            for p in row.params
+        ],
+        "param_count": row.param_count,
+        "flops": row.flops,
+        "inferred": row.inferred,
+        "status": row.status,
+    }
+
+
+def problem_json(problem: Problem) -> dict[str, Any]:
+    """A problem as JSON: the same shape in ``inspect`` and ``lint`` output."""
+    source = problem.source
+    return {
+        "code": problem.code,
+        "severity": problem.severity,
+        "message": problem.message,
+        "path": problem.path,
+        "type": problem.layer_type,
+        "source": (
+            {
+                "file": source.file,
+                "line": source.line or None,
+                "column": source.column or None,
+            }
+            if source
+            else None
+        ),
+        "input_shapes": [list(s) for s in problem.input_shapes] if problem.input_shapes else None,
+        "expected": problem.expected,
+        "produced_by": problem.produced_by,
+        "hint": problem.hint,
+        "detail": problem.detail,
+        "notes": list(problem.notes),
+    }

@@ -1,0 +1,98 @@
+"""Shared fixtures: the CLI in-process and as a real process, golden files, paths.
+
+Golden files hold rendered output byte for byte; ``pytest --update-golden`` rewrites
+them from the current output (then review the diff before committing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite golden files from current output"
+    )
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run ``shapecli ARGS`` in-process (torch is imported once for the whole session)."""
+    from shapecli.cli import app
+
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def run_process(
+    *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m shapecli ARGS`` as a real process, the way a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "shapecli", *args],
+        capture_output=True,
+        text=True,
+        cwd=kwargs.pop("cwd", ROOT),
+        env={**os.environ, "NO_COLOR": "", **(env or {})},
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """Compare text with ``tests/golden/NAME`` (or rewrite it with --update-golden)."""
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if update:
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
+        assert text == path.read_text(encoding="utf-8"), f"output differs from {path}"
+
+    return check
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a spec into a temporary folder and return its path."""
+
+    def make(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return make
