@@ -1,0 +1,177 @@
+"""The public Python API — ``load``, ``inspect``, ``build`` — which the CLI also uses.
+
+* :func:`load` reads a spec and raises :class:`~shapecli.errors.ShapecliError` if it
+  cannot.
+* :func:`inspect` never raises for a problem with its inputs: every problem is in the
+  returned report's ``errors`` (with ``report.ok`` false), so a caller handles one
+  outcome, and ``lint`` checks many files the same way.
+* :func:`build` returns real, initialized weights on the CPU, or raises.
+
+torch is imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from shapecli.errors import Problem, ShapecliError, fail
+from shapecli.inputs import InputError, InputSpec, parse_input
+from shapecli.report import Report, failed_report
+from shapecli.spec.expressions import Value
+from shapecli.spec.model import Spec
+from shapecli.spec.parse import read_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+SpecLike = str | os.PathLike[str] | Spec
+InputLike = str | InputSpec | Sequence[str | InputSpec] | None
+
+#: Weight initializations :func:`build` knows, applied to every weight of 2+ dims.
+INITS = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "normal",
+)
+
+
+def load(spec: str | os.PathLike[str], *, set: Mapping[str, Value] | None = None) -> Spec:
+    """Read and resolve a spec file. ``set`` overrides its ``params``."""
+    return read_spec(Path(spec), set)
+
+
+def parse_inputs(given: InputLike) -> tuple[InputSpec, ...]:
+    """Input declarations from strings or :class:`InputSpec`\\ s (``input-invalid`` if bad)."""
+    if given is None:
+        return ()
+    items = [given] if isinstance(given, str | InputSpec) else list(given)
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(item if isinstance(item, InputSpec) else parse_input(item))
+        except InputError as e:
+            raise fail("input-invalid", str(e)) from None
+    return tuple(parsed)
+
+
+def inspect(
+    spec: SpecLike,
+    input: InputLike = None,
+    *,
+    set: Mapping[str, Value] | None = None,
+    allow_import: Iterable[str] = (),
+    static_ok: bool = False,
+) -> Report:
+    """Build the spec's modules and dry-run them; every problem ends up in the report.
+
+    ``input`` overrides the spec's ``input:``. Without either, the report holds an
+    ``input-invalid`` error — or, with ``static_ok`` (what ``lint`` uses), the model is
+    built and checked statically and a ``dry-run-skipped`` warning says so.
+    """
+    name = Path(spec.file if isinstance(spec, Spec) else spec).stem
+    file = spec.file if isinstance(spec, Spec) else str(spec)
+    inputs: tuple[InputSpec, ...] = ()
+    try:
+        inputs = parse_inputs(input)
+        loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
+        name = loaded.name
+        inputs = inputs or loaded.inputs
+        if not inputs and not static_ok:
+            raise fail(
+                "input-invalid",
+                "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
+            )
+        from shapecli.construct import build_modules
+
+        built = build_modules(loaded, allow_import)
+        if not inputs:
+            return Report(
+                name=name,
+                spec=file,
+                inputs=(),
+                ran=False,
+                warnings=(
+                    Problem(
+                        code="dry-run-skipped",
+                        message="no `input:` in the spec, so the layers were built and checked "
+                        "but not dry-run; add `input:` to check shapes",
+                        source=loaded.input_source or loaded.model.source,
+                        severity="warning",
+                    ),
+                ),
+            )
+        from shapecli.dryrun import dry_run
+
+        return dry_run(built, inputs, name, file)
+    except ShapecliError as e:
+        return failed_report(name, file, inputs, e.problem)
+
+
+def build(
+    spec: SpecLike,
+    input: InputLike = None,
+    *,
+    init: str = "default",
+    seed: int = 0,
+    set: Mapping[str, Value] | None = None,
+    allow_import: Iterable[str] = (),
+) -> nn.Module:
+    """The spec's model with real weights on the CPU, initialized reproducibly.
+
+    The sizes come from a meta dry run (so a bad spec fails before anything is
+    allocated); then storage is allocated and every layer initialized: its own
+    ``reset_parameters`` for ``init="default"``, or the named ``torch.nn.init``
+    scheme for every weight of two or more dimensions.
+    """
+    if init not in INITS:
+        raise fail("usage", f"unknown init {init!r}; one of {', '.join(INITS)}")
+    import torch
+
+    from shapecli.construct import build_modules
+    from shapecli.dryrun import dry_run
+
+    loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
+    inputs = parse_inputs(input) or loaded.inputs
+    if not inputs:
+        raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
+    built = build_modules(loaded, allow_import)
+    report = dry_run(built, inputs, loaded.name, loaded.file)
+    if report.errors:
+        raise ShapecliError(report.errors[0])
+    model = built.model.to_empty(device="cpu")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        _initialize(model, init)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model
+
+
+def _initialize(model: nn.Module, init: str) -> None:
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for module in model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                cast(Callable[[], None], reset)()
+            elif isinstance(module, nn.modules.batchnorm._NormBase):
+                module.reset_running_stats()
+        if init == "default":
+            return
+        for param in model.parameters():
+            if param.dim() < 2:
+                continue  # biases and norm scales keep their layer's own init
+            if init == "normal":
+                nn.init.normal_(param, std=0.02)  # GPT-2's scheme
+            else:
+                getattr(nn.init, f"{init}_")(param)

@@ -1,0 +1,201 @@
+"""The ``shapecli`` command: parses options, calls the API, picks a renderer, exits.
+
+Nothing here computes anything about models. Exit codes follow from the problems the
+API reports (:mod:`shapecli.errors`): 0 ok, 1 problems in a spec, 2 could not run,
+3 a bug in shapecli — which prints a one-line apology unless ``--traceback`` asks for
+the Python traceback.
+
+torch is imported only by commands that need it, so ``shapecli --help`` and YAML
+errors are instant.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from shapecli.errors import ExitCode, Problem, ShapecliError, fail, worst_exit_code
+from shapecli.report import Report, failed_report
+
+app = typer.Typer(
+    name="shapecli",
+    help="Inspect a PyTorch model described in YAML: every layer's shapes and parameters, "
+    "from a free dry run on the meta device.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+T = TypeVar("T")
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class _State:
+    traceback = False
+
+
+STATE = _State()
+
+
+@app.callback()
+def _main(
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the Python traceback of an internal error.")
+    ] = False,
+) -> None:
+    STATE.traceback = show_traceback
+
+
+@app.command()
+def inspect(
+    spec: Annotated[
+        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
+    ],
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="SHAPE",
+            help="Input shape, e.g. 2x20, 1x3x224x224, 1x1024:long. Repeat for several inputs. "
+            "Overrides the spec's `input:`.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ReportFormat.table,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            "-d",
+            min=0,
+            metavar="N",
+            help="Show every module down to this depth, torch's own submodules included "
+            "(default: the spec's entries).",
+            show_default=False,
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="Override a param: --set d_model=512. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_import: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-import",
+            metavar="PACKAGE",
+            help="Allow the spec to use layers from this Python package. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Dry-run a spec and report every layer's shapes and parameters."""
+    fmt = output_format.value
+
+    def run() -> Report:
+        from shapecli import api, speedups
+
+        inputs = api.parse_inputs(input)  # the command line is checked first
+        loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
+        speedups.skip_dynamo_import()
+        return api.inspect(loaded, inputs, allow_import=allow_import or ())
+
+    report = _guarded(run, lambda problem: failed_report(spec.stem, str(spec), (), problem))
+    _emit(report, fmt, depth)
+    raise typer.Exit(_exit_code(report))
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail("usage", f"--set {item!r}: write --set name=value")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _exit_code(report: Report) -> int:
+    return int(worst_exit_code([*report.errors, *report.warnings]))
+
+
+def _guarded(run: Callable[[], T], on_problem: Callable[[Problem], T]) -> T:
+    """Run a command body; expected failures become data, bugs become exit 3."""
+    try:
+        return run()
+    except ShapecliError as e:
+        return on_problem(e.problem)
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as e:
+        if STATE.traceback:
+            traceback.print_exc()
+        else:
+            print(
+                f"shapecli: internal error: {type(e).__name__}: {e}\n"
+                "This is a bug in shapecli; run again with --traceback to see where it happened.",
+                file=sys.stderr,
+            )
+        raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _emit(report: Report, fmt: str, depth: int | None) -> None:
+    from shapecli.render import Options, renderers
+
+    options = Options(
+        depth=depth,
+        color=_color(sys.stdout),
+        width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+    )
+    rendered = renderers()[fmt](report, options)
+    sys.stdout.write(rendered.stdout)
+    sys.stdout.flush()
+    if rendered.stderr:
+        if options.color != _color(sys.stderr):
+            from dataclasses import replace
+
+            rendered = renderers()[fmt](report, replace(options, color=_color(sys.stderr)))
+        sys.stderr.write(rendered.stderr)
+
+
+def _color(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(callable(isatty) and isatty()) and not os.environ.get("NO_COLOR")
+
+
+def main() -> None:
+    """Console entry point: run the app, then leave without interpreter teardown."""
+    code: int
+    try:
+        app(prog_name="shapecli")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    except BrokenPipeError:
+        code = 0
+    if "torch" in sys.modules:
+        from shapecli.speedups import exit_now
+
+        exit_now(code)
+    sys.exit(code)

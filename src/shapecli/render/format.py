@@ -1,0 +1,84 @@
+"""Small formatting helpers every renderer shares: shapes, counts, bytes, problems."""
+
+from __future__ import annotations
+
+from shapecli.errors import Problem
+from shapecli.report import ParamInfo, Report, Shape
+
+TIMES = "×"
+
+
+def shape(dims: Shape) -> str:
+    """``2×20``; a scalar tensor is ``()``."""
+    return TIMES.join(str(d) for d in dims) if dims else "()"
+
+
+def shapes(all_dims: tuple[Shape, ...]) -> str:
+    return ", ".join(shape(s) for s in all_dims)
+
+
+def count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def params(infos: tuple[ParamInfo, ...]) -> str:
+    """``weight 256×20 · bias 256``; shared ones say where they live."""
+    parts = []
+    for p in infos:
+        text = f"{p.name} {shape(p.shape) if p.shape is not None else '?'}"
+        if p.shared_with:
+            text += f" = {p.shared_with}"
+        if not p.trainable:
+            text += " (frozen)"
+        parts.append(text)
+    return " · ".join(parts)
+
+
+def nbytes(n: int) -> str:
+    """Binary units with one decimal: ``31.0 KiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n:,} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def problem_lines(problem: Problem) -> list[str]:
+    """A problem as text: ``file:line:col: severity[code] message`` and indented details.
+
+    A problem with no place in a file (a bad ``--input``) is shapecli's own complaint.
+    """
+    head = str(problem.source) if problem.source else "shapecli"
+    lines = [f"{head}: {problem.severity}[{problem.code}] {problem.message}"]
+    if problem.produced_by:
+        lines.append(f"  the shape comes from {problem.produced_by}")
+    lines.extend(f"  {note}" for note in problem.notes)
+    if problem.hint:
+        lines.append(f"  hint: {problem.hint}")
+    if problem.detail:
+        detail = problem.detail.splitlines()
+        lines.append(
+            f"  torch: {detail[0]}" if problem.code == "shape-mismatch" else f"  {detail[0]}"
+        )
+        lines.extend(f"    {line}" for line in detail[1:])
+    return lines
+
+
+def summary_lines(report: Report) -> list[str]:
+    """The footer every human-facing format prints under the rows."""
+    t = report.totals
+    lines = [
+        f"Total params: {t.params:,}"
+        + ("" if t.complete else " (so far: some layers did not run)"),
+        f"Trainable: {t.trainable:,} · non-trainable: {t.non_trainable:,} · "
+        f"shared: {t.shared:,} (counted once)",
+        f"Parameter memory: {nbytes(t.param_bytes)} ({t.param_dtype}) · "
+        f"activation memory: {nbytes(t.activation_bytes)} (one forward pass)",
+    ]
+    if t.flops is not None:
+        lines.append(f"Multiply-adds: {t.flops:,}")
+    if any(r.inferred for r in report.rows):
+        lines.append("* input size inferred by the dry run")
+    lines.append(f"Dry run on the {report.device} device: no memory was allocated.")
+    return lines

@@ -1,0 +1,107 @@
+"""The human report: a rich table of rows, a footer of totals, problems on stderr."""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from shapecli.render import Options, Rendered
+from shapecli.render import format as fmt
+from shapecli.render.tree import guides, visible_rows
+from shapecli.report import Report, Row
+
+FAIL_MARK = "✗"
+
+
+def render(report: Report, options: Options) -> Rendered:
+    stdout = _rows_and_totals(report, options) if report.rows else ""
+    stderr = _problems(report, options)
+    return Rendered(stdout, stderr)
+
+
+def _rows_and_totals(report: Report, options: Options) -> str:
+    rows = visible_rows(report, options.depth)
+    failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
+    table = Table(
+        title=_title(report),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Input", no_wrap=True)
+    table.add_column("Output", no_wrap=True)
+    table.add_column("Parameters")
+    table.add_column("Count", justify="right", no_wrap=True)
+    for prefix, row in zip(guides(rows), rows, strict=True):
+        table.add_row(*_cells(prefix, row, row.path in failing and row.status == "failed"))
+    text = _print(table, options)
+    footer = "\n".join(fmt.summary_lines(report))
+    return text + "\n" + _print(Text(footer, style="dim"), options)
+
+
+def _title(report: Report) -> str:
+    inputs = ", ".join(str(i) for i in report.inputs)
+    return f"{report.name} · input {inputs}" if inputs else report.name
+
+
+def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
+    style = "bold red" if failed else ""
+    layer = Text(prefix, style="dim")
+    layer.append(f"{FAIL_MARK} " if failed else "", style=style)
+    layer.append(row.name, style=style or ("bold" if row.depth == 0 else ""))
+    layer.append(f" ({row.type}{'*' if row.inferred else ''})", style=style or "cyan")
+    if failed:
+        output = Text(f"{FAIL_MARK} cannot take it", style=style)
+    elif row.status == "failed":
+        output = Text("")
+    else:
+        output = Text(fmt.shapes(row.output_shapes), style="green")
+    return (
+        layer,
+        Text(fmt.shapes(row.input_shapes), style=style),
+        output,
+        Text(fmt.params(row.params), style="magenta" if not failed else style),
+        Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
+    )
+
+
+def _problems(report: Report, options: Options) -> str:
+    problems = (*report.errors, *report.warnings)
+    if not problems:
+        return ""
+    text = Text()
+    for problem in problems:
+        lines = fmt.problem_lines(problem)
+        text.append(lines[0] + "\n", style="bold red" if problem.severity == "error" else "yellow")
+        for line in lines[1:]:
+            text.append(line + "\n", style="dim" if line.lstrip().startswith("torch") else "")
+    text.rstrip()
+    return _print(text, options, wrap=False)
+
+
+def _print(renderable: Table | Text, options: Options, wrap: bool = True) -> str:
+    """Render to a string: coloured only when asked, as wide as needed unless given."""
+    width = options.width
+    if width is None:
+        probe = Console(width=100_000, file=io.StringIO())
+        width = max(probe.measure(renderable).maximum, 20) if wrap else 100_000
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=options.color,
+        no_color=not options.color,
+        color_system="standard" if options.color else None,
+        highlight=False,
+        emoji=False,
+        soft_wrap=not wrap,
+    )
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"

@@ -1,0 +1,96 @@
+"""The CLI as a real process: what it imports, how it exits, what it prints to pipes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, ROOT, run_process
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level-ish module names a ``python -m shapecli ARGS`` run imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "shapecli", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+
+def test_import_shapecli_does_not_import_torch() -> None:
+    code = "import sys, shapecli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_help_does_not_import_torch() -> None:
+    modules = imported_modules("--help")
+    assert "typer" in modules and "torch" not in modules
+
+
+@pytest.mark.parametrize(
+    "text", ["model:\n  - a: 1\n   - b\n", "modle: []\n", "model:\n  - LazyLinear: ${nope}\n"]
+)
+def test_yaml_and_spec_errors_do_not_import_torch(tmp_path: Path, text: str) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    assert "torch" not in imported_modules("inspect", str(spec), "--input", "2x3")
+    done = run_process("inspect", str(spec), "--input", "2x3")
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
+
+
+def test_inspect_as_a_process() -> None:
+    done = run_process("inspect", "configs/mlp.yaml", "--input", "2x20")
+    assert done.returncode == 0, done.stderr
+    assert "Total params: 7,946" in done.stdout and done.stderr == ""
+    assert "\x1b[" not in done.stdout  # no colour when not a terminal
+
+
+def test_missing_file_exits_2_without_traceback() -> None:
+    done = run_process("inspect", "/nonexistent.yaml")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "/nonexistent.yaml: error[file-error] no such file" in done.stderr
+
+
+def test_closed_pipe_ends_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shapecli", "inspect", str(CONFIGS / "mlp.yaml"), "-f", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(1) == b"{"
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr
+
+
+def test_the_current_directory_is_not_importable(tmp_path: Path) -> None:
+    (tmp_path / "yaml.py").write_text("raise SystemExit('shadowed')\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: 1x2\nmodel: [ReLU]\n")
+    done = run_process("inspect", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+SPEEDUP_CHECK = """
+import sys, torch
+from shapecli import api, speedups
+patched = speedups.skip_dynamo_import()
+report = api.inspect(sys.argv[1])
+print(patched > 0, "torch._dynamo" in sys.modules, report.totals.params)
+speedups.exit_now(7)
+"""
+
+
+def test_speedups_keep_dynamo_out_and_results_unchanged() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SPEEDUP_CHECK, str(CONFIGS / "mlp.yaml")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.split() == ["True", "False", "7946"]
