@@ -168,3 +168,12 @@ def test_internal_errors_exit_3_without_traceback(
 def test_same_input_gives_byte_identical_output(cli: Cli) -> None:
     runs = {cli("inspect", str(CONFIGS / "partial.yaml"), "-f", f).stdout for f in ("json", "json")}
     assert len(runs) == 1
+
+
+def test_torch_warnings_become_located_warnings(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write("input: 5x2x4\nmodel:\n  - LSTM: {input_size: 4, hidden_size: 8, dropout: 0.5}\n")
+    result = cli("inspect", str(spec))
+    assert result.exit_code == 0
+    assert f"{spec}:3:5: warning[layer-warning] layer 0 (LSTM): dropout option" in result.stderr
+    doc = cli("inspect", str(spec), "-f", "json").json()
+    assert doc["ok"] is True and doc["warnings"][0]["code"] == "layer-warning"

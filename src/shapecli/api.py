@@ -98,6 +98,7 @@ def inspect(
                 inputs=(),
                 ran=False,
                 warnings=(
+                    *built.warnings,
                     Problem(
                         code="dry-run-skipped",
                         message="no `input:` in the spec, so the layers were built and checked "

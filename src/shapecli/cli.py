@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -116,6 +117,8 @@ def inspect(
     def run() -> Report:
         from shapecli import api, speedups
 
+        # torch warns at import when NumPy is missing; shapecli never uses NumPy.
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
         inputs = api.parse_inputs(input)  # the command line is checked first
         loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
         speedups.skip_dynamo_import()

@@ -15,6 +15,7 @@ would replace the public function ``shapecli.build`` on the package.)
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from shapecli.errors import ShapecliError, fail
+from shapecli.errors import Problem, ShapecliError, fail
 from shapecli.layers import arguments, own
 from shapecli.layers.registry import Registry
 from shapecli.spec.model import ArgValue, Entry, Spec
@@ -37,10 +38,23 @@ class BuiltModel:
     model: nn.Module
     entries: dict[str, Entry] = field(default_factory=dict)
     lazy: set[str] = field(default_factory=set)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
+    """A warning torch raised about a layer, located at the layer's entry."""
+    label = f"layer {path} ({entry.display_type})" if entry else f"layer {path}"
+    return Problem(
+        code="layer-warning",
+        message=f"{label}: {' '.join(message.split())}",
+        source=entry.source if entry else None,
+        severity="warning",
+        path=path,
+    )
 
 
 def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
@@ -53,13 +67,14 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
         for path, module in model.named_modules()
         if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
     }
-    return BuiltModel(model, builder.entries, lazy)
+    return BuiltModel(model, builder.entries, lazy, builder.warnings)
 
 
 class _Builder:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.entries: dict[str, Entry] = {}
+        self.warnings: list[Problem] = []
 
     def module(self, entry: Entry, path: str) -> nn.Module:
         self.entries[path] = entry
@@ -96,7 +111,11 @@ class _Builder:
         args = [self._value(v, path, str(i)) for i, v in enumerate(bound.args)]
         kwargs = {k: self._value(v, path, k) for k, v in bound.kwargs.items()}
         try:
-            return cls(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                module = cls(*args, **kwargs)
+            self.warnings.extend(layer_warning(str(w.message), entry, path) for w in caught)
+            return module
         except ShapecliError:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours

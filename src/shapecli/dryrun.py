@@ -12,6 +12,7 @@ restored in ``finally``, and a check that no parameter stayed uninitialized.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli.construct import BuiltModel
+from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import diagnose
 from shapecli.errors import Problem
 from shapecli.inputs import InputSpec
@@ -76,6 +77,11 @@ class _Recorder:
     stack: list[str] = field(default_factory=list)
     producers: dict[int, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    def warn(self, message: Warning | str, *args: object, **kwargs: object) -> None:
+        """``warnings.showwarning`` for the pass: remember which module was running."""
+        self.warnings.append((self.stack[-1] if self.stack else "", str(message)))
 
     def before(self, module: nn.Module, args: tuple[object, ...]) -> None:
         path = self.paths[id(module)]
@@ -108,7 +114,9 @@ def dry_run(built: BuiltModel, inputs: Sequence[InputSpec], name: str, spec_file
             handles.append(module.register_forward_pre_hook(recorder.before))
             handles.append(module.register_forward_hook(recorder.after))
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = recorder.warn
             model(*tensors)
     except Exception as e:  # a layer that cannot take its input raises anything
         error = e
@@ -154,7 +162,16 @@ class _Reporter:
             rows=tuple(rows),
             totals=totals,
             errors=tuple(errors),
+            warnings=self._warnings(),
         )
+
+    def _warnings(self) -> tuple[Problem, ...]:
+        """Warnings from building and running the layers, each once, at its entry."""
+        found = list(self.built.warnings)
+        for path, message in self.recorder.warnings:
+            entry_path = self._entry_path(path)
+            found.append(layer_warning(message, self.built.entries.get(entry_path), path))
+        return tuple(dict.fromkeys(found))
 
     # -- rows and totals -----------------------------------------------------------------
 
@@ -281,11 +298,14 @@ class _Reporter:
 
     # -- the failure ---------------------------------------------------------------------
 
-    def _entry_for(self, path: str) -> Entry | None:
-        entries = self.built.entries
-        while path not in entries and path:
+    def _entry_path(self, path: str) -> str:
+        """The path of the spec entry that ``path`` is (or is inside of)."""
+        while path not in self.built.entries and path:
             path = path.rpartition(".")[0]
-        return entries.get(path)
+        return path
+
+    def _entry_for(self, path: str) -> Entry | None:
+        return self.built.entries.get(self._entry_path(path))
 
     def _mismatch(self, error: BaseException) -> Problem:
         recorder, entries = self.recorder, self.built.entries

@@ -38,6 +38,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "import-denied": ExitCode.PROBLEMS,
     "uninitialized": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,
+    "layer-warning": ExitCode.OK,
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
