@@ -177,3 +177,12 @@ def test_torch_warnings_become_located_warnings(cli: Cli, write: Callable[..., P
     assert f"{spec}:3:5: warning[layer-warning] layer 0 (LSTM): dropout option" in result.stderr
     doc = cli("inspect", str(spec), "-f", "json").json()
     assert doc["ok"] is True and doc["warnings"][0]["code"] == "layer-warning"
+
+
+def test_several_inputs(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write("model:\n  Bilinear: [20, 30, 5]\n")
+    doc = cli("inspect", str(spec), "-i", "2x20", "-i", "2x30", "-f", "json").json()
+    assert doc["ok"] and doc["layers"][0]["input_shapes"] == [[2, 20], [2, 30]]
+    assert doc["totals"]["params"] == 5 * 20 * 30 + 5
+    error = cli("inspect", str(spec), "-i", "2x20", "-f", "json").json()["errors"][0]
+    assert error["expected"] == "2 inputs (input1, input2)" and "--input" in error["hint"]

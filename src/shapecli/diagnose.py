@@ -9,6 +9,7 @@ always kept below, so an unknown kind still gets an honest error.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from torch import nn
@@ -30,6 +31,12 @@ def diagnose(
     module: nn.Module, type_name: str, shapes: tuple[Shape, ...], dtypes: tuple[str, ...]
 ) -> Diagnosis:
     """The expectation of ``module`` about its first input, and a hint."""
+    required = _required_inputs(module)
+    if len(shapes) < len(required):
+        return Diagnosis(
+            f"{len(required)} inputs ({', '.join(required)})",
+            "declare one input per tensor: --input … --input …, or a list in `input:`",
+        )
     shape = shapes[0] if shapes else ()
     dtype = dtypes[0] if dtypes else ""
     lazy = f"Lazy{type_name}" if not type_name.startswith("Lazy") else type_name
@@ -72,6 +79,19 @@ def diagnose(
     if isinstance(module, nn.RNNBase):
         return _last_dim(shape, module.input_size, "input_size", None, type_name)
     return Diagnosis(None, None)
+
+
+def _required_inputs(module: nn.Module) -> list[str]:
+    """Names of the tensors ``module.forward`` cannot do without."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in parameters
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
 
 
 def _last_dim(shape: Shape, size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
