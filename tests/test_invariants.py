@@ -26,5 +26,5 @@ def test_depth_one_rows_add_up_to_the_total(path: Path) -> None:
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
 def test_every_row_ran_and_every_entry_has_a_source(path: Path) -> None:
     report = shapecli.inspect(path)
-    assert all(r.status == "ok" for r in report.rows)
+    assert all(r.status == "ok" for r in report.rows if r.type != "ModuleList")  # never called
     assert all(r.source is not None for r in report.rows if r.entry)

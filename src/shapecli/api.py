@@ -147,6 +147,7 @@ def build(
     if report.errors:
         raise ShapecliError(report.errors[0])
     model = built.model.to_empty(device="cpu")
+    built.apply_ties()  # to_empty makes a tied parameter two again
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -3,7 +3,8 @@
 Every module is constructed under ``torch.device("meta")``: parameters get shapes but
 no memory. (Moving an unmaterialized lazy model with ``.to("meta")`` afterwards
 silently breaks it, so the device is set at construction.) Lazy modules keep their
-``UninitializedParameter``\\ s until the dry run's first forward pass fixes them.
+``UninitializedParameter``\\ s, and ``auto`` layers stay placeholders, until the dry
+run's first forward pass fixes them.
 
 Module paths are the spec's names joined with dots — exactly what
 ``model.get_submodule`` and ``tie:`` use — and :attr:`BuiltModel.entries` maps each
@@ -24,11 +25,24 @@ from typing import Any, cast
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
 
-from shapecli.errors import Problem, ShapecliError, fail
+from shapecli.errors import Problem, ShapecliError, Source, fail
 from shapecli.layers import arguments, own
+from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.registry import Registry
-from shapecli.spec.model import ArgValue, Entry, Spec
+from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
+from shapecli.spec.parse import did_you_mean
+
+
+@dataclass(frozen=True)
+class Tie:
+    """``tie: {param: target}`` on the entry at ``path``: that parameter *is* the target."""
+
+    path: str
+    param: str
+    target: str
+    source: Source
 
 
 @dataclass
@@ -39,6 +53,48 @@ class BuiltModel:
     entries: dict[str, Entry] = field(default_factory=dict)
     lazy: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
+    ties: list[Tie] = field(default_factory=list)
+
+    def apply_ties(self) -> list[Problem]:
+        """Make every tied parameter the very object it is tied to.
+
+        Done after the dry run (a lazy layer's own parameter has its shape by then, to
+        compare with) and again after weights are allocated (``to_empty`` unties).
+        A tie whose parameter is still uninitialized (its layer never ran) is skipped.
+        """
+        problems = []
+        for tie in self.ties:
+            module = self.model.get_submodule(tie.path)
+            target = self.model.get_parameter(tie.target)
+            mine = module._parameters.get(tie.param)
+            if isinstance(module, AutoSized) or isinstance(target, UninitializedParameter):
+                continue  # the layer never ran
+            if isinstance(mine, UninitializedParameter):
+                continue
+            if mine is None:
+                problems.append(
+                    Problem(
+                        code="spec-invalid",
+                        message=f"`tie`: layer {tie.path} has no parameter `{tie.param}`",
+                        source=tie.source,
+                        path=tie.path,
+                    )
+                )
+                continue
+            if mine is not None and mine.shape != target.shape:
+                problems.append(
+                    Problem(
+                        code="bad-arguments",
+                        message=f"cannot tie {tie.path}.{tie.param} "
+                        f"({'×'.join(map(str, mine.shape))}) to {tie.target} "
+                        f"({'×'.join(map(str, target.shape))}): the shapes differ",
+                        source=tie.source,
+                        path=tie.path,
+                    )
+                )
+                continue
+            module._parameters[tie.param] = target
+        return problems
 
 
 def join(path: str, name: str) -> str:
@@ -62,12 +118,16 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
     builder = _Builder(Registry(allow_import))
     with torch.device("meta"):
         model = builder.module(spec.model, "")
-    lazy = {
+    built = BuiltModel(model, builder.entries, warnings=builder.warnings)
+    _bind_refs(built)
+    built.ties = _check_ties(built, builder.ties)
+    built.lazy = {
         path
         for path, module in model.named_modules()
-        if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
+        if isinstance(module, AutoSized)
+        or (isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params())
     }
-    return BuiltModel(model, builder.entries, lazy, builder.warnings)
+    return built
 
 
 class _Builder:
@@ -75,45 +135,63 @@ class _Builder:
         self.registry = registry
         self.entries: dict[str, Entry] = {}
         self.warnings: list[Problem] = []
+        self.ties: list[Tie] = []
 
     def module(self, entry: Entry, path: str) -> nn.Module:
         self.entries[path] = entry
         if entry.repeat > 1:
-            copies = [replace(entry, repeat=1, name=str(i)) for i in range(entry.repeat)]
+            copies = tuple(replace(entry, repeat=1, name=str(i)) for i in range(entry.repeat))
             return self._sequential(copies, path, entry)
-        if entry.type == "Sequential" and not entry.kwargs:
-            module = self._sequential(entry.args, path, entry)
+        if entry.type == "Sequential":
+            module = self._sequential(entry.kwargs.get("layers", entry.args), path, entry)
         else:
             module = self._layer(entry, path)
         if not entry.trainable:
             # Attribute assignment, not requires_grad_(): lazy parameters refuse methods.
             for param in module.parameters():
                 param.requires_grad = False
+        self.ties.extend(
+            Tie(path, name, target, entry.tie_sources.get(name, entry.source))
+            for name, target in entry.tie.items()
+        )
         return module
 
-    def _sequential(self, entries: Iterable[ArgValue], path: str, parent: Entry) -> nn.Module:
+    def _sequential(self, entries: ArgValue, path: str, parent: Entry) -> nn.Module:
         children: OrderedDict[str, nn.Module] = OrderedDict()
-        for child in entries:
+        for child in entries if isinstance(entries, tuple) else ():
             assert isinstance(child, Entry)
             children[child.name] = self.module(child, join(path, child.name))
         try:
             return own.Sequential(children)
         except KeyError as e:  # add_module refuses names like `forward` or `training`
             raise fail(
-                "spec-invalid",
-                f"a layer cannot be named like this: {e.args[0]}",
-                parent.source,
+                "spec-invalid", f"a layer cannot be named like this: {e.args[0]}", parent.source
             ) from None
 
     def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
-        bound = arguments.bind(cls, entry, entry.type)
-        args = [self._value(v, path, str(i)) for i, v in enumerate(bound.args)]
-        kwargs = {k: self._value(v, path, k) for k, v in bound.kwargs.items()}
+        bound = arguments.bind(cls, entry, path)
+        auto = [name for name, value in bound.arguments.items() if value is AUTO]
+        rules = auto_rules(cls)
+        for name in auto:
+            if name not in rules:
+                capable = [n for n in rules if n in bound.signature.parameters]
+                raise fail(
+                    "bad-arguments",
+                    f"{entry.display_type}: `{name}` cannot be `auto`; `auto` fills input "
+                    f"sizes only ({', '.join(capable) or 'this layer has none'})",
+                    entry.arg_sources.get(name, entry.source),
+                    path=path,
+                    layer_type=entry.type,
+                )
+        for name, value in bound.arguments.items():
+            bound.arguments[name] = self._value(value, path, name, entry)
+        if auto:
+            return AutoSized(cls, bound, frozen=not entry.trainable)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                module = cls(*args, **kwargs)
+                module = cls(*bound.args, **bound.kwargs)
             self.warnings.extend(layer_warning(str(w.message), entry, path) for w in caught)
             return module
         except ShapecliError:
@@ -129,12 +207,22 @@ class _Builder:
                 hint=f"takes {arguments.usage(cls, entry.type)}",
             ) from e
 
-    def _value(self, value: object, path: str, name: str) -> object:
-        """Layer lists in arguments become modules registered under the argument's name."""
+    def _value(self, value: object, path: str, name: str, owner: Entry) -> object:
+        """Layer lists in arguments become modules registered under the argument's name.
+
+        Where a layer holds several lists (a Residual's ``body`` and ``shortcut``, a
+        Parallel's branches), each list is a row of its own, so their layers never look
+        like siblings; a lone ``body`` is not worth a row.
+        """
+        where = join(path, name)
         if isinstance(value, Entry):
-            return self.module(value, join(path, name))
+            return self.module(value, where)
+        source = owner.arg_sources.get(name, owner.source)
         if isinstance(value, tuple) and value and all(isinstance(v, Entry) for v in value):
-            return self._sequential(value, join(path, name), value[0])
+            lists = sum(1 for v in owner.kwargs.values() if arguments.holds_layers(v))
+            if lists > 1 or name.isdigit():
+                self.entries[where] = Entry("Sequential", name, source, via=owner.via)
+            return self._sequential(value, where, owner)
         if (
             isinstance(value, tuple)
             and value
@@ -143,7 +231,59 @@ class _Builder:
             )
         ):  # branches: a list of layer lists
             return nn.ModuleList(
-                cast(nn.Module, self._value(v, join(path, name), str(i)))
-                for i, v in enumerate(value)
+                cast(nn.Module, self._value(v, where, str(i), owner)) for i, v in enumerate(value)
             )
         return value
+
+
+def _bind_refs(built: BuiltModel) -> None:
+    """Point every ``Ref`` at its target (which may come later in the spec)."""
+    modules = dict(built.model.named_modules())
+    for path, module in modules.items():
+        if not isinstance(module, own.Ref):
+            continue
+        entry = built.entries.get(path)
+        source = entry.source if entry else None
+        target = module.path
+        if target not in modules or not target:
+            raise fail(
+                "spec-invalid",
+                f"`Ref: {target}` names no layer{did_you_mean(target, list(modules))}",
+                source,
+                path=path,
+            )
+        if path == target or path.startswith(target + "."):
+            raise fail(
+                "spec-invalid",
+                f"`Ref: {target}` is this layer or contains it: it would call itself",
+                source,
+            )
+        if isinstance(modules[target], own.Ref):
+            raise fail(
+                "spec-invalid", f"`Ref: {target}` names another Ref; name its target", source
+            )
+        # Held, not registered: the target's parameters live (and count) at its own path.
+        object.__setattr__(module, "target", modules[target])
+
+
+def _check_ties(built: BuiltModel, ties: list[Tie]) -> list[Tie]:
+    names = [name for name, _ in built.model.named_parameters()]
+    for tie in ties:
+        module = built.model.get_submodule(tie.path)
+        if tie.param not in module._parameters or module._parameters[tie.param] is None:
+            if isinstance(module, AutoSized):
+                continue  # an auto layer has no parameters until it runs; checked then
+            own_names = [n for n, p in module._parameters.items() if p is not None]
+            raise fail(
+                "spec-invalid",
+                f"`tie: {{{tie.param}: …}}`: this layer has no parameter `{tie.param}`"
+                f"{did_you_mean(tie.param, own_names)}",
+                tie.source,
+            )
+        if tie.target not in names:
+            raise fail(
+                "spec-invalid",
+                f"`tie`: there is no parameter `{tie.target}`{did_you_mean(tie.target, names)}",
+                tie.source,
+            )
+    return ties

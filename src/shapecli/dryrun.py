@@ -19,12 +19,20 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli.construct import BuiltModel, layer_warning
-from shapecli.diagnose import diagnose
+from shapecli.construct import BuiltModel, join, layer_warning
+from shapecli.diagnose import Diagnosis, diagnose
 from shapecli.errors import Problem
 from shapecli.inputs import InputSpec
+from shapecli.layers import own
+from shapecli.layers.auto import AutoSized
+from shapecli.layers.own import LayerInputError
+from shapecli.replay import Copy, Replayer, repeat_copies, signature
 from shapecli.report import ParamInfo, Report, Row, RowStatus, Shape, Totals
 from shapecli.spec.model import Entry
 
@@ -65,14 +73,21 @@ class _Call:
 
     inputs: tuple[torch.Tensor, ...]
     outputs: tuple[torch.Tensor, ...] | None = None
+    returned: object = None  # the forward's own return value, for replaying it
 
 
 @dataclass
 class _Recorder:
-    """Forward hooks that record first calls, the call stack, and tensor producers."""
+    """Forward hooks that record first calls, the call stack, and tensor producers.
+
+    Modules created during the pass (the insides of an ``auto`` layer) are unknown at
+    the start; their path is found under the module that is running when they are
+    first called.
+    """
 
     paths: dict[int, str]
     entry_paths: set[str]
+    modules: dict[str, nn.Module] = field(default_factory=dict)
     calls: dict[str, _Call] = field(default_factory=dict)
     stack: list[str] = field(default_factory=list)
     producers: dict[int, str] = field(default_factory=dict)
@@ -83,8 +98,33 @@ class _Recorder:
         """``warnings.showwarning`` for the pass: remember which module was running."""
         self.warnings.append((self.stack[-1] if self.stack else "", str(message)))
 
+    def path_of(self, module: nn.Module) -> str:
+        path = self.paths.get(id(module))
+        if path is None:
+            parent = self.stack[-1] if self.stack else ""
+            found = (
+                join(parent, name)
+                for name, child in self.modules[parent].named_modules()
+                if child is module and name
+            )
+            path = next(found, f"{parent}.<{type(module).__name__}>")
+            self.paths[id(module)] = path
+            self.modules[path] = module
+        return path
+
+    def first_call(self, path: str) -> tuple[tuple[torch.Tensor, ...], object] | None:
+        """What the module at ``path`` received and returned, once it has returned."""
+        call = self.calls.get(path)
+        return (call.inputs, call.returned) if call and call.outputs is not None else None
+
+    def replayed(self, copy: Copy, first: nn.Module) -> None:
+        """``copy`` now replicates ``first``: its submodules made the same calls."""
+        for rel, _ in first.named_modules():
+            if rel and join(copy.first, rel) in self.calls:
+                self.calls[join(copy.path, rel)] = self.calls[join(copy.first, rel)]
+
     def before(self, module: nn.Module, args: tuple[object, ...]) -> None:
-        path = self.paths[id(module)]
+        path = self.path_of(module)
         self.stack.append(path)
         if path not in self.calls:
             self.calls[path] = _Call(tuple(tensors_in(args)))
@@ -95,24 +135,39 @@ class _Recorder:
         call = self.calls[path]
         if call.outputs is None:
             call.outputs = tuple(tensors_in(output))
+            call.returned = output
         if path in self.entry_paths:  # innermost entry that returned a tensor made it
             for tensor in tensors_in(output):
                 self.producers.setdefault(id(tensor), path)
 
 
-def dry_run(built: BuiltModel, inputs: Sequence[InputSpec], name: str, spec_file: str) -> Report:
-    """Run the model once on meta tensors and report what every layer did."""
+def dry_run(
+    built: BuiltModel,
+    inputs: Sequence[InputSpec],
+    name: str,
+    spec_file: str,
+    replay: bool = True,
+) -> Report:
+    """Run the model once on meta tensors and report what every layer did.
+
+    With ``replay``, copies made by ``repeat:`` that receive what their first copy did
+    replicate it instead of running (:mod:`shapecli.replay`); the report is the same.
+    """
     model = built.model
-    paths = {id(m): p for p, m in model.named_modules()}
-    recorder = _Recorder(paths, set(built.entries))
-    handles = []
-    training = {m: m.training for m in model.modules()}
+    modules = dict(model.named_modules())
+    recorder = _Recorder({id(m): p for p, m in modules.items()}, set(built.entries), modules)
+    training = {path: m.training for path, m in modules.items()}
     error: BaseException | None = None
     tensors = make_inputs(inputs)
+    copies = repeat_copies(model, built.entries) if replay else []
+    replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
+    # Global hooks (for this pass only) also see modules created during it.
+    handles = [
+        register_module_forward_pre_hook(recorder.before),
+        register_module_forward_hook(recorder.after),
+    ]
     try:
-        for module in model.modules():
-            handles.append(module.register_forward_pre_hook(recorder.before))
-            handles.append(module.register_forward_hook(recorder.after))
+        replayer.install()
         model.eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -121,10 +176,11 @@ def dry_run(built: BuiltModel, inputs: Sequence[InputSpec], name: str, spec_file
     except Exception as e:  # a layer that cannot take its input raises anything
         error = e
     finally:
+        replayer.remove()
         for handle in handles:
             handle.remove()
-        for module, mode in training.items():
-            module.training = mode
+        for path, module in model.named_modules():  # by path: replayed copies are new objects
+            module.training = training.get(path, module.training)
     return _Reporter(built, recorder, name, spec_file, tuple(inputs), tensors).report(error)
 
 
@@ -152,6 +208,7 @@ class _Reporter:
         errors: list[Problem] = []
         if error is not None:
             errors.append(self._mismatch(error))
+        errors.extend(self.built.apply_ties())
         rows, totals = self._rows()
         if error is None:
             errors.extend(self._uninitialized())
@@ -177,39 +234,30 @@ class _Reporter:
 
     def _rows(self) -> tuple[list[Row], Totals]:
         model, entries = self.built.model, self.built.entries
+        modules = list(model.named_modules())
+        # Pass 1: every parameter's first place (its owner) and how often it is used.
         owner: dict[int, str] = {}
-        own_counts: dict[str, int] = {}
-        infos: dict[str, tuple[ParamInfo, ...]] = {}
-        seen: dict[int, int] = Counter()
         unique: dict[int, nn.Parameter] = {}
-        complete = True
-        for path, module in model.named_modules():
-            params = []
-            count_here = 0
+        uses: Counter[int] = Counter()
+        for path, module in modules:
             for pname, param in module._parameters.items():
-                if param is None:
+                if param is None or isinstance(param, UninitializedParameter):
                     continue
-                full = f"{path}.{pname}" if path else pname
-                seen[id(param)] += 1
-                if isinstance(param, UninitializedParameter):
-                    complete = False
-                    params.append(ParamInfo(pname, None, None, param.requires_grad))
-                    continue
-                if id(param) in owner:
-                    params.append(
-                        ParamInfo(pname, shape_of(param), 0, param.requires_grad, owner[id(param)])
-                    )
-                    continue
-                owner[id(param)] = full
-                unique[id(param)] = param
-                count_here += param.numel()
-                params.append(ParamInfo(pname, shape_of(param), param.numel(), param.requires_grad))
-            own_counts[path] = count_here
-            infos[path] = tuple(params)
+                uses[id(param)] += 1
+                if id(param) not in owner:
+                    owner[id(param)] = join(path, pname)
+                    unique[id(param)] = param
+            if isinstance(module, own.Ref) and module.target is not None:
+                for param in module.target.parameters():
+                    uses[id(param)] += 1
+        # Pass 2: rows, each listing the parameters its module owns directly.
+        infos = {path: self._param_infos(path, module, owner) for path, module in modules}
+        own_counts = {path: sum(p.count or 0 for p in infos[path]) for path, _ in modules}
         subtree = self._subtree_sums(own_counts)
         failed = set(self.recorder.stack)
+        same_as = self._same_as()
         rows = []
-        for path, module in model.named_modules():
+        for path, module in modules:
             entry = entries.get(path)
             call = self.recorder.calls.get(path)
             status: RowStatus = "failed" if path in failed else "ok" if call else "not-run"
@@ -218,6 +266,8 @@ class _Reporter:
                 type_name = entry.display_type
                 if entry.repeat > 1:  # the group; its copies are entries with repeat 1
                     type_name = f"{entry.display_type} ×{entry.repeat}"
+                elif isinstance(module, own.Ref):
+                    type_name = f"Ref → {module.path}"
             rows.append(
                 Row(
                     path=path,
@@ -234,22 +284,76 @@ class _Reporter:
                     entry=entry is not None,
                     inferred=path in self.built.lazy,
                     status=status,
+                    same_as=same_as.get(path),
                 )
             )
         trainable = sum(p.numel() for p in unique.values() if p.requires_grad)
         total = sum(p.numel() for p in unique.values())
         dtypes = Counter(dtype_name(p.dtype) for p in unique.values())
+        complete = not any(
+            isinstance(m, AutoSized) or isinstance(p, UninitializedParameter)
+            for _, m in modules
+            for p in [*m._parameters.values(), None]
+        )
         totals = Totals(
             params=total,
             trainable=trainable,
             non_trainable=total - trainable,
-            shared=sum(p.numel() for i, p in unique.items() if seen[i] > 1),
+            shared=sum(p.numel() for i, p in unique.items() if uses[i] > 1),
             param_bytes=sum(p.numel() * p.element_size() for p in unique.values()),
             activation_bytes=self._activation_bytes(),
             param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
             complete=complete,
         )
         return rows, totals
+
+    def _same_as(self) -> dict[str, str]:
+        """Repeat copies that received and returned exactly what the first copy did."""
+        calls = self.recorder.calls
+        found = {}
+        for path, entry in self.built.entries.items():
+            first = calls.get(join(path, "0")) if entry.repeat > 1 else None
+            if first is None or first.outputs is None:
+                continue
+            for i in range(1, entry.repeat):
+                call = calls.get(join(path, str(i)))
+                if (
+                    call is not None
+                    and call.outputs is not None
+                    and signature(call.inputs) == signature(first.inputs)
+                    and signature(call.outputs) == signature(first.outputs)
+                ):
+                    found[join(path, str(i))] = join(path, "0")
+        return found
+
+    @staticmethod
+    def _param_infos(path: str, module: nn.Module, owner: dict[int, str]) -> tuple[ParamInfo, ...]:
+        """The parameters ``module`` owns directly; a Ref lists its target's, as shared."""
+        infos = []
+        for pname, param in module._parameters.items():
+            if param is None:
+                continue
+            if isinstance(param, UninitializedParameter):
+                infos.append(ParamInfo(pname, None, None, param.requires_grad))
+                continue
+            first = owner[id(param)]
+            mine = first == join(path, pname)
+            infos.append(
+                ParamInfo(
+                    pname,
+                    shape_of(param),
+                    param.numel() if mine else 0,
+                    param.requires_grad,
+                    None if mine else first,
+                )
+            )
+        if isinstance(module, own.Ref) and module.target is not None:
+            for pname, param in module.target.named_parameters():
+                if not isinstance(param, UninitializedParameter):
+                    infos.append(
+                        ParamInfo(pname, shape_of(param), 0, param.requires_grad, owner[id(param)])
+                    )
+        return tuple(infos)
 
     @staticmethod
     def _subtree_sums(own_counts: dict[str, int]) -> dict[str, int]:
@@ -282,6 +386,8 @@ class _Reporter:
             names = [
                 n for n, p in module._parameters.items() if isinstance(p, UninitializedParameter)
             ]
+            if isinstance(module, AutoSized):
+                names = ["its `auto` sizes"]
             if names:
                 entry = self._entry_for(path)
                 problems.append(
@@ -321,7 +427,11 @@ class _Reporter:
         received = tuple(shape_of(t) for t in call.inputs) if call else ()
         dtypes = tuple(dtype_name(t.dtype) for t in call.inputs) if call else ()
         type_name = entry.type if entry and culprit_path == failing else type(culprit).__name__
-        diagnosis = diagnose(culprit, type_name, received, dtypes)
+        diagnosis = (
+            Diagnosis(error.expected, error.hint)
+            if isinstance(error, LayerInputError)
+            else diagnose(culprit, type_name, received, dtypes)
+        )
         display = entry.display_type if entry else type(culprit).__name__
         label = failing or self.name
         got = " and ".join(_fmt(s) for s in received) or "no tensor"

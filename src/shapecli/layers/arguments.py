@@ -105,8 +105,13 @@ SIGNATURES: dict[str, inspect.Signature] = {
 }
 
 
-@functools.cache
 def signature(cls: type) -> inspect.Signature:
+    """The constructor signature with annotations resolved where possible (cached)."""
+    return _signature_of(cls)
+
+
+@functools.cache
+def _signature_of(cls: type) -> inspect.Signature:
     """The constructor signature with annotations resolved where possible."""
     if cls.__name__ in SIGNATURES and cls.__module__.startswith("torch.nn"):
         return SIGNATURES[cls.__name__]
@@ -122,34 +127,42 @@ def signature(cls: type) -> inspect.Signature:
     )
 
 
-def bind(cls: type, entry: Entry, type_name: str) -> inspect.BoundArguments:
+def bind(cls: type, entry: Entry, path: str) -> inspect.BoundArguments:
     """Bind and check an entry's arguments; raise ``bad-arguments`` at the bad one."""
     sig = signature(cls)
     for key in entry.kwargs:
         if key in FORBIDDEN:
-            raise _bad(entry, key, f"`{key}` cannot be set in a spec: {FORBIDDEN[key]}")
+            raise _bad(entry, path, key, f"`{key}` cannot be set in a spec: {FORBIDDEN[key]}")
     try:
         bound = sig.bind(*entry.args, **entry.kwargs)
     except TypeError as e:
-        raise _binding_error(sig, entry, type_name, e) from None
+        raise _binding_error(sig, entry, path, e) from None
     for name, value in bound.arguments.items():
         parameter = sig.parameters[name]
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
+        if value is AUTO or holds_layers(value):
+            continue  # auto sizes are checked when filled; layer lists by the parser
         key = _key_of(entry, sig, name)
-        if value is AUTO:
-            continue  # auto-sized arguments are checked by the auto machinery
         expected = _expected_type(parameter)
         if expected is not None and not matches(value, expected):
-            raise _bad(entry, key, _type_message(name, value, expected))
+            raise _bad(entry, path, key, _type_message(name, value, expected))
         problem = _range_problem(name, value)
         if problem:
-            raise _bad(entry, key, problem)
+            raise _bad(entry, path, key, problem)
     return bound
 
 
-def usage(cls: type, type_name: str) -> str:
-    """``LazyLinear(out_features: int, bias: bool = True)`` without device/dtype."""
+def holds_layers(value: object) -> bool:
+    """Does an argument value contain layers (entries) rather than plain values?"""
+    if isinstance(value, Entry):
+        return True
+    return isinstance(value, tuple) and any(holds_layers(v) for v in value)
+
+
+def usage(cls: type, type_name: str, auto: tuple[str, ...] = ()) -> str:
+    """``LazyLinear(out_features: int, bias: bool = true)`` without device/dtype;
+    arguments in ``auto`` are marked ``| auto``."""
     parts = []
     for p in signature(cls).parameters.values():
         if p.name in FORBIDDEN or p.name.startswith("_"):
@@ -157,6 +170,8 @@ def usage(cls: type, type_name: str) -> str:
         text = p.name
         if p.annotation is not inspect.Parameter.empty:
             text += f": {describe(p.annotation, short=True)}"
+        if p.name in auto:
+            text += " | auto"
         if p.default is not inspect.Parameter.empty:
             text += f" = {_show_default(p.default)}"
         if p.kind is p.VAR_POSITIONAL:
@@ -292,24 +307,24 @@ def _key_of(entry: Entry, sig: inspect.Signature, name: str) -> str:
     return str(index)
 
 
-def _bad(entry: Entry, key: str, message: str) -> ShapecliError:
+def _bad(entry: Entry, path: str, key: str, message: str) -> ShapecliError:
     return fail(
         "bad-arguments",
         f"{entry.display_type}: {message}",
         entry.arg_sources.get(key, entry.source),
-        path=entry.name,
+        path=path,
         layer_type=entry.type,
     )
 
 
 def _binding_error(
-    sig: inspect.Signature, entry: Entry, type_name: str, error: TypeError
+    sig: inspect.Signature, entry: Entry, path: str, error: TypeError
 ) -> ShapecliError:
     names = [p.name for p in sig.parameters.values() if p.name not in FORBIDDEN]
     accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     for key in entry.kwargs:
         if key not in sig.parameters and not accepts_kwargs:
-            return _bad(entry, key, f"unknown argument `{key}`{did_you_mean(key, names)}")
+            return _bad(entry, path, key, f"unknown argument `{key}`{did_you_mean(key, names)}")
     required = [
         p.name
         for p in sig.parameters.values()
@@ -327,8 +342,9 @@ def _binding_error(
         "bad-arguments",
         f"{entry.display_type}: {message}",
         entry.source,
+        path=path,
         layer_type=entry.type,
-        hint=f"takes {_usage_of(sig, type_name)}",
+        hint=f"takes {_usage_of(sig, entry.type)}",
     )
 
 

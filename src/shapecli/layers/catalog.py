@@ -30,6 +30,18 @@ class Shape:
 
 OWN_LAYERS: dict[str, Shape] = {
     "Sequential": Shape(layers=frozenset({"layers"}), list_to="layers"),
+    "Residual": Shape(layers=frozenset({"body", "shortcut"}), list_to="body"),
+    "Parallel": Shape(branches=frozenset({"branches"}), list_to="branches"),
+    "Ref": Shape(scalar_to="target"),
+    "Reshape": Shape(list_to="shape", scalar_to="shape"),
+    "Permute": Shape(list_to="dims"),
+    "Transpose": Shape(),
+    "Take": Shape(),
+    "Mean": Shape(list_to="dim"),
+    "Select": Shape(),
+    "ClassToken": Shape(),
+    "PositionalEmbedding": Shape(),
+    "Attention": Shape(),
 }
 
 

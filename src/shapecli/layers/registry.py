@@ -9,14 +9,18 @@ resolved object itself. Blocks are expanded by the spec parser and never get her
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import importlib
+import inspect
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from torch import nn
 
 from shapecli.errors import Source, fail
-from shapecli.layers import own
+from shapecli.layers import arguments, own
+from shapecli.layers.auto import auto_rules
 from shapecli.spec.parse import did_you_mean
 
 #: torch.nn classes a spec cannot use: containers that take modules or parameters
@@ -110,3 +114,47 @@ class Registry:
                 source,
             )
         return obj
+
+
+@dataclass(frozen=True)
+class LayerDoc:
+    """One type name a spec may use, as ``shapecli layers`` lists it."""
+
+    name: str
+    origin: str  # "shapecli" or "torch.nn"
+    usage: str  # ``LazyLinear(out_features: int, bias: bool = true)``
+    summary: str
+    auto: tuple[str, ...]  # arguments that may be `auto`
+
+
+def list_layers(pattern: str | None = None) -> list[LayerDoc]:
+    """Every layer type, own layers first; ``pattern`` filters names (case-insensitive):
+    a glob (``*Norm*``) or, without wildcards, a substring."""
+    docs = []
+    for name, cls in all_layers().items():
+        if pattern and not _matches(name, pattern):
+            continue
+        sig = arguments.signature(cls)
+        auto = tuple(n for n in auto_rules(cls) if n in sig.parameters)
+        docs.append(
+            LayerDoc(
+                name=name,
+                origin="shapecli" if name in own.OWN_MODULES else "torch.nn",
+                usage=arguments.usage(cls, name, auto),
+                summary=_summary(cls),
+                auto=auto,
+            )
+        )
+    return docs
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name.lower(), pattern.lower())
+    return pattern.lower() in name.lower()
+
+
+def _summary(cls: type) -> str:
+    doc = inspect.getdoc(cls) or ""
+    first = doc.strip().split("\n\n")[0]
+    return " ".join(first.split())

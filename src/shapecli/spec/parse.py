@@ -46,6 +46,7 @@ MAX_REPEAT = 10_000
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # layer names may be indices
 
 
 def read_spec(path: str | Path, overrides: Mapping[str, Value] | None = None) -> Spec:
@@ -440,6 +441,10 @@ class _SpecParser:
     def _argument(self, type_name: str, key: str, node: Node, scope: _Scope) -> ArgValue:
         shape = OWN_LAYERS.get(type_name)
         if shape and key in shape.layers:
+            if (isinstance(node, Seq) and not node.items) or (
+                isinstance(node, Scalar) and node.value is None
+            ):
+                raise fail("spec-invalid", f"`{key}` needs at least one layer", node.source)
             return self._layer_list(node, key, scope)
         if shape and key in shape.branches:
             if not isinstance(node, Seq):
@@ -597,7 +602,7 @@ class _SpecParser:
         sources: dict[str, Source] = {}
         for key, value in node.values.items():
             target = value.value if isinstance(value, Scalar) else None
-            if not isinstance(target, str) or not _DOTTED.fullmatch(target) or "." not in target:
+            if not isinstance(target, str) or not _MODULE_PATH.fullmatch(target) or "." not in target:
                 raise fail(
                     "spec-invalid",
                     f"`tie: {{{key}: …}}` needs a parameter path like `0.weight`",

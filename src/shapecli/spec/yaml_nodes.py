@@ -161,7 +161,7 @@ def parse(text: str, file: str) -> Node | None:
         mark = e.problem_mark or e.context_mark
         where = Source(file, mark.line + 1, mark.column + 1) if mark else composer.where()
         message = " ".join(str(part) for part in (e.context, e.problem) if part)
-        raise fail("yaml-syntax", message or "invalid YAML", where) from None
+        raise fail("yaml-syntax", message or "invalid YAML", where, hint=_hint(e)) from None
     except (
         yaml.YAMLError,
         ValueError,
@@ -173,6 +173,21 @@ def parse(text: str, file: str) -> Node | None:
         MemoryError,
     ) as e:  # PyYAML raises all of these on odd input
         raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
+
+
+def _hint(error: yaml.MarkedYAMLError) -> str | None:
+    """What usually causes PyYAML's more cryptic messages in a spec."""
+    problem = str(error.problem or "")
+    if "mapping values are not allowed" in problem:
+        return (
+            "a layer with options needs a colon after its type (`- ReLU:` then "
+            "`name: act` below it), and a value containing `: ` needs quotes"
+        )
+    if "found character '\\t'" in problem or "found character '\t'" in problem:
+        return "YAML indents with spaces, not tabs"
+    if "expected '-' indicator" in problem or "expected <block end>" in problem:
+        return "check the indentation: items of one list start in the same column"
+    return None
 
 
 @dataclass
