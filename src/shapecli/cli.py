@@ -129,6 +129,54 @@ def inspect(
     raise typer.Exit(_exit_code(report))
 
 
+class ListFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def layers(
+    pattern: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only names matching this: a glob (*Norm*) or a substring; case-insensitive.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        ListFormat.text
+    ),
+) -> None:
+    """List every layer type a spec may use, with its arguments."""
+
+    def run() -> int:
+        from shapecli.layers.registry import all_layers, list_layers
+        from shapecli.render import Options
+        from shapecli.render.layers import render_json, render_text
+        from shapecli.spec.parse import did_you_mean
+
+        docs = list_layers(pattern)
+        render = render_json if output_format is ListFormat.json else render_text
+        options = Options(
+            color=_color(sys.stdout),
+            width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+        )
+        sys.stdout.write(render(docs, options).stdout)
+        if not docs:
+            suggestion = did_you_mean(pattern or "", list(all_layers()))
+            print(f"shapecli: no layer type matches {pattern!r}{suggestion}", file=sys.stderr)
+        return 0
+
+    raise typer.Exit(_guarded(run, _print_problem))
+
+
+def _print_problem(problem: Problem) -> int:
+    from shapecli.render.format import problem_lines
+
+    print("\n".join(problem_lines(problem)), file=sys.stderr)
+    return int(problem.exit_code)
+
+
 def _parse_sets(items: list[str]) -> dict[str, str]:
     overrides = {}
     for item in items:

@@ -54,7 +54,7 @@ class Row:
     entry: bool = True
     inferred: bool = False
     status: RowStatus = "ok"
-    dtype: str | None = None
+    same_as: str | None = None  # a repeat copy that took and gave what copy 0 did
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,7 @@ def _row_json(row: Row) -> dict[str, Any]:
         "flops": row.flops,
         "inferred": row.inferred,
         "status": row.status,
+        "same_as": row.same_as,
     }
 
 

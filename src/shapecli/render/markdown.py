@@ -22,9 +22,9 @@ def render(report: Report, options: Options) -> Rendered:
             "| Layer | Type | Input | Output | Parameters | Count |",
             "|---|---|---|---|---|---:|",
         ]
-        for row in visible_rows(report, options.depth):
+        for row, level in visible_rows(report, options.depth):
             failed = row.path in failing and row.status == "failed"
-            name = "&nbsp;&nbsp;" * row.depth + (f"**✗ {row.name}**" if failed else row.name)
+            name = "&nbsp;&nbsp;" * level + (f"**✗ {row.name}**" if failed else row.name)
             output = "cannot take its input" if failed else fmt.shapes(row.output_shapes)
             lines.append(
                 "| "

@@ -24,7 +24,7 @@ def render(report: Report, options: Options) -> Rendered:
 
 
 def _rows_and_totals(report: Report, options: Options) -> str:
-    rows = visible_rows(report, options.depth)
+    shown = visible_rows(report, options.depth)
     failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
     table = Table(
         title=_title(report),
@@ -39,7 +39,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     table.add_column("Output", no_wrap=True)
     table.add_column("Parameters")
     table.add_column("Count", justify="right", no_wrap=True)
-    for prefix, row in zip(guides(rows), rows, strict=True):
+    for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
         table.add_row(*_cells(prefix, row, row.path in failing and row.status == "failed"))
     text = _print(table, options)
     footer = "\n".join(fmt.summary_lines(report))
@@ -87,15 +87,15 @@ def _problems(report: Report, options: Options) -> str:
 
 
 def _print(renderable: Table | Text, options: Options, wrap: bool = True) -> str:
-    """Render to a string: coloured only when asked, as wide as needed unless given."""
-    width = options.width
-    if width is None:
-        probe = Console(width=100_000, file=io.StringIO())
-        width = max(probe.measure(renderable).maximum, 20) if wrap else 100_000
+    """Render to a string: coloured only when asked, as wide as needed unless given.
+
+    "As wide as needed" is a very wide console and trailing spaces stripped: the table
+    does not expand, so it comes out at its natural width, rendered once.
+    """
     buffer = io.StringIO()
     console = Console(
         file=buffer,
-        width=width,
+        width=options.width or 100_000,
         force_terminal=options.color,
         no_color=not options.color,
         color_system="standard" if options.color else None,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shapecli.report import Report, Row
 
 
-def visible_rows(report: Report, depth: int | None) -> list[Row]:
-    """Spec entries by default; with ``depth``, every module down to that depth.
+def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
+    """The rows a human-facing format shows, each with its level in the shown tree.
 
+    Spec entries by default; with ``depth``, every module down to that depth. The level
+    counts *shown* ancestors, so a hidden container never leaves a gap in the tree.
     After a failure, the rows that come after the failing one are left out: the table
     shows what the dry run learned, up to and including the failing row. (A module
     that was never *called* is still shown otherwise: MultiheadAttention uses its
@@ -18,22 +22,72 @@ def visible_rows(report: Report, depth: int | None) -> list[Row]:
     if failing:
         rows = rows[: failing[-1] + 1]
     if depth is None:
-        return [r for r in rows if r.entry or r.depth == 0]
-    return [r for r in rows if r.depth <= depth]
+        rows = _collapse_copies([r for r in rows if r.entry or r.depth == 0])
+    else:
+        rows = [r for r in rows if r.depth <= depth]
+    shown: list[str] = []  # paths of the shown ancestors of the current row
+    levels = []
+    for row in rows:
+        while shown and not (row.path.startswith(shown[-1] + ".") or shown[-1] == ""):
+            shown.pop()
+        levels.append(len(shown))
+        shown.append(row.path)
+    return list(zip(rows, levels, strict=True))
 
 
-def guides(rows: list[Row]) -> list[str]:
-    """``├─ ``/``└─ `` prefixes (with ``│`` continuations) for rows in tree order."""
+def _collapse_copies(rows: list[Row]) -> list[Row]:
+    """Runs of repeat copies that did what the first copy did become one row:
+    ``1…79 (decoder ×79, as 0)``. ``--depth`` and JSON still show every copy."""
+    out: list[Row] = []
+    run: list[Row] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        name = first.name if len(run) == 1 else f"{first.name}…{last.name}"
+        out.append(
+            replace(
+                first,
+                name=name,
+                type=f"{first.type} ×{len(run)}, as {first.same_as.rsplit('.', 1)[-1]}"
+                if first.same_as
+                else first.type,
+                params=(),
+                param_count=sum(r.param_count for r in run),
+            )
+        )
+        run.clear()
+
+    skip_under: str | None = None
+    for row in rows:
+        if skip_under is not None and row.path.startswith(skip_under + "."):
+            continue  # inside a collapsed copy
+        skip_under = None
+        if row.same_as is not None:
+            if run and row.path.rpartition(".")[0] != run[-1].path.rpartition(".")[0]:
+                flush()
+            run.append(row)
+            skip_under = row.path
+            continue
+        flush()
+        out.append(row)
+    flush()
+    return out
+
+
+def guides(levels: list[int]) -> list[str]:
+    """``├─ ``/``└─ `` prefixes (with ``│`` continuations) for rows at these levels."""
     prefixes = []
     open_levels: list[bool] = []  # per ancestor level: does it have a later sibling?
-    for i, row in enumerate(rows):
-        if row.depth == 0:
+    for i, level in enumerate(levels):
+        if level == 0:
             prefixes.append("")
             continue
-        later = next((r.depth for r in rows[i + 1 :] if r.depth <= row.depth), 0)
-        last = later < row.depth
-        del open_levels[row.depth - 1 :]
-        while len(open_levels) < row.depth - 1:
+        later = next((d for d in levels[i + 1 :] if d <= level), 0)
+        last = later < level
+        del open_levels[level - 1 :]
+        while len(open_levels) < level - 1:
             open_levels.append(False)
         prefix = "".join("│  " if more else "   " for more in open_levels)
         prefixes.append(prefix + ("└─ " if last else "├─ "))

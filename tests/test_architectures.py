@@ -1,0 +1,89 @@
+"""Shipped configs of well-known networks reproduce their published numbers exactly.
+
+``data/torchvision.json`` holds torchvision's real tensors for ResNet-18 and AlexNet
+(every parameter's shape, the output of every Conv2d and Linear), recorded from
+torchvision itself; the ResNet-18 and AlexNet configs must match them tensor for tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import shapecli
+from conftest import CONFIGS
+from shapecli.report import Report
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "torchvision.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("config", "params", "output"),
+    [
+        ("lenet5", 61_706, (1, 10)),
+        ("alexnet", 61_100_840, (1, 1000)),
+        ("resnet18", 11_689_512, (1, 1000)),
+        ("gpt2", 124_439_808, (1, 1024, 50257)),
+        ("llama-tiny", 3_332_352, (1, 128, 1000)),  # derived by hand in the config
+    ],
+)
+def test_published_parameter_counts(config: str, params: int, output: tuple[int, ...]) -> None:
+    report = shapecli.inspect(CONFIGS / f"{config}.yaml")
+    assert report.ok, report.errors
+    assert report.totals.params == params
+    assert report.rows[0].output_shapes == (output,)
+
+
+def parameter_shapes(report: Report) -> list[list[int]]:
+    return sorted(
+        list(p.shape) for r in report.rows for p in r.params if p.shape and not p.shared_with
+    )
+
+
+def conv_linear_outputs(report: Report) -> list[list[int]]:
+    kinds = ("Conv2d", "LazyConv2d", "Linear", "LazyLinear")
+    return sorted(list(r.output_shapes[0]) for r in report.rows if r.type in kinds)
+
+
+@pytest.mark.parametrize("config", ["resnet18", "alexnet"])
+def test_tensor_for_tensor_against_torchvision(config: str) -> None:
+    reference = REFERENCE[config]
+    report = shapecli.inspect(
+        CONFIGS / f"{config}.yaml", input="x".join(map(str, reference["input"]))
+    )
+    assert report.totals.params == reference["total"]
+    assert parameter_shapes(report) == sorted(reference["param_shapes"])
+    assert conv_linear_outputs(report) == sorted(reference["conv_linear_outputs"])
+    assert list(report.rows[0].output_shapes[0]) == reference["output"]
+
+
+def test_gpt2_counts_the_tied_head_once() -> None:
+    """torchinfo 1.8.0 reports 163,037,184 for GPT-2 small: it counts the LM head's
+    weight, which *is* the token embedding, twice. The published figure is 124,439,808."""
+    report = shapecli.inspect(CONFIGS / "gpt2.yaml")
+    head = next(r for r in report.rows if r.path == "lm_head")
+    (weight,) = head.params
+    assert (weight.shape, weight.shared_with, weight.count) == ((50257, 768), "wte.weight", 0)
+    assert report.totals.params == 124_439_808
+    assert report.totals.shared == 50257 * 768
+    naive = sum(p.shape[0] * p.shape[1] if len(p.shape) == 2 else p.shape[0]
+                for r in report.rows for p in r.params if p.shape)  # fmt: skip
+    assert naive == 163_037_184  # what counting every registration would give
+
+
+def test_llama_tiny_uses_grouped_query_attention() -> None:
+    report = shapecli.inspect(CONFIGS / "llama-tiny.yaml")
+    shapes = {
+        r.path: r.params[0].shape
+        for r in report.rows
+        if r.path.startswith("layers.0.0.body.attention.")
+    }
+    assert shapes == {
+        "layers.0.0.body.attention.q": (256, 256),
+        "layers.0.0.body.attention.k": (64, 256),
+        "layers.0.0.body.attention.v": (64, 256),
+        "layers.0.0.body.attention.o": (256, 256),
+    }
+    assert all(p.name != "bias" for r in report.rows for p in r.params)
