@@ -129,6 +129,86 @@ def inspect(
     raise typer.Exit(_exit_code(report))
 
 
+class LintFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+@app.command()
+def lint(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Spec files, folders (searched for *.yaml and *.yml) and glob patterns.",
+            metavar="PATH...",
+            show_default=False,
+        ),
+    ],
+    output_format: Annotated[
+        LintFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: github when GITHUB_ACTIONS=true, else text].",
+            show_default=False,
+        ),
+    ] = None,
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="SHAPE",
+            help="Dry-run every spec with this input instead of its own `input:`. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_import: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-import",
+            metavar="PACKAGE",
+            help="Allow specs to use layers from this Python package. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check every spec under PATHs; exit 1 if any has an error (for CI and pre-commit)."""
+    fmt = output_format or (
+        LintFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else LintFormat.text
+    )
+
+    def run() -> int:
+        from shapecli import api, lint, speedups
+        from shapecli.render import Options
+        from shapecli.render.lint import LINT_FORMATS
+
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+        inputs = api.parse_inputs(input)
+        result = lint.lint(paths, inputs, allow_import or (), prepare=speedups.skip_dynamo_import)
+        rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
+        sys.stdout.write(rendered.stdout)
+        return int(result.exit_code)
+
+    raise typer.Exit(_guarded(run, _print_problem))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
+
+    def run() -> int:
+        import json
+
+        from shapecli.schema import spec_schema
+
+        sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
+        return 0
+
+    raise typer.Exit(_guarded(run, _print_problem))
+
+
 class ListFormat(StrEnum):
     text = "text"
     json = "json"

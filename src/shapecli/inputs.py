@@ -40,6 +40,13 @@ _X_FORM = re.compile(rf"(?P<dims>{_DIM}(?:x{_DIM})*){_DTYPE}")
 _LIST_FORM = re.compile(rf"\[ *(?P<dims>{_DIM}(?: *, *{_DIM})*) *\]{_DTYPE}")
 
 
+def grammar_pattern() -> str:
+    """The whole grammar as one anchored regular expression that ECMA-262 (the dialect
+    JSON Schema uses) reads the same way: the spec schema checks ``input`` with it."""
+    forms = "|".join(f"(?:{form.pattern})" for form in (_X_FORM, _LIST_FORM))
+    return "^(?:" + re.sub(r"\(\?P<\w+>", "(?:", forms) + ")$"
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One input tensor: its dimensions (ints or symbolic names) and dtype name."""

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
@@ -26,8 +27,12 @@ import types
 from typing import NoReturn
 
 
+@functools.cache
 def skip_dynamo_import() -> int:
-    """Pre-fill the lazy dynamo-disable cache of loaded functions; return how many."""
+    """Pre-fill the lazy dynamo-disable cache of loaded functions; return how many.
+
+    Done once per process (it walks every object on the heap); later calls are free.
+    """
     if "torch._dynamo" in sys.modules:
         return 0
     import torch

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
+from shapecli.render.console import to_text
 from shapecli.render.tree import guides, visible_rows
 from shapecli.report import Report, Row
 
@@ -41,9 +39,9 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     table.add_column("Count", justify="right", no_wrap=True)
     for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
         table.add_row(*_cells(prefix, row, row.path in failing and row.status == "failed"))
-    text = _print(table, options)
+    text = to_text(table, options)
     footer = "\n".join(fmt.summary_lines(report))
-    return text + "\n" + _print(Text(footer, style="dim"), options)
+    return text + "\n" + to_text(Text(footer, style="dim"), options)
 
 
 def _title(report: Report) -> str:
@@ -83,25 +81,4 @@ def _problems(report: Report, options: Options) -> str:
         for line in lines[1:]:
             text.append(line + "\n", style="dim" if line.lstrip().startswith("torch") else "")
     text.rstrip()
-    return _print(text, options, wrap=False)
-
-
-def _print(renderable: Table | Text, options: Options, wrap: bool = True) -> str:
-    """Render to a string: coloured only when asked, as wide as needed unless given.
-
-    "As wide as needed" is a very wide console and trailing spaces stripped: the table
-    does not expand, so it comes out at its natural width, rendered once.
-    """
-    buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=options.width or 100_000,
-        force_terminal=options.color,
-        no_color=not options.color,
-        color_system="standard" if options.color else None,
-        highlight=False,
-        emoji=False,
-        soft_wrap=not wrap,
-    )
-    console.print(renderable)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+    return to_text(text, options, wrap=False)

@@ -602,7 +602,11 @@ class _SpecParser:
         sources: dict[str, Source] = {}
         for key, value in node.values.items():
             target = value.value if isinstance(value, Scalar) else None
-            if not isinstance(target, str) or not _MODULE_PATH.fullmatch(target) or "." not in target:
+            if (
+                not isinstance(target, str)
+                or not _MODULE_PATH.fullmatch(target)
+                or "." not in target
+            ):
                 raise fail(
                     "spec-invalid",
                     f"`tie: {{{key}: …}}` needs a parameter path like `0.weight`",

@@ -1,0 +1,95 @@
+"""``shapecli lint`` output: ``text`` for people, ``json`` for scripts, ``github`` for
+GitHub Actions annotations. Each is a pure function of a :class:`LintResult`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from rich.text import Text
+
+from shapecli.lint import FileResult, LintResult
+from shapecli.render import Options, Rendered
+from shapecli.render.console import to_text
+from shapecli.report import problem_json
+
+LINT_SCHEMA_VERSION = 1
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def summary(result: LintResult) -> str:
+    return (
+        f"{_plural(result.checked, 'file')} checked, {_plural(result.errors, 'error')}, "
+        f"{_plural(result.warnings, 'warning')}"
+    )
+
+
+def render_text(result: LintResult, options: Options) -> Rendered:
+    """One line per problem, ``file:line:col: code message``, then a summary line."""
+    text = Text()
+    for file in result.files:
+        for p in file.problems:
+            text.append(f"{p.source or file.file}:", style="dim")
+            text.append(f" {p.code}", style="bold red" if p.severity == "error" else "bold yellow")
+            text.append(f" {' '.join(p.message.split())}\n")
+    text.append(summary(result), style="bold")
+    return Rendered(to_text(text, options, wrap=False))
+
+
+def render_json(result: LintResult, options: Options) -> Rendered:
+    doc = {
+        "schema_version": LINT_SCHEMA_VERSION,
+        "ok": result.errors == 0,
+        "summary": {
+            "files": result.checked,
+            "errors": result.errors,
+            "warnings": result.warnings,
+        },
+        "files": [_file_json(f) for f in result.files],
+    }
+    return Rendered(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def _file_json(file: FileResult) -> dict[str, object]:
+    return {
+        "file": file.file,
+        "ok": file.errors == 0,
+        "dry_run": file.ran,
+        "problems": [problem_json(p) for p in file.problems],
+    }
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's runner requires."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: the message escapes, plus ``:`` and ``,``."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(result: LintResult, options: Options) -> Rendered:
+    """``::error file=…,line=…,col=…,title=…::message`` lines, then the summary."""
+    lines = []
+    for file in result.files:
+        for p in file.problems:
+            source = p.source
+            props = [f"file={escape_property(source.file if source else file.file)}"]
+            if source and source.line:
+                props += [f"line={source.line}", f"col={source.column}"]
+            props.append(f"title={escape_property(f'shapecli {p.code}')}")
+            detail = "\n".join(x for x in (p.message, p.hint and f"hint: {p.hint}") if x)
+            lines.append(f"::{p.severity} {','.join(props)}::{escape_data(detail)}")
+    lines.append(summary(result))
+    return Rendered("\n".join(lines) + "\n")
+
+
+LINT_FORMATS: dict[str, Callable[[LintResult, Options], Rendered]] = {
+    "text": render_text,
+    "json": render_json,
+    "github": render_github,
+}

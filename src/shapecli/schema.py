@@ -1,0 +1,228 @@
+"""The JSON Schema (draft 2020-12) of the spec format, for editors.
+
+Generated, not written: top-level keys, entry options and block keys come from the
+parser's own constants, dtypes from the input grammar, and every layer's arguments
+from the same signatures the argument checker uses — so the schema cannot drift from
+what ``shapecli`` accepts. It is a *guide* for completion and early red squiggles;
+the loader stays the judge (it also checks what a schema cannot say: one type per
+entry, param expressions, shapes). Point yaml-language-server at it with a first
+line ``# yaml-language-server: $schema=shapecli.schema.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any, Literal
+
+from shapecli.inputs import DTYPES, grammar_pattern
+from shapecli.layers import arguments
+from shapecli.layers.auto import auto_rules
+from shapecli.layers.catalog import OWN_LAYERS
+from shapecli.layers.registry import all_layers
+from shapecli.spec.parse import BLOCK_KEYS, MAX_REPEAT, RESERVED_KEYS, TOP_LEVEL_KEYS
+
+Schema = dict[str, Any]
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TYPE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+PARAMETER_PATH = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$"
+EXPRESSION: Schema = {"type": "string", "pattern": r"\$\{", "description": "a ${…} expression"}
+AUTO: Schema = {"const": "auto", "description": "take this size from the first input"}
+SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
+LAYERS: Schema = {"$ref": "#/$defs/layers"}
+
+
+def spec_schema() -> Schema:
+    """The whole schema, as a JSON-ready dict."""
+    top: dict[str, Schema] = {
+        "shapecli": {"const": 1, "description": "spec format version"},
+        "name": {"type": "string", "description": "defaults to the file name"},
+        "description": {"type": "string"},
+        "input": {"$ref": "#/$defs/inputs"},
+        "params": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME},
+            "additionalProperties": SCALAR,
+            "description": "values for ${…} expressions; --set name=value overrides",
+        },
+        "blocks": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME},
+            "additionalProperties": {"$ref": "#/$defs/block"},
+        },
+        "imports": {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "packages the spec uses; imported only with --allow-import",
+        },
+        "model": {"$ref": "#/$defs/entry"},
+    }
+    assert list(top) == list(TOP_LEVEL_KEYS), "schema and parser disagree on top-level keys"
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "shapecli spec, format version 1",
+        "type": "object",
+        "properties": top,
+        "required": ["model"],
+        "additionalProperties": False,
+        "$defs": {
+            "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}},
+            "entry": _entry(),
+            "block": _block(),
+            "inputs": _inputs(),
+        },
+    }
+
+
+def _entry() -> Schema:
+    layers = all_layers()
+    options: dict[str, Schema] = {
+        "name": {
+            "anyOf": [{"type": "string", "pattern": r"^[A-Za-z0-9_]+$"}, {"type": "integer"}],
+            "description": "a label, unique among siblings",
+        },
+        "repeat": {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, EXPRESSION],
+            "description": "fresh copies with independent parameters",
+        },
+        "tie": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "pattern": PARAMETER_PATH},
+            "description": "this layer's parameter *is* that one: {weight: path.to.weight}",
+        },
+        "trainable": {"type": "boolean"},
+    }
+    assert list(options) == list(RESERVED_KEYS), "schema and parser disagree on entry options"
+    properties = {**options, **{name: _arguments(name, cls) for name, cls in layers.items()}}
+    return {
+        "anyOf": [
+            {"anyOf": [{"enum": list(layers)}, {"type": "string", "pattern": TYPE_NAME}]},
+            LAYERS,
+            {
+                "type": "object",
+                "properties": properties,
+                # a block of the spec, or user code allowed with --allow-import
+                "patternProperties": {TYPE_NAME: {}},
+                "additionalProperties": False,
+                "minProperties": 1,
+            },
+        ]
+    }
+
+
+def _arguments(name: str, cls: type) -> Schema:
+    """What ``Name: …`` may hold: nothing, one value, a list, or keyword arguments."""
+    shape = OWN_LAYERS.get(name)
+    rules = auto_rules(cls)
+    keywords: dict[str, Schema] = {}
+    for p in arguments.signature(cls).parameters.values():
+        if (
+            p.name in arguments.FORBIDDEN
+            or p.name.startswith("_")
+            or p.kind
+            in (
+                p.VAR_POSITIONAL,
+                p.VAR_KEYWORD,
+            )
+        ):
+            continue
+        if shape and p.name in shape.layers:
+            keywords[p.name] = LAYERS
+        elif shape and p.name in shape.branches:
+            keywords[p.name] = {"type": "array", "items": LAYERS}
+        else:
+            keywords[p.name] = _value(p, auto=p.name in rules)
+    keyword_form: Schema = {"type": "object", "properties": keywords}
+    if not any(p.kind is p.VAR_KEYWORD for p in arguments.signature(cls).parameters.values()):
+        keyword_form["additionalProperties"] = False
+    return {
+        "anyOf": [{"type": "null"}, SCALAR, AUTO, {"type": "array"}, keyword_form],
+        "description": arguments.usage(cls, name, tuple(rules)),
+    }
+
+
+def _value(parameter: inspect.Parameter, auto: bool) -> Schema:
+    annotation = parameter.annotation
+    described = annotation is not inspect.Parameter.empty and not isinstance(annotation, str)
+    schema = _type(annotation) if described else _type(type(parameter.default))
+    options = [schema, EXPRESSION, *([AUTO] if auto else [])]
+    return {"anyOf": options} if schema else {}
+
+
+def _type(annotation: Any) -> Schema:
+    """An annotation as JSON Schema; ``{}`` (anything) for what YAML cannot express."""
+    simple = {int: "integer", float: "number", bool: "boolean", str: "string"}
+    if annotation in simple:
+        return {"type": simple[annotation]}
+    if annotation is type(None) or annotation is None:
+        return {"type": "null"}
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type(a) for a in args]
+        return {} if any(not p for p in parts) else {"anyOf": parts}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (tuple, list) or (isinstance(annotation, type) and issubclass(annotation, tuple)):
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            return {
+                "type": "array",
+                "prefixItems": [_type(a) for a in args],
+                "minItems": len(args),
+                "maxItems": len(args),
+            }
+        item = _type(args[0]) if args else {"type": "integer"}
+        return {"type": "array", "items": item} if item else {"type": "array"}
+    return {}
+
+
+def _block() -> Schema:
+    full: dict[str, Schema] = {
+        "params": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME},
+            "additionalProperties": SCALAR,
+            "description": "defaults of the block's params",
+        },
+        "body": {"$ref": "#/$defs/entry"},
+        "description": {"type": "string"},
+    }
+    assert list(full) == list(BLOCK_KEYS), "schema and parser disagree on block keys"
+    return {
+        "anyOf": [
+            LAYERS,
+            {
+                "type": "object",
+                "properties": full,
+                "required": ["body"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+
+
+def _inputs() -> Schema:
+    dim: Schema = {
+        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": NAME}]
+    }
+    text: Schema = {
+        "anyOf": [{"type": "string", "pattern": grammar_pattern()}, EXPRESSION],
+        "description": "2x20, 1x3x224x224, 1x1024:long, Bx3xHxW",
+    }
+    one: Schema = {
+        "anyOf": [
+            text,
+            {"type": "array", "items": dim, "minItems": 1},
+            {
+                "type": "object",
+                "properties": {
+                    "shape": {"anyOf": [text, {"type": "array", "items": dim}]},
+                    "dtype": {"enum": list(DTYPES)},
+                },
+                "required": ["shape"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}

@@ -1,0 +1,115 @@
+"""``shapecli lint``: every spec under some paths, in text, JSON and GitHub formats."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, Result
+from shapecli.render.lint import escape_data, escape_property
+
+Cli = Callable[..., Result]
+FIXTURES = Path(__file__).parent / "lint_specs"
+
+
+@pytest.fixture
+def in_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)  # paths in the output are relative, so golden files are stable
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github"])
+def test_formats(cli: Cli, golden: Callable[[str, str], None], in_fixtures: None, fmt: str) -> None:
+    result = cli("lint", ".", "--format", fmt)
+    assert result.exit_code == 1 and result.stderr == ""
+    golden(f"lint.{'txt' if fmt == 'text' else fmt}", result.stdout)
+
+
+def test_text_names_every_problem_once_with_its_place(cli: Cli, in_fixtures: None) -> None:
+    lines = cli("lint", ".").stdout.splitlines()
+    assert lines == [
+        "broken/bad-argument.yaml:4:17: bad-arguments LazyLinear: `out_features` must be a whole number, not the text '16' (write the number without quotes)",
+        "broken/mismatch.yaml:6:5: shape-mismatch layer 2 (Linear) cannot take its input 2×16: it expects last dim 30 (in_features)",
+        "broken/not-yaml.yml:2:1: yaml-syntax while parsing a flow sequence did not find expected ',' or ']'",
+        "broken/syntax.yaml:5:4: yaml-syntax while parsing a block collection did not find expected '-' indicator",
+        "broken/unknown-layer.yaml:5:5: unknown-layer unknown layer type `Relu` (did you mean `ReLU`?)",
+        "no-input.yaml:3:3: dry-run-skipped no `input:` in the spec, so the layers were built and checked but not dry-run; add `input:` to check shapes",
+        "7 files checked, 5 errors, 1 warning",
+    ]
+
+
+def test_json_lists_every_file(cli: Cli, in_fixtures: None) -> None:
+    doc = cli("lint", ".", "-f", "json").json()
+    assert doc["summary"] == {"files": 7, "errors": 5, "warnings": 1} and doc["ok"] is False
+    by_file = {f["file"]: f for f in doc["files"]}
+    assert by_file["good.yaml"] == {
+        "file": "good.yaml",
+        "ok": True,
+        "dry_run": True,
+        "problems": [],
+    }
+    assert by_file["no-input.yaml"]["ok"] is True and by_file["no-input.yaml"]["dry_run"] is False
+    (problem,) = by_file["broken/mismatch.yaml"]["problems"]
+    assert problem["code"] == "shape-mismatch" and problem["source"] == {
+        "file": "broken/mismatch.yaml", "line": 6, "column": 5,
+    }  # fmt: skip
+
+
+def test_exit_codes(cli: Cli, in_fixtures: None) -> None:
+    assert cli("lint", "good.yaml").exit_code == 0
+    assert cli("lint", "good.yaml", "no-input.yaml").exit_code == 0  # warnings do not fail
+    assert cli("lint", "good.yaml", "broken/mismatch.yaml").exit_code == 1
+    missing = cli("lint", "good.yaml", "nope.yaml")
+    assert missing.exit_code == 2
+    assert "nope.yaml: file-error no such file or directory" in missing.stdout
+    assert "1 file checked, 1 error, 0 warnings" in missing.stdout
+    assert cli("lint", "*.nothing").exit_code == 2
+    assert cli("lint", "good.yaml", "-i", "2x-1").exit_code == 2
+    assert cli("lint").exit_code == 2  # PATH is required
+
+
+def test_globs_and_input_override(cli: Cli, in_fixtures: None) -> None:
+    doc = cli("lint", "broken/*.yaml", "-f", "json").json()
+    assert sorted(f["file"] for f in doc["files"]) == [
+        "broken/bad-argument.yaml", "broken/mismatch.yaml", "broken/syntax.yaml", "broken/unknown-layer.yaml",
+    ]  # fmt: skip
+    doc = cli("lint", "good.yaml", "no-input.yaml", "-i", "3x7", "-f", "json").json()
+    assert doc["ok"] is True and all(f["dry_run"] for f in doc["files"])
+
+
+def test_github_format_is_the_default_on_github_actions(
+    cli: Cli, in_fixtures: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    out = cli("lint", "broken/mismatch.yaml").stdout
+    assert out.startswith(
+        "::error file=broken/mismatch.yaml,line=6,col=5,title=shapecli shape-mismatch::"
+    )
+    assert "%0Ahint: use `LazyLinear`" in out
+
+
+def test_github_escaping(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = tmp_path / "odd, name: 100%.yaml"
+    odd.write_text("model:\n  - Relu\n")
+    monkeypatch.chdir(tmp_path)
+    out = cli("lint", odd.name, "-f", "github").stdout.splitlines()[0]
+    assert out.startswith(
+        "::error file=odd%2C name%3A 100%25.yaml,line=2,col=5,title=shapecli unknown-layer::"
+    )
+    assert escape_data("50% done\r\nnext: a, b") == "50%25 done%0D%0Anext: a, b"
+    assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+
+
+def test_the_shipped_configs_lint_clean_except_the_deliberate_mismatch(cli: Cli) -> None:
+    doc = cli("lint", str(CONFIGS), "-f", "json").json()
+    failing = [Path(f["file"]).name for f in doc["files"] if not f["ok"]]
+    assert failing == ["mismatch.yaml"] and doc["summary"]["warnings"] == 0
+
+
+def test_schema_command_prints_the_schema(cli: Cli) -> None:
+    result = cli("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
