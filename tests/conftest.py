@@ -96,3 +96,19 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return make
+
+
+def _hypothesis_profiles() -> None:
+    """``ci`` (the default): a fixed, reproducible budget. ``HYPOTHESIS_PROFILE=fuzz``
+    for a long random run on a developer's machine."""
+    from hypothesis import HealthCheck, settings
+
+    # The `cli` fixture runs the app and keeps no state, so sharing it across examples is fine.
+    quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    common = {"deadline": None, "suppress_health_check": quiet}
+    settings.register_profile("ci", max_examples=60, derandomize=True, **common)
+    settings.register_profile("fuzz", max_examples=2000, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_hypothesis_profiles()

@@ -42,6 +42,14 @@ def test_yaml_and_spec_errors_do_not_import_torch(tmp_path: Path, text: str) -> 
     assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
 
 
+def test_lint_of_broken_yaml_never_imports_torch(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"{i}.yaml").write_text("model:\n  - a: 1\n   - b\n")
+    assert "torch" not in imported_modules("lint", str(tmp_path))
+    done = run_process("lint", str(tmp_path))
+    assert done.returncode == 1 and "3 files checked, 3 errors, 0 warnings" in done.stdout
+
+
 def test_inspect_as_a_process() -> None:
     done = run_process("inspect", "configs/mlp.yaml", "--input", "2x20")
     assert done.returncode == 0, done.stderr
@@ -94,3 +102,40 @@ def test_speedups_keep_dynamo_out_and_results_unchanged() -> None:
     )  # fmt: skip
     assert done.returncode == 7, done.stderr
     assert done.stdout.split() == ["True", "False", "7946"]
+
+
+def run_on_terminal(*args: str, env: dict[str, str]) -> str:
+    """Run the CLI with stdout on a pseudo-terminal; return what it wrote there."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "shapecli", *args],
+                stdout=follower, stderr=subprocess.PIPE, cwd=ROOT, timeout=120, check=False,
+                env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "COLUMNS": "200", **env},
+            )  # fmt: skip
+        finally:
+            os.close(follower)
+        assert done.returncode == 0, done.stderr
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(leader)
+
+
+def test_colour_on_a_terminal_unless_no_color() -> None:
+    coloured = run_on_terminal("inspect", "configs/mlp.yaml", env={})
+    assert "\x1b[" in coloured and "7,946" in coloured
+    plain = run_on_terminal("inspect", "configs/mlp.yaml", env={"NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "7,946" in plain

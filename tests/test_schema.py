@@ -26,7 +26,9 @@ def load(text: str) -> Any:
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_shipped_config_validates(validator: jsonschema.Draft202012Validator, path: Path) -> None:
+def test_every_shipped_config_validates(
+    validator: jsonschema.Draft202012Validator, path: Path
+) -> None:
     errors = [e.message for e in validator.iter_errors(load(path.read_text()))]
     assert errors == []
 
@@ -50,7 +52,9 @@ def test_every_shipped_config_validates(validator: jsonschema.Draft202012Validat
         "shapecli: 2\nmodel: [ReLU]\n",
     ],
 )
-def test_invalid_specs_do_not_validate(validator: jsonschema.Draft202012Validator, text: str) -> None:
+def test_invalid_specs_do_not_validate(
+    validator: jsonschema.Draft202012Validator, text: str
+) -> None:
     assert not validator.is_valid(load(text))
 
 

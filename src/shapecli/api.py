@@ -88,6 +88,7 @@ def inspect(
                 "input-invalid",
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
+        _refuse_symbolic(inputs)
         from shapecli.construct import build_modules
 
         built = build_modules(loaded, allow_import)
@@ -142,6 +143,7 @@ def build(
     inputs = parse_inputs(input) or loaded.inputs
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
+    _refuse_symbolic(inputs)
     built = build_modules(loaded, allow_import)
     report = dry_run(built, inputs, loaded.name, loaded.file)
     if report.errors:
@@ -155,6 +157,18 @@ def build(
     finally:
         torch.random.set_rng_state(generator_state)
     return model
+
+
+def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:
+    """Named dimensions parse (the grammar has them) but cannot be dry-run yet."""
+    for spec in inputs:
+        names = [d for d in spec.dims if isinstance(d, str)]
+        if names:
+            raise fail(
+                "input-invalid",
+                f"input {spec}: symbolic sizes ({', '.join(names)}) cannot be dry-run yet; "
+                "give every dimension as a number, e.g. 2x3x224x224",
+            )
 
 
 def _initialize(model: nn.Module, init: str) -> None:

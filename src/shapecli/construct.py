@@ -17,7 +17,6 @@ would replace the public function ``shapecli.build`` on the package.)
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -157,16 +156,20 @@ class _Builder:
         return module
 
     def _sequential(self, entries: ArgValue, path: str, parent: Entry) -> nn.Module:
-        children: OrderedDict[str, nn.Module] = OrderedDict()
+        sequential = own.Sequential()
         for child in entries if isinstance(entries, tuple) else ():
             assert isinstance(child, Entry)
-            children[child.name] = self.module(child, join(path, child.name))
-        try:
-            return own.Sequential(children)
-        except KeyError as e:  # add_module refuses names like `forward` or `training`
-            raise fail(
-                "spec-invalid", f"a layer cannot be named like this: {e.args[0]}", parent.source
-            ) from None
+            module = self.module(child, join(path, child.name))
+            try:
+                sequential.add_module(child.name, module)
+            except KeyError:  # names like `forward` or `training` are taken by nn.Module
+                raise fail(
+                    "spec-invalid",
+                    f"`{child.name}` cannot name a layer: every module already has an "
+                    "attribute of that name; choose another",
+                    child.source,
+                ) from None
+        return sequential
 
     def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)

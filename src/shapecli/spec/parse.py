@@ -288,8 +288,10 @@ class _SpecParser:
 
     def _input(self, node: Node, scope: _Scope) -> InputSpec:
         try:
-            if isinstance(node, Scalar) and isinstance(node.value, str):
-                text = self._substitute(node.value, scope.values, node.source)
+            if isinstance(node, Scalar) and node.value is not None:
+                # The text as written: YAML reads `0x20` as hex and `20` as a number.
+                raw = node.text if node.plain else str(node.value)
+                text = self._substitute(raw, scope.values, node.source)
                 return parse_input(str(text))
             if isinstance(node, Seq):
                 dims = tuple(self._dim(item, scope) for item in node.items)

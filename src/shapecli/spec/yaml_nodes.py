@@ -46,6 +46,7 @@ class Node:
 class Scalar(Node):
     value: Scalar_t
     plain: bool = True  # written without quotes: only plain scalars are typed
+    text: str = ""  # as written: `input: 0x20` is a shape to the user, hex 32 to YAML
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +162,9 @@ def parse(text: str, file: str) -> Node | None:
         mark = e.problem_mark or e.context_mark
         where = Source(file, mark.line + 1, mark.column + 1) if mark else composer.where()
         message = " ".join(str(part) for part in (e.context, e.problem) if part)
-        raise fail("yaml-syntax", message or "invalid YAML", where, hint=_hint(e)) from None
+        lines = text.splitlines()  # a mark may point just past the last line
+        hint = _hint(e, lines[where.line - 1] if 0 < where.line <= len(lines) else "")
+        raise fail("yaml-syntax", message or "invalid YAML", where, hint=hint) from None
     except (
         yaml.YAMLError,
         ValueError,
@@ -175,16 +178,17 @@ def parse(text: str, file: str) -> Node | None:
         raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
 
 
-def _hint(error: yaml.MarkedYAMLError) -> str | None:
-    """What usually causes PyYAML's more cryptic messages in a spec."""
+def _hint(error: yaml.MarkedYAMLError, line: str) -> str | None:
+    """What usually causes PyYAML's more cryptic messages in a spec (``line`` is the
+    line the error points at)."""
     problem = str(error.problem or "")
+    if "\t" in line[: len(line) - len(line.lstrip())]:
+        return "YAML indents with spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return (
             "a layer with options needs a colon after its type (`- ReLU:` then "
             "`name: act` below it), and a value containing `: ` needs quotes"
         )
-    if "found character '\\t'" in problem or "found character '\t'" in problem:
-        return "YAML indents with spaces, not tabs"
     if "expected '-' indicator" in problem or "expected <block end>" in problem:
         return "check the indentation: items of one list start in the same column"
     return None
@@ -247,7 +251,7 @@ class _Composer:
                 self._check_tag(event, source)
                 plain = bool(event.implicit and event.implicit[0] and not event.style)
                 value = resolve_plain(event.value, source) if plain else event.value
-                node = Scalar(source, value, plain)
+                node = Scalar(source, value, plain, event.value)
                 self._anchor(event.anchor, node, 1)
                 root = self._add(node, 1, source) or root
             elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
