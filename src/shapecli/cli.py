@@ -45,6 +45,28 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
 
 
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="SHAPE",
+        help="Input shape, e.g. 2x20, 1x3x224x224, 1x1024:long, instead of the spec's "
+        "`input:`. Repeat for models that take several tensors.",
+        show_default=False,
+    ),
+]
+AllowImportOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-import",
+        metavar="PACKAGE",
+        help="Allow specs to use layers from this Python package. Repeatable.",
+        show_default=False,
+    ),
+]
+
+
 class _State:
     traceback = False
 
@@ -59,6 +81,8 @@ def _main(
     ] = False,
 ) -> None:
     STATE.traceback = show_traceback
+    # torch warns at import when NumPy is missing; shapecli never uses NumPy.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 
 @app.command()
@@ -66,17 +90,7 @@ def inspect(
     spec: Annotated[
         Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
     ],
-    input: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="SHAPE",
-            help="Input shape, e.g. 2x20, 1x3x224x224, 1x1024:long. Repeat for several inputs. "
-            "Overrides the spec's `input:`.",
-            show_default=False,
-        ),
-    ] = None,
+    input: InputOption = None,
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="Output format.")
     ] = ReportFormat.table,
@@ -101,15 +115,7 @@ def inspect(
             show_default=False,
         ),
     ] = None,
-    allow_import: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-import",
-            metavar="PACKAGE",
-            help="Allow the spec to use layers from this Python package. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    allow_import: AllowImportOption = None,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
     fmt = output_format.value
@@ -117,8 +123,6 @@ def inspect(
     def run() -> Report:
         from shapecli import api, speedups
 
-        # torch warns at import when NumPy is missing; shapecli never uses NumPy.
-        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
         inputs = api.parse_inputs(input)  # the command line is checked first
         loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
         speedups.skip_dynamo_import()
@@ -154,25 +158,8 @@ def lint(
             show_default=False,
         ),
     ] = None,
-    input: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="SHAPE",
-            help="Dry-run every spec with this input instead of its own `input:`. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    allow_import: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-import",
-            metavar="PACKAGE",
-            help="Allow specs to use layers from this Python package. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    input: InputOption = None,
+    allow_import: AllowImportOption = None,
 ) -> None:
     """Check every spec under PATHs; exit 1 if any has an error (for CI and pre-commit)."""
     fmt = output_format or (
@@ -184,7 +171,6 @@ def lint(
         from shapecli.render import Options
         from shapecli.render.lint import LINT_FORMATS
 
-        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
         inputs = api.parse_inputs(input)
         result = lint.lint(paths, inputs, allow_import or (), prepare=speedups.skip_dynamo_import)
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
