@@ -62,3 +62,14 @@ def test_load_and_inspect_a_spec_object_with_set() -> None:
     assert spec.name == "mlp" and spec.inputs == (shapecli.InputSpec((2, 20)),)
     report = shapecli.inspect(spec, input=["3x7"])
     assert report.rows[1].params[0].shape == (256, 7)
+
+
+def test_build_refuses_weights_that_would_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shapecli import api
+
+    monkeypatch.setattr(api, "available_memory", lambda: 10_000)  # bytes
+    with pytest.raises(shapecli.ShapecliError) as info:
+        shapecli.build(CONFIGS / "mlp.yaml")
+    problem = info.value.problem
+    assert problem.code == "too-large" and problem.exit_code == 2
+    assert "need 31.0 KiB but only 9.8 KiB" in problem.message

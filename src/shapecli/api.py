@@ -148,6 +148,7 @@ def build(
     report = dry_run(built, inputs, loaded.name, loaded.file)
     if report.errors:
         raise ShapecliError(report.errors[0])
+    _check_fits(built.model)
     model = built.model.to_empty(device="cpu")
     built.apply_ties()  # to_empty makes a tied parameter two again
     generator_state = torch.random.get_rng_state()
@@ -157,6 +158,30 @@ def build(
     finally:
         torch.random.set_rng_state(generator_state)
     return model
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new allocations, where the platform says (Linux)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits(model: nn.Module) -> None:
+    """Refuse, with the estimate, to allocate weights that would not fit in memory."""
+    from shapecli.render.format import nbytes
+
+    tensors = [*model.parameters(), *model.buffers()]
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    free = available_memory()
+    if free is not None and needed > free:
+        raise fail(
+            "too-large",
+            f"the weights need {nbytes(needed)} but only {nbytes(free)} of memory is free; "
+            "nothing was allocated",
+            hint="inspect the spec instead (it allocates nothing), or build a smaller one",
+        )
 
 
 def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:

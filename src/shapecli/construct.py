@@ -30,6 +30,7 @@ from shapecli.errors import Problem, ShapecliError, Source, fail
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.registry import Registry
+from shapecli.report import format_shape
 from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
 from shapecli.spec.parse import did_you_mean
 
@@ -85,8 +86,8 @@ class BuiltModel:
                     Problem(
                         code="bad-arguments",
                         message=f"cannot tie {tie.path}.{tie.param} "
-                        f"({'×'.join(map(str, mine.shape))}) to {tie.target} "
-                        f"({'×'.join(map(str, target.shape))}): the shapes differ",
+                        f"({format_shape(tuple(mine.shape))}) to {tie.target} "
+                        f"({format_shape(tuple(target.shape))}): the shapes differ",
                         source=tie.source,
                         path=tie.path,
                     )

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from shapecli.report import Shape
+from shapecli.report import Shape, format_shape
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     expected: str | None
     hint: str | None
-
-
-def _fmt(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def diagnose(
@@ -54,7 +50,8 @@ def diagnose(
         if channels != module.in_channels:
             return Diagnosis(expected, _lazy_hint(lazy, "in_channels", type_name))
         return Diagnosis(
-            f"spatial size at least the dilated kernel ({_fmt(module.kernel_size)}) after padding",
+            f"spatial size at least the dilated kernel ({format_shape(module.kernel_size)}) "
+            "after padding",
             "reduce kernel_size or stride, add padding, or feed a larger input",
         )
     if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -64,7 +61,7 @@ def diagnose(
     if isinstance(module, nn.LayerNorm | nn.RMSNorm):
         normalized = tuple(module.normalized_shape)
         return Diagnosis(
-            f"trailing dims {_fmt(normalized)} (normalized_shape)",
+            f"trailing dims {format_shape(normalized)} (normalized_shape)",
             f"`{type_name}: auto` takes the size from the input",
         )
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):

@@ -33,7 +33,7 @@ from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.layers.own import LayerInputError
 from shapecli.replay import Copy, Replayer, repeat_copies, signature
-from shapecli.report import ParamInfo, Report, Row, RowStatus, Shape, Totals
+from shapecli.report import ParamInfo, Report, Row, RowStatus, Shape, Totals, format_shape
 from shapecli.spec.model import Entry
 
 
@@ -91,7 +91,6 @@ class _Recorder:
     calls: dict[str, _Call] = field(default_factory=dict)
     stack: list[str] = field(default_factory=list)
     producers: dict[int, str] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
     def warn(self, message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -128,7 +127,6 @@ class _Recorder:
         self.stack.append(path)
         if path not in self.calls:
             self.calls[path] = _Call(tuple(tensors_in(args)))
-            self.order.append(path)
 
     def after(self, module: nn.Module, args: tuple[object, ...], output: object) -> None:
         path = self.stack.pop()
@@ -202,7 +200,6 @@ class _Reporter:
         self.spec_file = spec_file
         self.inputs = inputs
         self.input_ids = {id(t): i for i, t in enumerate(tensors)}
-        self.failing: str | None = None
 
     def report(self, error: BaseException | None) -> Report:
         errors: list[Problem] = []
@@ -419,7 +416,6 @@ class _Reporter:
         failing = next(
             (p for p in reversed(stack) if p in entries and p), stack[-1] if stack else ""
         )
-        self.failing = failing
         entry = entries.get(failing)
         culprit_path = stack[-1] if stack else failing
         culprit = self.built.model.get_submodule(culprit_path)
@@ -434,7 +430,7 @@ class _Reporter:
         )
         display = entry.display_type if entry else type(culprit).__name__
         label = failing or self.name
-        got = " and ".join(_fmt(s) for s in received) or "no tensor"
+        got = " and ".join(format_shape(s) for s in received) or "no tensor"
         message = f"layer {label} ({display}) cannot take its input {got}"
         if diagnosis.expected:
             message += f": it expects {diagnosis.expected}"
@@ -489,15 +485,6 @@ class _Reporter:
         return f"{path} ({kind})"
 
 
-def _fmt(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape)
-
-
 def _torch_message(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    first = text.splitlines()[0] if text else ""
-    return (
-        f"{type(error).__name__}: {first}"
-        if len(text.splitlines()) <= 1
-        else f"{type(error).__name__}: {text}"
-    )
+    """The failing code's own message, kept verbatim below ours."""
+    return f"{type(error).__name__}: {str(error).strip() or '(no message)'}"

@@ -42,6 +42,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
+    "too-large": ExitCode.USAGE,
     "internal": ExitCode.INTERNAL,
 }
 
@@ -109,9 +110,21 @@ class ShapecliError(Exception):
         return self.problem.exit_code
 
 
-def fail(code: str, message: str, source: Source | None = None, **fields: object) -> ShapecliError:
+def fail(
+    code: str,
+    message: str,
+    source: Source | None = None,
+    *,
+    path: str | None = None,
+    layer_type: str | None = None,
+    hint: str | None = None,
+    detail: str | None = None,
+) -> ShapecliError:
     """Build a :class:`ShapecliError` in one expression: ``raise fail("spec-invalid", ...)``."""
-    return ShapecliError(Problem(code=code, message=message, source=source, **fields))  # type: ignore[arg-type]
+    problem = Problem(
+        code, message, source, path=path, layer_type=layer_type, hint=hint, detail=detail
+    )
+    return ShapecliError(problem)
 
 
 def worst_exit_code(problems: list[Problem]) -> ExitCode:

@@ -20,6 +20,11 @@ Shape = tuple[Dim, ...]
 RowStatus = Literal["ok", "failed", "not-run"]
 
 
+def format_shape(dims: Shape | tuple[int, ...]) -> str:
+    """``2×20``; a scalar tensor is ``()``. One spelling for messages and tables."""
+    return "×".join(str(d) for d in dims) if dims else "()"
+
+
 @dataclass(frozen=True)
 class ParamInfo:
     """One parameter a module owns directly.

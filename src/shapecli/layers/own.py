@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shapecli.report import format_shape
+
 Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
 
@@ -29,7 +31,7 @@ class LayerInputError(ValueError):
 
 
 def _shape(t: torch.Tensor) -> str:
-    return "×".join(str(d) for d in t.shape)
+    return format_shape(tuple(t.shape))
 
 
 def _tensor(x: object, layer: str) -> torch.Tensor:
@@ -146,7 +148,7 @@ class Reshape(nn.Module):
         if not fits:
             raise LayerInputError(
                 f"{_shape(x)} has {rest} elements per sample; they do not fit "
-                f"{'×'.join(str(s) for s in self.shape)}",
+                f"{format_shape(self.shape)}",
                 f"a multiple of {known} elements per sample"
                 if -1 in self.shape
                 else f"{known} elements per sample",

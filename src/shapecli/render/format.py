@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from shapecli.errors import Problem
-from shapecli.report import ParamInfo, Report, Shape
+from shapecli.report import ParamInfo, Report, Shape, format_shape
 
-TIMES = "×"
-
-
-def shape(dims: Shape) -> str:
-    """``2×20``; a scalar tensor is ``()``."""
-    return TIMES.join(str(d) for d in dims) if dims else "()"
+shape = format_shape
 
 
 def shapes(all_dims: tuple[Shape, ...]) -> str:

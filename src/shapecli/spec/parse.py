@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shapecli.errors import ShapecliError, Source, fail
@@ -387,32 +387,22 @@ class _SpecParser:
         options: dict[str, Node],
         scope: _Scope,
     ) -> Entry:
-        repeat = self._repeat(options["repeat"], scope) if "repeat" in options else 1
-        trainable = self._trainable(options["trainable"], scope) if "trainable" in options else True
-        tie, tie_sources = self._tie(options["tie"]) if "tie" in options else ({}, {})
-        common = {"repeat": repeat, "trainable": trainable, "tie": tie, "tie_sources": tie_sources}
         if type_name in self.blocks:
             body = self._expand_block(self.blocks[type_name], value, source, scope)
-            return Entry(
-                "Sequential",
-                name,
-                source,
-                args=body,
-                block=type_name,
-                via=scope.via,
-                **common,  # type: ignore[arg-type]
+            entry = Entry("Sequential", name, source, args=body, block=type_name, via=scope.via)
+        else:
+            args, kwargs, arg_sources = self._arguments(type_name, value, scope)
+            entry = Entry(
+                type_name, name, source, args, kwargs, arg_sources=arg_sources, via=scope.via
             )
-        args, kwargs, arg_sources = self._arguments(type_name, value, scope)
-        return Entry(
-            type_name,
-            name,
-            source,
-            args=args,
-            kwargs=kwargs,
-            arg_sources=arg_sources,
-            via=scope.via,
-            **common,  # type: ignore[arg-type]
-        )
+        if "repeat" in options:
+            entry = replace(entry, repeat=self._repeat(options["repeat"], scope))
+        if "trainable" in options:
+            entry = replace(entry, trainable=self._trainable(options["trainable"], scope))
+        if "tie" in options:
+            tie, tie_sources = self._tie(options["tie"])
+            entry = replace(entry, tie=tie, tie_sources=tie_sources)
+        return entry
 
     def _arguments(
         self, type_name: str, node: Node | None, scope: _Scope
