@@ -2,7 +2,8 @@
 
 The grammar is strict ASCII, checked with one regular expression per form, so
 look-alikes (``2×20``, full-width digits, ``1_000``) are refused rather than guessed
-at. A dimension is a positive integer or a name (a symbolic size). The element count
+at. A dimension is a positive integer or a name (a symbolic size: the grammar has
+them, the dry run refuses them for now, with a clear message). The element count
 must fit in int64: the meta device would happily describe a tensor whose size
 overflows, and every later number would be wrong.
 
@@ -69,7 +70,7 @@ class InputError(ValueError):
 
 GRAMMAR_HELP = (
     "write dimensions joined by 'x' with an optional dtype, e.g. 2x20, 1x3x224x224, "
-    "1x1024:long, or Bx3xHxW for symbolic sizes"
+    "1x1024:long"
 )
 
 

@@ -208,7 +208,7 @@ def _inputs() -> Schema:
     }
     text: Schema = {
         "anyOf": [{"type": "string", "pattern": grammar_pattern()}, EXPRESSION],
-        "description": "2x20, 1x3x224x224, 1x1024:long, Bx3xHxW",
+        "description": "2x20, 1x3x224x224, 1x1024:long",
     }
     one: Schema = {
         "anyOf": [
