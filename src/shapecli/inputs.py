@@ -69,8 +69,7 @@ class InputError(ValueError):
 
 
 GRAMMAR_HELP = (
-    "write dimensions joined by 'x' with an optional dtype, e.g. 2x20, 1x3x224x224, "
-    "1x1024:long"
+    "write dimensions joined by 'x' with an optional dtype, e.g. 2x20, 1x3x224x224, 1x1024:long"
 )
 
 
