@@ -156,3 +156,11 @@ def test_nothing_is_allocated() -> None:
     report = run("model:\n  - LazyLinear: 100000\n  - LazyLinear: 100000\n", "1x100000")
     assert report.totals.params == 20_000_200_000  # 80 GB of float32, on meta
     assert torch.empty(0).device.type == "cpu"  # the default device is untouched
+
+
+def test_missing_arguments_name_only_the_missing_ones() -> None:
+    with pytest.raises(ShapecliError) as info:
+        build_modules(parse_spec("model:\n  - Conv2d: [3]\n", "s.yaml"))
+    problem = info.value.problem
+    assert problem.message == "Conv2d: missing required argument(s): out_channels, kernel_size"
+    assert problem.hint is not None and problem.hint.startswith("takes Conv2d(in_channels: int,")

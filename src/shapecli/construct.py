@@ -201,15 +201,9 @@ class _Builder:
         except ShapecliError:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours
-            raise fail(
-                "bad-arguments",
-                f"{entry.display_type}: the constructor refused these arguments",
-                entry.source,
-                path=path,
-                layer_type=entry.type,
-                detail=f"{type(e).__name__}: {e}",
-                hint=f"takes {arguments.usage(cls, entry.type)}",
-            ) from e
+            message = "the constructor refused these arguments"
+            detail = f"{type(e).__name__}: {e}"
+            raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
 
     def _value(self, value: object, path: str, name: str, owner: Entry) -> object:
         """Layer lists in arguments become modules registered under the argument's name.

@@ -136,7 +136,7 @@ def bind(cls: type, entry: Entry, path: str) -> inspect.BoundArguments:
     try:
         bound = sig.bind(*entry.args, **entry.kwargs)
     except TypeError as e:
-        raise _binding_error(sig, entry, path, e) from None
+        raise _binding_error(cls, entry, path, e) from None
     for name, value in bound.arguments.items():
         parameter = sig.parameters[name]
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -307,54 +307,58 @@ def _key_of(entry: Entry, sig: inspect.Signature, name: str) -> str:
     return str(index)
 
 
-def _bad(entry: Entry, path: str, key: str, message: str) -> ShapecliError:
+def entry_error(
+    entry: Entry,
+    path: str,
+    message: str,
+    *,
+    key: str | None = None,
+    cls: type | None = None,
+    detail: str | None = None,
+) -> ShapecliError:
+    """``bad-arguments`` for an entry: at the argument ``key`` if given, with the
+    layer's usage as the hint when ``cls`` is given."""
     return fail(
         "bad-arguments",
         f"{entry.display_type}: {message}",
-        entry.arg_sources.get(key, entry.source),
+        entry.arg_sources.get(key, entry.source) if key else entry.source,
         path=path,
         layer_type=entry.type,
+        hint=f"takes {usage(cls, entry.type)}" if cls else None,
+        detail=detail,
     )
 
 
-def _binding_error(
-    sig: inspect.Signature, entry: Entry, path: str, error: TypeError
-) -> ShapecliError:
+def _bad(entry: Entry, path: str, key: str, message: str) -> ShapecliError:
+    return entry_error(entry, path, message, key=key)
+
+
+def _binding_error(cls: type, entry: Entry, path: str, error: TypeError) -> ShapecliError:
+    sig = signature(cls)
     names = [p.name for p in sig.parameters.values() if p.name not in FORBIDDEN]
     accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     for key in entry.kwargs:
         if key not in sig.parameters and not accepts_kwargs:
             return _bad(entry, path, key, f"unknown argument `{key}`{did_you_mean(key, names)}")
-    required = [
+    try:
+        given = set(sig.bind_partial(*entry.args, **entry.kwargs).arguments)
+    except TypeError:
+        given = set(entry.kwargs)
+    missing = [
         p.name
         for p in sig.parameters.values()
         if p.default is inspect.Parameter.empty
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in given
     ]
     text = str(error).replace("__init__() ", "")
-    if "missing" in text and required:
-        message = f"missing required argument(s): {', '.join(required)}"
+    if "missing" in text and missing:
+        message = f"missing required argument(s): {', '.join(missing)}"
     elif "too many positional" in text:
         message = f"too many arguments ({len(entry.args)} given)"
     else:
         message = text
-    return fail(
-        "bad-arguments",
-        f"{entry.display_type}: {message}",
-        entry.source,
-        path=path,
-        layer_type=entry.type,
-        hint=f"takes {_usage_of(sig, entry.type)}",
-    )
-
-
-def _usage_of(sig: inspect.Signature, type_name: str) -> str:
-    parts = [
-        p.name if p.default is inspect.Parameter.empty else f"{p.name}={_show_default(p.default)}"
-        for p in sig.parameters.values()
-        if p.name not in FORBIDDEN and not p.name.startswith("_")
-    ]
-    return f"{type_name}({', '.join(parts)})"
+    return entry_error(entry, path, message, cls=cls)
 
 
 def _show_default(value: object) -> str:
