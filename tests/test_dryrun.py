@@ -52,14 +52,17 @@ def test_rows_record_shapes_params_and_counts() -> None:
     assert report.totals.activation_bytes == (2 * 256 + 2 * 256 + 2 * 10) * 4
 
 
-def test_hooks_are_removed_and_modes_restored() -> None:
-    spec = parse_spec(MLP, "s.yaml")
-    built = build_modules(spec)
+@pytest.mark.parametrize("text", [MLP, "model:\n  - Linear: [3, 4]\n"], ids=["ok", "failing"])
+def test_hooks_are_removed_and_modes_restored(text: str) -> None:
+    from torch.nn.modules import module as torch_module
+
+    built = build_modules(parse_spec(text, "s.yaml"))
     built.model.train()
-    dry_run(built, [InputSpec((2, 20))], "mlp", "s.yaml")
-    assert built.model.training
+    dry_run(built, [InputSpec((2, 20))], "m", "s.yaml")
+    assert built.model.training and all(m.training for m in built.model.modules())
     for module in built.model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks
+    assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks
 
 
 def test_mismatch_names_layer_line_shape_expectation_producer_and_hint() -> None:
