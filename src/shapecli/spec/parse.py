@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from shapecli.errors import ShapecliError, Source, fail
+from shapecli.errors import Source, fail
 from shapecli.inputs import InputError, InputSpec, make_input, parse_input
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
@@ -484,9 +484,9 @@ class _SpecParser:
         values: dict[str, Value] = dict(self.params)
         for key, default in block.params.items():
             if key in given:
-                values[key] = self._scalar_value(given[key][0], scope)
+                values[key] = self._param_value(given[key][0], scope.values)
             else:
-                values[key] = self._scalar_value(default, _Scope(values))
+                values[key] = self._param_value(default, values)
         body_scope = _Scope(values, (*scope.blocks, block.name), (block.name, use))
         body = block.body
         assert body is not None
@@ -509,14 +509,6 @@ class _SpecParser:
             return tuple(self._resolve(item, scope) for item in node.items)
         assert isinstance(node, Map)
         return {key: self._resolve(value, scope) for key, value in node.values.items()}
-
-    def _scalar_value(self, node: Node, scope: _Scope) -> Value:
-        value = self._resolve(node, scope)
-        if isinstance(value, tuple | dict) or value is AUTO:
-            raise fail(
-                "spec-invalid", "a param is a single value (number, string or bool)", node.source
-            )
-        return value  # type: ignore[return-value]
 
     def _substitute(self, text: str, scope: Mapping[str, Value], source: Source) -> Value:
         try:
@@ -624,4 +616,4 @@ def _show(node: Node) -> str:
     return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in node.values.items()) + "}"
 
 
-__all__ = ["ShapecliError", "did_you_mean", "parse_spec", "read_spec"]
+__all__ = ["did_you_mean", "parse_spec", "read_spec"]
