@@ -55,10 +55,6 @@ class InputSpec:
     dims: tuple[Dim, ...]
     dtype: str = "float32"
 
-    @property
-    def symbolic(self) -> bool:
-        return any(isinstance(d, str) for d in self.dims)
-
     def __str__(self) -> str:
         text = "x".join(str(d) for d in self.dims)
         return text if self.dtype == "float32" else f"{text}:{self.dtype}"

@@ -43,7 +43,3 @@ OWN_LAYERS: dict[str, Shape] = {
     "PositionalEmbedding": Shape(),
     "Attention": Shape(),
 }
-
-
-def is_own(name: str) -> bool:
-    return name in OWN_LAYERS

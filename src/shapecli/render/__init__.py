@@ -34,6 +34,3 @@ def renderers() -> dict[str, Renderer]:
     from shapecli.render import json, markdown, table
 
     return {"table": table.render, "json": json.render, "markdown": markdown.render}
-
-
-FORMATS = ("table", "json", "markdown")
