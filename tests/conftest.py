@@ -6,6 +6,8 @@ them from the current output (then review the diff before committing).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -41,15 +42,18 @@ class Result:
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """Run ``shapecli ARGS`` in-process (torch is imported once for the whole session)."""
-    from shapecli.cli import app
+    """Run ``shapecli ARGS`` in-process, through the same entry as the console script
+    (torch is imported once for the whole session)."""
+    from shapecli.cli import run_cli
 
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    runner = CliRunner()
+    monkeypatch.delenv("NO_COLOR", raising=False)
 
     def run(*args: str) -> Result:
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        return Result(result.exit_code, result.stdout, result.stderr)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_cli(list(args))
+        return Result(code, out.getvalue(), err.getvalue())
 
     return run
 

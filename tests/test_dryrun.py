@@ -128,7 +128,7 @@ def test_build_errors() -> None:
 def test_repeat_builds_fresh_copies() -> None:
     report = run("model:\n  - LazyLinear: 4\n    repeat: 3\n", "2x4")
     rows = {r.path: r for r in report.rows}
-    assert rows["0"].type == "LazyLinear ×3"
+    assert (rows["0"].type, rows["0"].repeat) == ("LazyLinear", 3)  # the count in its own field
     assert [rows[f"0.{i}"].param_count for i in range(3)] == [20, 20, 20]
     assert report.totals.params == 60 and report.totals.shared == 0
 

@@ -105,9 +105,9 @@ model:
     sizes = [[c.args for c in b.args if isinstance(c, Entry)] for b in e[:3]]
     assert sizes == [[(32,), (), (8,)], [(16,), (), (8,)], [(64,), (), (4,)]]
     inner = e[0].args[0]
-    assert isinstance(inner, Entry) and inner.via is not None
-    assert inner.via[0] == "mlp" and inner.via[1].line == 12
+    assert isinstance(inner, Entry) and e[0].source.line == 12  # the use
     assert inner.source.line == 7  # where the user wrote the layer
+    assert e[1].args[0] is not inner  # other params: another expansion
 
 
 def test_block_errors() -> None:

@@ -113,7 +113,7 @@ def inspect(
 
         return dry_run(built, inputs, name, file)
     except ShapecliError as e:
-        return failed_report(name, file, inputs, e.problem)
+        return failed_report(name, file, inputs, *e.problems)
 
 
 def build(
@@ -145,7 +145,9 @@ def build(
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
     built = build_modules(loaded, allow_import)
-    report = dry_run(built, inputs, loaded.name, loaded.file)
+    # Every repeat copy runs (no replay): the model handed over is made of modules
+    # constructed the ordinary way, each in train mode.
+    report = dry_run(built, inputs, loaded.name, loaded.file, replay=False)
     if report.errors:
         raise ShapecliError(report.errors[0])
     _check_fits(built.model)

@@ -22,9 +22,52 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
+try:  # typer 0.29 and later carry their own copy of click
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer depends on click itself
+    import click  # type: ignore[no-redef, import-not-found, unused-ignore]
+
+from shapecli import __version__
 from shapecli.errors import ExitCode, Problem, ShapecliError, fail, worst_exit_code
 from shapecli.report import Report, failed_report
+
+
+class _Command(TyperCommand):
+    """Help as ruff and git print it: ``Usage: shapecli inspect [OPTIONS] SPEC``, and
+    arguments listed by name, without Python type names."""
+
+    def collect_usage_pieces(self, ctx: click.core.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(
+        self, ctx: click.core.Context, formatter: click.formatting.HelpFormatter
+    ) -> None:
+        arguments = [
+            (_argument_name(p), getattr(p, "help", None) or "")
+            for p in self.get_params(ctx)
+            if p.param_type_name == "argument"
+        ]
+        options = [
+            record
+            for p in self.get_params(ctx)
+            if p.param_type_name == "option" and (record := p.get_help_record(ctx))
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_name(param: click.core.Parameter) -> str:
+    return param.metavar or (param.name or "").upper()
+
 
 app = typer.Typer(
     name="shapecli",
@@ -33,6 +76,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -74,10 +118,26 @@ class _State:
 STATE = _State()
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"shapecli {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     show_traceback: Annotated[
-        bool, typer.Option("--traceback", help="Show the Python traceback of an internal error.")
+        bool,
+        typer.Option("--traceback", help="Show the Python traceback of an internal error."),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print shapecli's version and exit.",
+            is_eager=True,
+            callback=_version,
+        ),
     ] = False,
 ) -> None:
     STATE.traceback = show_traceback
@@ -85,7 +145,7 @@ def _main(
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 
-@app.command()
+@app.command(cls=_Command)
 def inspect(
     spec: Annotated[
         Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
@@ -128,7 +188,7 @@ def inspect(
         speedups.skip_dynamo_import()
         return api.inspect(loaded, inputs, allow_import=allow_import or ())
 
-    report = _guarded(run, lambda problem: failed_report(spec.stem, str(spec), (), problem))
+    report = _guarded(run, lambda problems: failed_report(spec.stem, str(spec), (), *problems))
     _emit(report, fmt, depth)
     raise typer.Exit(_exit_code(report))
 
@@ -139,7 +199,7 @@ class LintFormat(StrEnum):
     github = "github"
 
 
-@app.command()
+@app.command(cls=_Command)
 def lint(
     paths: Annotated[
         list[str],
@@ -177,10 +237,21 @@ def lint(
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)
 
-    raise typer.Exit(_guarded(run, _print_problem))
+    def on_problem(problems: tuple[Problem, ...]) -> int:
+        if fmt is LintFormat.json:
+            import json
+
+            from shapecli.render.lint import usage_document
+
+            doc = usage_document(*problems)
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            return int(worst_exit_code(list(problems)))
+        return _print_problems(problems)
+
+    raise typer.Exit(_guarded(run, on_problem))
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema() -> None:
     """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
 
@@ -192,7 +263,7 @@ def schema() -> None:
         sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
         return 0
 
-    raise typer.Exit(_guarded(run, _print_problem))
+    raise typer.Exit(_guarded(run, _print_problems))
 
 
 class ListFormat(StrEnum):
@@ -200,7 +271,7 @@ class ListFormat(StrEnum):
     json = "json"
 
 
-@app.command()
+@app.command(cls=_Command)
 def layers(
     pattern: Annotated[
         str | None,
@@ -233,14 +304,15 @@ def layers(
             print(f"shapecli: no layer type matches {pattern!r}{suggestion}", file=sys.stderr)
         return 0
 
-    raise typer.Exit(_guarded(run, _print_problem))
+    raise typer.Exit(_guarded(run, _print_problems))
 
 
-def _print_problem(problem: Problem) -> int:
+def _print_problems(problems: tuple[Problem, ...]) -> int:
     from shapecli.render.format import problem_lines
 
-    print("\n".join(problem_lines(problem)), file=sys.stderr)
-    return int(problem.exit_code)
+    for problem in problems:
+        print("\n".join(problem_lines(problem)), file=sys.stderr)
+    return int(worst_exit_code(list(problems)))
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -257,24 +329,29 @@ def _exit_code(report: Report) -> int:
     return int(worst_exit_code([*report.errors, *report.warnings]))
 
 
-def _guarded(run: Callable[[], T], on_problem: Callable[[Problem], T]) -> T:
-    """Run a command body; expected failures become data, bugs become exit 3."""
+def _guarded(body: Callable[[], T], on_problem: Callable[[tuple[Problem, ...]], T]) -> T:
+    """Run a command body; expected failures become data, bugs become exit 3 — both
+    handed to ``on_problem``, so every output format can carry them."""
     try:
-        return run()
+        return body()
     except ShapecliError as e:
-        return on_problem(e.problem)
+        return on_problem(e.problems)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as e:
         if STATE.traceback:
             traceback.print_exc()
-        else:
-            print(
-                f"shapecli: internal error: {type(e).__name__}: {e}\n"
-                "This is a bug in shapecli; run again with --traceback to see where it happened.",
-                file=sys.stderr,
-            )
-        raise typer.Exit(ExitCode.INTERNAL) from None
+        return on_problem((internal_problem(e),))
+
+
+def internal_problem(error: BaseException) -> Problem:
+    """A bug in shapecli, as a problem every output format can carry (exit 3)."""
+    return Problem(
+        "internal",
+        f"internal error: {type(error).__name__}: {error}",
+        hint="this is a bug in shapecli; run again with --traceback (before the command) "
+        "to see where it happened",
+    )
 
 
 def _emit(report: Report, fmt: str, depth: int | None) -> None:
@@ -303,16 +380,63 @@ def _color(stream: object) -> bool:
 
 def main() -> None:
     """Console entry point: run the app, then leave without interpreter teardown."""
-    code: int
-    try:
-        app(prog_name="shapecli")
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-    except BrokenPipeError:
-        code = 0
+    code = run_cli(sys.argv[1:])
     if "torch" in sys.modules:
         from shapecli.speedups import exit_now
 
         exit_now(code)
     sys.exit(code)
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run the command line ``argv``; return the exit code.
+
+    A mistake on the command line (an unknown option, a bad choice) is exit 2 with
+    click's message — and, where ``--format json`` was asked for, one JSON document on
+    stdout saying so, as for every other problem.
+    """
+    try:
+        result = app(args=argv, prog_name="shapecli", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.UsageError as e:
+        e.message = e.message.removeprefix("Value error, ")  # typer's validator's wording
+        if _asks_for_json(argv):
+            _emit_usage_json(argv, e.format_message())
+        else:
+            e.show()
+        return int(ExitCode.USAGE)
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        return 130
+    except click.exceptions.ClickException as e:
+        e.show()
+        return int(e.exit_code)
+    except BrokenPipeError:
+        return 0
+
+
+def _asks_for_json(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg in ("--format", "-f") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+        if arg in ("--format=json", "-fjson"):
+            return True
+    return False
+
+
+def _emit_usage_json(argv: list[str], message: str) -> None:
+    import json
+
+    from shapecli.report import to_json
+
+    problem = Problem("usage", message)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command == "lint":
+        from shapecli.render.lint import usage_document
+
+        doc = usage_document(problem)
+    else:
+        doc = to_json(failed_report("", "", (), problem))
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

@@ -26,11 +26,11 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli.errors import Problem, ShapecliError, Source, fail
+from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message, raise_all
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.registry import Registry
-from shapecli.report import format_shape
+from shapecli.report import Origin, format_shape
 from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
 from shapecli.spec.parse import did_you_mean
 
@@ -54,6 +54,8 @@ class BuiltModel:
     lazy: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
     ties: list[Tie] = field(default_factory=list)
+    #: Where each entry's inputs come from (the report's ``sources``).
+    sources: dict[str, tuple[Origin, ...]] = field(default_factory=dict)
 
     def apply_ties(self) -> list[Problem]:
         """Make every tied parameter the very object it is tied to.
@@ -113,13 +115,23 @@ def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
     )
 
 
+#: The origin of the model's first entry: all of the model's inputs.
+MODEL_INPUTS = (Origin(input="*"),)
+
+
 def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
-    """Construct the spec's modules on the meta device (nothing is allocated)."""
+    """Construct the spec's modules on the meta device (nothing is allocated).
+
+    Every entry is built even when an earlier one fails, so all independent problems
+    are raised together (:func:`~shapecli.errors.raise_all`).
+    """
     builder = _Builder(Registry(allow_import))
     with torch.device("meta"):
-        model = builder.module(spec.model, "")
-    built = BuiltModel(model, builder.entries, warnings=builder.warnings)
-    _bind_refs(built)
+        model = builder.module(spec.model, "", MODEL_INPUTS)
+    built = BuiltModel(model, builder.entries, warnings=builder.warnings, sources=builder.sources)
+    problems = builder.problems
+    problems += _bind_refs(built)
+    raise_all(problems)
     built.ties = _check_ties(built, builder.ties)
     built.lazy = {
         path
@@ -136,16 +148,40 @@ class _Builder:
         self.entries: dict[str, Entry] = {}
         self.warnings: list[Problem] = []
         self.ties: list[Tie] = []
+        self.problems: list[Problem] = []
+        self.sources: dict[str, tuple[Origin, ...]] = {}
+        self.blocks: list[Entry] = []  # the block uses being built, outermost first
 
-    def module(self, entry: Entry, path: str) -> nn.Module:
+    def module(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
+        """The module for ``entry`` at ``path``; a problem with it is collected and an
+        ``Identity`` stands in, so the entries after it are still checked."""
         self.entries[path] = entry
+        self.sources[path] = origins
+        if entry.block is not None:
+            self.blocks.append(entry)
+        try:
+            return self._module(entry, path, origins)
+        except ShapecliError as e:
+            self.problems.extend(self._in_block(p) for p in e.problems)
+            return nn.Identity()
+        finally:
+            if entry.block is not None:
+                self.blocks.pop()
+
+    def _in_block(self, problem: Problem) -> Problem:
+        if not self.blocks or problem.notes or problem.source == self.blocks[-1].source:
+            return problem
+        use = self.blocks[-1]
+        return replace(problem, notes=(f"in block `{use.block}` used at {use.source}",))
+
+    def _module(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
         if entry.repeat > 1:
             copies = tuple(replace(entry, repeat=1, name=str(i)) for i in range(entry.repeat))
-            return self._sequential(copies, path, entry)
+            return self._sequential(copies, path, entry, origins)
         if entry.type == "Sequential":
-            module = self._sequential(entry.kwargs.get("layers", entry.args), path, entry)
+            module = self._sequential(entry.kwargs.get("layers", entry.args), path, entry, origins)
         else:
-            module = self._layer(entry, path)
+            module = self._layer(entry, path, origins)
         if not entry.trainable:
             # Attribute assignment, not requires_grad_(): lazy parameters refuse methods.
             for param in module.parameters():
@@ -156,23 +192,31 @@ class _Builder:
         )
         return module
 
-    def _sequential(self, entries: ArgValue, path: str, parent: Entry) -> nn.Module:
+    def _sequential(
+        self, entries: ArgValue, path: str, parent: Entry, origins: tuple[Origin, ...]
+    ) -> nn.Module:
+        """A layer list: the first entry reads the list's input, each later one the
+        output of the entry before it."""
         sequential = own.Sequential()
         for child in entries if isinstance(entries, tuple) else ():
             assert isinstance(child, Entry)
-            module = self.module(child, join(path, child.name))
+            child_path = join(path, child.name)
+            module = self.module(child, child_path, origins)
+            origins = (Origin(path=child_path),)
             try:
                 sequential.add_module(child.name, module)
             except KeyError:  # names like `forward` or `training` are taken by nn.Module
-                raise fail(
-                    "spec-invalid",
-                    f"`{child.name}` cannot name a layer: every module already has an "
-                    "attribute of that name; choose another",
-                    child.source,
-                ) from None
+                self.problems.append(
+                    Problem(
+                        "spec-invalid",
+                        f"`{child.name}` cannot name a layer: every module already has an "
+                        "attribute of that name; choose another",
+                        child.source,
+                    )
+                )
         return sequential
 
-    def _layer(self, entry: Entry, path: str) -> nn.Module:
+    def _layer(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
         bound = arguments.bind(cls, entry, path)
         auto = [name for name, value in bound.arguments.items() if value is AUTO]
@@ -189,7 +233,7 @@ class _Builder:
                     layer_type=entry.type,
                 )
         for name, value in bound.arguments.items():
-            bound.arguments[name] = self._value(value, path, name, entry)
+            bound.arguments[name] = self._value(value, path, name, entry, origins)
         if auto:
             return AutoSized(cls, bound, frozen=not entry.trainable)
         try:
@@ -202,10 +246,12 @@ class _Builder:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours
             message = "the constructor refused these arguments"
-            detail = f"{type(e).__name__}: {e}"
+            detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
 
-    def _value(self, value: object, path: str, name: str, owner: Entry) -> object:
+    def _value(
+        self, value: object, path: str, name: str, owner: Entry, origins: tuple[Origin, ...]
+    ) -> object:
         """Layer lists in arguments become modules registered under the argument's name.
 
         Where a layer holds several lists (a Residual's ``body`` and ``shortcut``, a
@@ -214,13 +260,14 @@ class _Builder:
         """
         where = join(path, name)
         if isinstance(value, Entry):
-            return self.module(value, where)
+            return self.module(value, where, origins)
         source = owner.arg_sources.get(name, owner.source)
         if isinstance(value, tuple) and value and all(isinstance(v, Entry) for v in value):
             lists = sum(1 for v in owner.kwargs.values() if arguments.holds_layers(v))
             if lists > 1 or name.isdigit():
-                self.entries[where] = Entry("Sequential", name, source, via=owner.via)
-            return self._sequential(value, where, owner)
+                self.entries[where] = Entry("Sequential", name, source)
+                self.sources[where] = origins
+            return self._sequential(value, where, owner, origins)
         if (
             isinstance(value, tuple)
             and value
@@ -229,39 +276,76 @@ class _Builder:
             )
         ):  # branches: a list of layer lists
             return nn.ModuleList(
-                cast(nn.Module, self._value(v, where, str(i), owner)) for i, v in enumerate(value)
+                cast(nn.Module, self._value(v, where, str(i), owner, origins))
+                for i, v in enumerate(value)
             )
         return value
 
 
-def _bind_refs(built: BuiltModel) -> None:
-    """Point every ``Ref`` at its target (which may come later in the spec)."""
+def _bind_refs(built: BuiltModel) -> list[Problem]:
+    """Point every ``Ref`` at its target (which may come later in the spec), and refuse
+    Refs that would call themselves, directly or through other Refs."""
     modules = dict(built.model.named_modules())
+    problems: list[Problem] = []
+    refs: dict[str, str] = {}
     for path, module in modules.items():
         if not isinstance(module, own.Ref):
             continue
         entry = built.entries.get(path)
         source = entry.source if entry else None
         target = module.path
+        message = None
         if target not in modules or not target:
-            raise fail(
-                "spec-invalid",
-                f"`Ref: {target}` names no layer{did_you_mean(target, list(modules))}",
-                source,
-                path=path,
-            )
-        if path == target or path.startswith(target + "."):
-            raise fail(
-                "spec-invalid",
-                f"`Ref: {target}` is this layer or contains it: it would call itself",
-                source,
-            )
-        if isinstance(modules[target], own.Ref):
-            raise fail(
-                "spec-invalid", f"`Ref: {target}` names another Ref; name its target", source
-            )
+            message = f"`Ref: {target}` names no layer{did_you_mean(target, list(modules))}"
+        elif path == target or path.startswith(target + "."):
+            message = f"`Ref: {target}` is this layer or contains it: it would call itself"
+        elif isinstance(modules[target], own.Ref):
+            message = f"`Ref: {target}` names another Ref; name its target"
+        if message:
+            problems.append(Problem("spec-invalid", message, source, path=path))
+            continue
         # Held, not registered: the target's parameters live (and count) at its own path.
         object.__setattr__(module, "target", modules[target])
+        refs[path] = target
+    problems.extend(_ref_cycles(refs, built.entries))
+    return problems
+
+
+def _ref_cycles(refs: dict[str, str], entries: dict[str, Entry]) -> list[Problem]:
+    """A Ref whose target contains a Ref whose target … contains the first Ref calls
+    itself forever: one problem per cycle, at the Ref that closes it."""
+
+    def inside(path: str, target: str) -> bool:
+        return path.startswith(target + ".")
+
+    calls = {r: [other for other in refs if inside(other, t)] for r, t in refs.items()}
+    problems = []
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(ref: str, trail: list[str]) -> None:
+        state[ref] = 1
+        for nxt in calls[ref]:
+            if state.get(nxt) == 1:
+                loop = [*trail[trail.index(nxt) :], nxt]
+                chain = " → ".join(f"{r} (Ref: {refs[r]})" for r in loop)
+                entry = entries.get(ref)
+                problems.append(
+                    Problem(
+                        "spec-invalid",
+                        f"these Refs call each other forever: {chain}",
+                        entry.source if entry else None,
+                        path=ref,
+                        hint="a Ref cannot reach itself through its target",
+                    )
+                )
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[ref] = 2
+
+    for ref in refs:
+        if ref not in state:
+            visit(ref, [ref])
+    return problems
 
 
 def _check_ties(built: BuiltModel, ties: list[Tie]) -> list[Tie]:

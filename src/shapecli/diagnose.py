@@ -1,63 +1,321 @@
-"""Why a layer could not take its input: what it expected, and what to write instead.
+"""Why the dry run failed: which use of which entry broke, on what, and what to write.
 
 torch's messages describe the failing *operation* (``mat1 and mat2 shapes cannot be
-multiplied (2x256 and 30x10)``); users think in *layers*. For the layer kinds that
-have a fixed input size, this module states the expectation in the layer's own terms
-(``last dim 30 (in_features)``) and names the lazy alternative. torch's message is
-always kept below, so an unknown kind still gets an honest error.
+multiplied (2x256 and 30x10)``); users think in *entries*. This module turns the calls
+still open when a layer raised into one located :class:`~shapecli.errors.Problem`:
+
+* **where**: the innermost entry call reached through the spec's own tree. A ``Ref``
+  calls its target outside the target's place in the tree, so a failure on the second
+  use of a module is blamed on the ``Ref`` entry that made that use — its line, the
+  shapes of *that* call — with the target named in a note;
+* **what it expected**, in the layer's own terms (``last dim 30 (in_features)``),
+  rank first: a 3-D input to a layer that needs 4-D is a missing dimension, not a
+  wrong channel count;
+* **where the shape came from**: the earliest layer that made it, skipping layers that
+  passed it on unchanged;
+* **a hint**, and torch's own message verbatim below (C++ backtraces stripped).
+
+An exception raised by shapecli's own machinery is not the user's mismatch: it is
+reported as an internal error (:func:`is_internal`).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import re
+import traceback
+import types
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 from torch import nn
 
+from shapecli.construct import BuiltModel
+from shapecli.errors import Problem, foreign_message
+from shapecli.inputs import InputSpec
+from shapecli.layers.own import LayerInputError
+from shapecli.record import Call, HookFailure, Recorder, TensorInfo
 from shapecli.report import Shape, format_shape
+from shapecli.spec.model import Entry
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+#: Exception types that, raised in shapecli's own code, can only be a bug in it.
+_BUG_TYPES = (AssertionError, KeyError, AttributeError, NameError, UnboundLocalError)
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     expected: str | None
     hint: str | None
+    too_few_inputs: bool = False  # the hint depends on where the inputs come from
 
 
-def diagnose(
-    module: nn.Module, type_name: str, shapes: tuple[Shape, ...], dtypes: tuple[str, ...]
-) -> Diagnosis:
-    """The expectation of ``module`` about its first input, and a hint."""
+def is_internal(error: BaseException) -> bool:
+    """Did shapecli's own code (not a layer, not torch) raise ``error``?"""
+    if isinstance(error, HookFailure):
+        return True
+    if isinstance(error, LayerInputError) or not isinstance(error, _BUG_TYPES):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(_PACKAGE)
+
+
+def open_calls(error: BaseException, recorder: Recorder) -> list[Call]:
+    """The calls that were still running when ``error`` was raised, outermost first.
+
+    The recorder's stack, kept to the modules that are on the exception's own
+    traceback: a call whose exception torch caught internally is not one of them.
+    """
+    on_traceback: set[int] = set()
+    tb: types.TracebackType | None = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
+            module = frame.f_locals.get("self")
+            if isinstance(module, nn.Module):
+                on_traceback.add(id(module))
+        tb = tb.tb_next
+    return [c for c in recorder.stack if id(recorder.modules.get(c.path)) in on_traceback]
+
+
+def in_tree(calls: list[Call]) -> list[Call]:
+    """The open calls up to the first that does not lie inside the one before it (it
+    was reached through a ``Ref``, or a module used twice by user code): the failing
+    use and everything around it in the spec's own tree."""
+    kept: list[Call] = []
+    for call in calls:
+        if kept and kept[-1].path and not call.path.startswith(kept[-1].path + "."):
+            break
+        kept.append(call)
+    return kept
+
+
+def failing_use(calls: list[Call], entries: dict[str, Entry]) -> Call | None:
+    """The innermost entry call reached through the spec's tree.
+
+    Each open call normally lies inside the one before it (``enc.0`` inside ``enc``). A
+    call that does not was reached by a ``Ref`` (or a module used twice by user code):
+    the entry to blame is the last one before that jump — the use, not the original.
+    """
+    found = None
+    previous: Call | None = None
+    for call in calls:
+        if previous is not None and previous.path and not call.path.startswith(previous.path + "."):
+            break
+        if call.path in entries:
+            found = call
+        previous = call
+    return found
+
+
+class Explainer:
+    """Everything needed to explain a failed pass."""
+
+    def __init__(
+        self,
+        built: BuiltModel,
+        recorder: Recorder,
+        name: str,
+        inputs: tuple[InputSpec, ...],
+        input_ids: dict[int, int],
+    ) -> None:
+        self.built = built
+        self.recorder = recorder
+        self.name = name
+        self.inputs = inputs
+        self.input_ids = input_ids
+
+    def mismatch(self, error: BaseException, calls: list[Call]) -> Problem:
+        entries = self.built.entries
+        use = failing_use(calls, entries)
+        culprit = calls[-1] if calls else use
+        path = use.path if use else ""
+        entry = entries.get(path)
+        module = self.recorder.modules.get(culprit.path) if culprit else None
+        received = use.inputs if use else ()
+        culprit_inputs = culprit.inputs if culprit else ()
+        same = culprit is use
+        type_name = (entry.type if entry and same else type(module).__name__) if module else ""
+        if isinstance(error, LayerInputError):
+            diagnosis = Diagnosis(error.expected, error.hint)
+        elif module is not None:
+            diagnosis = diagnose(module, type_name, culprit_inputs)
+        else:
+            diagnosis = Diagnosis(None, None)
+        if diagnosis.too_few_inputs:
+            from shapecli.construct import MODEL_INPUTS
+
+            reads_model = not path or self.built.sources.get(path) == MODEL_INPUTS
+            hint = (
+                "declare one model input per tensor: --input … --input …, or a list in `input:`"
+                if reads_model
+                else "pass every tensor it needs with `in:`, e.g. `in: [_, mask]`"
+            )
+            diagnosis = Diagnosis(diagnosis.expected, hint)
+        elif diagnosis.hint and "--input 1x… instead of …" in diagnosis.hint and self.inputs:
+            given = self.inputs[0]
+            diagnosis = Diagnosis(
+                diagnosis.expected,
+                diagnosis.hint.replace(
+                    "--input 1x… instead of …", f"--input 1x{given} instead of {given}"
+                ),
+            )
+        display = self._display(path)
+        got = " and ".join(format_shape(i.shape) for i in received) or "no tensor"
+        message = f"layer {path or self.name} ({display}) cannot take its input {got}"
+        overflow = _overflow(error)
+        code = "shape-mismatch"
+        if overflow:
+            code = "bad-arguments"
+            message = (
+                f"layer {path or self.name} ({display}) cannot be built for its input {got}: "
+                f"it would need {overflow}"
+            )
+            diagnosis = Diagnosis(None, "use smaller sizes")
+        elif diagnosis.expected:
+            message += f": it expects {diagnosis.expected}"
+        notes = []
+        if culprit is not None and not same:
+            inner = f"{culprit.path} ({type(module).__name__})"
+            how = (
+                f"it uses {inner}, which failed"
+                if not culprit.path.startswith(path + ".") and path
+                else f"inside it, {inner} failed"
+            )
+            if culprit_inputs != received:
+                how += f" on {' and '.join(format_shape(i.shape) for i in culprit_inputs)}"
+            notes.append(how)
+        block = self._block_use(path)
+        if block is not None:
+            notes.append(f"in block `{block.block}` used at {block.source}")
+        return Problem(
+            code=code,
+            message=message,
+            source=entry.source if entry else None,
+            path=path,
+            layer_type=entry.type if entry else type_name or None,
+            input_shapes=tuple(i.shape for i in received),
+            expected=diagnosis.expected,
+            produced_by=self.produced_by(use.tensors[0] if use and use.tensors else None),
+            hint=diagnosis.hint,
+            detail=foreign_message(error),
+            notes=tuple(notes),
+        )
+
+    def _display(self, path: str) -> str:
+        entry = self.built.entries.get(path)
+        module = self.recorder.modules.get(path)
+        if entry is None:
+            return type(module).__name__
+        from shapecli.layers.own import Ref
+
+        if isinstance(module, Ref) and entry.repeat == 1:
+            return f"Ref → {module.path}"
+        return entry.display_type
+
+    def _block_use(self, path: str) -> Entry | None:
+        """The innermost block use that ``path`` lies in (or is)."""
+        parts = path.split(".") if path else []
+        for i in range(len(parts), 0, -1):
+            entry = self.built.entries.get(".".join(parts[:i]))
+            if entry is not None and entry.block is not None and i < len(parts):
+                return entry
+        return None
+
+    def produced_by(self, tensor: torch.Tensor | None) -> str | None:
+        """The earliest layer that made this shape, skipping shape-preserving layers."""
+        if tensor is None:
+            return None
+        chain: list[str] = []
+        current = tensor
+        while True:
+            if id(current) in self.input_ids:
+                index = self.input_ids[id(current)]
+                origin = f"the model input {self.inputs[index]}"
+                break
+            call = self.recorder.producers.get(id(current))
+            if call is None:
+                return None
+            chain.append(call.path)
+            keeps = (
+                call.inputs
+                and call.tensors
+                and call.outputs is not None
+                and call.inputs[0].shape in (o.shape for o in call.outputs)
+            )
+            if not keeps:
+                origin = self.describe(chain.pop())
+                break
+            current = call.tensors[0]
+        if chain:
+            through = ", ".join(self.describe(p) for p in reversed(chain))
+            return f"{origin}, passed on unchanged by {through}"
+        return origin
+
+    def describe(self, path: str) -> str:
+        return f"{path} ({self._display(path)})"
+
+
+def _overflow(error: BaseException) -> str | None:
+    text = str(error)
+    if "overflow" in text.lower() and ("size" in text.lower() or "storage" in text.lower()):
+        match = re.search(r"sizes=\[([0-9, ]+)\]", text)
+        if match:
+            sizes = tuple(int(s) for s in match.group(1).split(","))
+            return (
+                f"a tensor of {format_shape(sizes)} = {math.prod(sizes):.3g} elements, "
+                "more than int64 can count"
+            )
+        return "a tensor with more elements than int64 can count"
+    return None
+
+
+# -- what a layer expects ----------------------------------------------------------------
+
+
+def diagnose(module: nn.Module, type_name: str, inputs: tuple[TensorInfo, ...]) -> Diagnosis:
+    """The expectation of ``module`` about its inputs, and a hint: rank before sizes."""
     required = _required_inputs(module)
-    if len(shapes) < len(required):
-        return Diagnosis(
-            f"{len(required)} inputs ({', '.join(required)})",
-            "declare one input per tensor: --input … --input …, or a list in `input:`",
-        )
-    shape = shapes[0] if shapes else ()
-    dtype = dtypes[0] if dtypes else ""
-    lazy = f"Lazy{type_name}" if not type_name.startswith("Lazy") else type_name
+    if len(inputs) < len(required):
+        return Diagnosis(f"{len(required)} inputs ({', '.join(required)})", None, True)
+    shape: Shape = inputs[0].shape if inputs else ()
+    dtype = inputs[0].dtype if inputs else ""
+    lazy = _uninitialized(module)
+    lazy_name = f"Lazy{type_name}" if not type_name.startswith("Lazy") else type_name
     if isinstance(module, nn.Linear):
-        return _last_dim(shape, module.in_features, "in_features", lazy, type_name)
+        if lazy:
+            return Diagnosis(None, None)
+        return _last_dim(module.in_features, "in_features", lazy_name, type_name)
     if isinstance(module, nn.modules.conv._ConvNd):
-        dims = len(module.kernel_size)
-        expected = (
-            f"{dims + 2}-D input (N×C×…) or {dims + 1}-D (C×…) with C = {module.in_channels} "
-            "(in_channels)"
-        )
-        if len(shape) not in (dims + 1, dims + 2):
-            return Diagnosis(expected, None)
-        channels = shape[1] if len(shape) == dims + 2 else shape[0]
-        if channels != module.in_channels:
-            return Diagnosis(expected, _lazy_hint(lazy, "in_channels", type_name))
+        spatial = len(module.kernel_size)
+        ranks: tuple[int, ...] = (spatial + 1, spatial + 2)
+        layout = "×".join(("N", "C", *"DHW"[3 - spatial :]))
+        if len(shape) not in ranks:
+            return _rank(shape, ranks, layout)
+        channels = shape[1] if len(shape) == spatial + 2 else shape[0]
+        if not lazy and channels != module.in_channels:
+            return Diagnosis(
+                f"C = {module.in_channels} (in_channels) in {layout}",
+                _lazy_hint(lazy_name, "in_channels", type_name),
+            )
         return Diagnosis(
             f"spatial size at least the dilated kernel ({format_shape(module.kernel_size)}) "
             "after padding",
             "reduce kernel_size or stride, add padding, or feed a larger input",
         )
     if isinstance(module, nn.modules.batchnorm._NormBase):
-        return _channel_dim(shape, module.num_features, "num_features", lazy, type_name)
+        ranks = _norm_ranks(module)
+        if ranks and len(shape) not in ranks:
+            return _rank(shape, ranks, "N×C×…")
+        if lazy:
+            return Diagnosis(None, None)
+        return _channel_dim(module.num_features, "num_features", lazy_name, type_name)
     if isinstance(module, nn.GroupNorm):
-        return _channel_dim(shape, module.num_channels, "num_channels", None, type_name)
+        if len(shape) < 2:
+            return _rank(shape, (2, 5), "N×C×…")
+        return _channel_dim(module.num_channels, "num_channels", None, type_name)
     if isinstance(module, nn.LayerNorm | nn.RMSNorm):
         normalized = tuple(module.normalized_shape)
         return Diagnosis(
@@ -72,10 +330,44 @@ def diagnose(
             )
         return Diagnosis(f"ids below {module.num_embeddings} (num_embeddings)", None)
     if isinstance(module, nn.MultiheadAttention):
-        return _last_dim(shape, module.embed_dim, "embed_dim", None, type_name)
+        return _last_dim(module.embed_dim, "embed_dim", None, type_name)
     if isinstance(module, nn.RNNBase):
-        return _last_dim(shape, module.input_size, "input_size", None, type_name)
+        if len(shape) not in (2, 3):
+            return _rank(shape, (2, 3), "N×L×H (batch_first) or L×N×H")
+        return _last_dim(module.input_size, "input_size", None, type_name)
     return Diagnosis(None, None)
+
+
+def _uninitialized(module: nn.Module) -> bool:
+    from torch.nn.parameter import UninitializedParameter
+
+    return any(isinstance(p, UninitializedParameter) for p in module.parameters(recurse=False))
+
+
+def _norm_ranks(module: nn.Module) -> tuple[int, ...]:
+    name = type(module).__name__
+    instance = "Instance" in name
+    for suffix, ranks, instance_ranks in (("1d", (2, 3), (2, 3)), ("2d", (4,), (3, 4))):
+        if name.endswith(suffix):
+            return instance_ranks if instance else ranks
+    if name.endswith("3d"):
+        return (4, 5) if instance else (5,)
+    return ()
+
+
+def _rank(shape: Shape, ranks: tuple[int, ...], layout: str) -> Diagnosis:
+    wanted = " or ".join(f"{r}-D" for r in sorted(ranks, reverse=True))
+    expected = f"a {wanted} input ({layout}), not {len(shape)}-D"
+    if len(shape) + 1 == max(ranks):
+        hint = (
+            "one dimension is missing, probably the batch (N): give the model input a "
+            "leading batch size, e.g. --input 1x… instead of …"
+        )
+    elif len(shape) < min(ranks):
+        hint = "the input is flat: add the missing dimensions with `Reshape` (e.g. [C, H, W])"
+    else:
+        hint = "the input has extra dimensions: `Flatten` or `Reshape` them away first"
+    return Diagnosis(expected, hint)
 
 
 def _required_inputs(module: nn.Module) -> list[str]:
@@ -91,11 +383,11 @@ def _required_inputs(module: nn.Module) -> list[str]:
     ]
 
 
-def _last_dim(shape: Shape, size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
+def _last_dim(size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
     return Diagnosis(f"last dim {size} ({name})", _lazy_hint(lazy, name, type_name))
 
 
-def _channel_dim(shape: Shape, size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
+def _channel_dim(size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
     return Diagnosis(f"dim 1 = {size} ({name})", _lazy_hint(lazy, name, type_name))
 
 

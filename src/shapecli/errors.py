@@ -12,6 +12,7 @@ exit codes by hand.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Literal
@@ -95,15 +96,17 @@ class Problem:
 
 
 class ShapecliError(Exception):
-    """An expected failure that carries its :class:`Problem`.
+    """An expected failure that carries its :class:`Problem` — or several, when a step
+    checks independent things (every entry of a spec) and reports them all at once.
 
     Raised anywhere in the pipeline; the CLI and the API turn it into output and an
     exit code. Anything *not* a ShapecliError reaching the top is a bug (exit 3).
     """
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, *more: Problem) -> None:
         super().__init__(problem.message)
         self.problem = problem
+        self.problems: tuple[Problem, ...] = (problem, *more)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -130,3 +133,36 @@ def fail(
 def worst_exit_code(problems: list[Problem]) -> ExitCode:
     """The exit code for a set of problems: the most serious one wins."""
     return max((p.exit_code for p in problems), default=ExitCode.OK)
+
+
+def raise_all(problems: list[Problem]) -> None:
+    """Raise every collected problem at once, in file order; nothing if there are none."""
+    unique = list(dict.fromkeys(problems))  # a block used twice reports its body once
+    unique = [p for i, p in enumerate(unique) if not any(_same(p, q) for q in unique[:i])]
+    if unique:
+        ordered = sorted(
+            unique, key=lambda p: (p.source.line, p.source.column) if p.source else (0, 0)
+        )
+        raise ShapecliError(*ordered)
+
+
+def _same(a: Problem, b: Problem) -> bool:
+    return (a.code, a.message, a.source) == (b.code, b.message, b.source)
+
+
+_CPP_FRAME = re.compile(
+    r"\s*(Exception raised from |frame #\d+:|<omitting python frames>|C\+\+ CapturedTraceback)"
+)
+
+
+def foreign_message(error: BaseException) -> str:
+    """A third party's exception (torch's, a user layer's) as one honest line or few,
+    kept below ours: ``RuntimeError: …``, without C++ backtraces — their addresses
+    change every run and help no user."""
+    lines = []
+    for line in str(error).strip().splitlines():
+        if _CPP_FRAME.match(line):
+            break
+        lines.append(line)
+    text = "\n".join(lines).strip()
+    return f"{type(error).__name__}: {text or '(no message)'}"

@@ -72,8 +72,11 @@ def collect(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            for file in sorted(_walk(path)):
+            files = sorted(_walk(path))
+            for file in files:
                 found.setdefault(file)
+            if not files:
+                missing.append(_missing(text, "no spec files (*.yaml, *.yml) under this folder"))
         elif path.exists():
             found.setdefault(path)
         elif any(c in text for c in "*?["):
@@ -114,7 +117,7 @@ def check_file(
     try:
         spec = api.load(path)
     except ShapecliError as e:
-        return FileResult(str(path), (e.problem.located(where),))
+        return FileResult(str(path), tuple(p.located(where) for p in e.problems))
     if prepare is not None:
         prepare()
     report = api.inspect(spec, inputs or None, allow_import=allow_import, static_ok=True)

@@ -8,6 +8,13 @@ too. So copy *i* does not run: it becomes a deep copy of copy 0 (fresh parameter
 the same shapes, as a real forward would have made them) and returns fresh meta
 tensors of copy 0's output shapes. Its submodules' calls are copied from copy 0's.
 
+The copy keeps its own module objects wherever copy 0 has a module at the same path: a
+``Ref`` elsewhere in the spec may hold one of them (``Ref: enc.1.fc``), and must go on
+calling the module that is in the tree.
+
+Replay is for inspection only: ``build`` runs every copy, so the model it hands over
+is made of modules constructed the ordinary way.
+
 For a 70B-parameter decoder that is 1 run instead of 80, and the report is the same
 (``tests/test_replay.py`` checks it against a full run).
 """
@@ -21,14 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from shapecli.layers.auto import become
+from shapecli.record import TensorInfo, info
 from shapecli.spec.model import Entry
-
-Signature = tuple[tuple[tuple[int, ...], torch.dtype], ...]
-
-
-def signature(tensors: tuple[torch.Tensor, ...]) -> Signature:
-    return tuple((tuple(t.shape), t.dtype) for t in tensors)
 
 
 @dataclass
@@ -56,17 +57,18 @@ def repeat_copies(model: nn.Module, entries: dict[str, Entry]) -> list[Copy]:
 class Replayer:
     """Installs the replaying ``forward`` on copies and undoes it afterwards.
 
-    ``first_call(path)`` must give copy 0's input tensors and the object its forward
-    returned, or ``None`` while copy 0 has not returned; ``on_replay(copy, first)`` is
-    told after a copy became a replica, so the recorder can copy its submodules' calls.
+    ``first_call(path)`` must give what copy 0 received (as recorded) and the object
+    its forward returned, or ``None`` while copy 0 has not returned;
+    ``on_replay(copy_path, first_path, first)`` is told after a copy became a replica,
+    so the recorder can copy its submodules' calls.
     """
 
     def __init__(
         self,
         model: nn.Module,
         copies: list[Copy],
-        first_call: Callable[[str], tuple[tuple[torch.Tensor, ...], object] | None],
-        on_replay: Callable[[Copy, nn.Module], None],
+        first_call: Callable[[str], tuple[tuple[TensorInfo, ...], object] | None],
+        on_replay: Callable[[str, str, nn.Module], None],
     ) -> None:
         self.model = model
         self.copies = copies
@@ -89,24 +91,53 @@ class Replayer:
                 kwargs
                 or first is None
                 or len(tensors) != len(args)
-                or signature(tensors) != signature(first[0])
+                or tuple(info(t) for t in tensors) != first[0]
             ):
                 return original(*args, **kwargs)  # not the same call: run it for real
             template = self.model.get_submodule(c.first)
-            become(c.module, replicate(template, {}))
-            self.on_replay(c, template)
+            replicate_into(c.module, template, {})
+            self.on_replay(c.path, c.first, template)
             return fresh(first[1])
 
         return forward
 
 
-def replicate(module: nn.Module, memo: dict[int, nn.Parameter]) -> nn.Module:
+def replicate_into(target: nn.Module, template: nn.Module, memo: dict[int, nn.Parameter]) -> None:
+    """Make ``target`` a replica of ``template`` in place, keeping ``target``'s own module
+    objects (and their hooks) wherever ``template`` has a module of the same name."""
+    kept = dict(target._modules)
+    for lazy_hook in ("_initialize_hook", "_load_hook"):  # a Lazy* layer that never ran
+        handle = vars(target).get(lazy_hook)
+        if handle is not None:
+            handle.remove()
+    hooks = {k: v for k, v in vars(target).items() if "hook" in k and isinstance(v, dict)}
+    replica = replicate(template, memo, shallow=True)
+    modules: dict[str, nn.Module | None] = {}
+    for name, module in template._modules.items():
+        mine = kept.get(name)
+        if module is None:
+            modules[name] = None
+        elif mine is not None:
+            replicate_into(mine, module, memo)
+            modules[name] = mine
+        else:
+            modules[name] = replicate(module, memo)
+    state = vars(target)
+    state.clear()
+    state.update(vars(replica))
+    state.update(hooks)
+    state["_modules"] = modules
+    target.__class__ = template.__class__
+
+
+def replicate(module: nn.Module, memo: dict[int, nn.Parameter], shallow: bool = False) -> nn.Module:
     """A copy of ``module`` with new parameters and buffers of the same shapes.
 
     What ``copy.deepcopy`` would give here, at a fraction of its cost: every module's
     state is copied one level deep, tensors are replaced by new (meta) tensors, and
     hook registries start empty. ``memo`` keeps a parameter used twice inside the
-    block (a tie) shared in the copy too. Configuration attributes (sizes, flags,
+    block (a tie) shared in the copy too; ``shallow`` leaves out the submodules.
+    Configuration attributes (sizes, flags,
     a Ref's target) are immutable or meant to be shared, so they are not copied.
     """
     replica = module.__new__(type(module))
@@ -122,9 +153,13 @@ def replicate(module: nn.Module, memo: dict[int, nn.Parameter]) -> nn.Module:
         name: None if b is None else torch.empty_like(b) for name, b in module._buffers.items()
     }
     state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
-    state["_modules"] = {
-        name: None if m is None else replicate(m, memo) for name, m in module._modules.items()
-    }
+    state["_modules"] = (
+        {}
+        if shallow
+        else {
+            name: None if m is None else replicate(m, memo) for name, m in module._modules.items()
+        }
+    )
     vars(replica).update(state)
     return replica
 

@@ -26,6 +26,16 @@ def format_shape(dims: Shape | tuple[int, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where one input of a row came from: the output of the row at ``path``, or the
+    model input called ``input``; ``arg`` names the keyword it was passed as."""
+
+    path: str | None = None
+    input: str | None = None
+    arg: str | None = None
+
+
+@dataclass(frozen=True)
 class ParamInfo:
     """One parameter a module owns directly.
 
@@ -60,6 +70,8 @@ class Row:
     inferred: bool = False
     status: RowStatus = "ok"
     same_as: str | None = None  # a repeat copy that took and gave what copy 0 did
+    repeat: int | None = None  # for a repeat group: how many copies
+    sources: tuple[Origin, ...] = ()  # where each input came from
 
 
 @dataclass(frozen=True)
@@ -92,9 +104,22 @@ class Report:
         return not self.errors
 
 
-def failed_report(name: str, spec: str, inputs: tuple[InputSpec, ...], problem: Problem) -> Report:
-    """The report of a spec that could not be built or run at all."""
-    return Report(name=name, spec=spec, inputs=inputs, errors=(problem,), ran=False)
+def failed_report(
+    name: str, spec: str, inputs: tuple[InputSpec, ...], *problems: Problem
+) -> Report:
+    """The report of a spec that could not be built or run at all (nothing was built, so
+    its totals are not complete)."""
+    errors = tuple(p for p in problems if p.severity == "error")
+    warnings = tuple(p for p in problems if p.severity == "warning")
+    return Report(
+        name=name,
+        spec=spec,
+        inputs=inputs,
+        errors=errors,
+        warnings=warnings,
+        ran=False,
+        totals=Totals(complete=False),
+    )
 
 
 # -- JSON --------------------------------------------------------------------------------

@@ -283,9 +283,14 @@ def _type_message(name: str, value: object, expected: Any) -> str:
     return message
 
 
+INT64_MAX = 2**63 - 1
+
+
 def _range_problem(name: str, value: object) -> str | None:
     values = value if isinstance(value, tuple) else (value,)
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if any(isinstance(v, int) and abs(v) > INT64_MAX for v in _ints(value)):
+        return f"`{name}` is too large: {value!r} does not fit in 64 bits"
     if name in POSITIVE and any(v < 1 for v in numbers):
         return f"`{name}` must be at least 1, not {value!r}"
     if name in NON_NEGATIVE and any(v < 0 for v in numbers):
@@ -293,6 +298,12 @@ def _range_problem(name: str, value: object) -> str | None:
     if name in PROBABILITY and any(not 0 <= v <= 1 for v in numbers):
         return f"`{name}` is a probability between 0 and 1, not {value!r}"
     return None
+
+
+def _ints(value: object) -> list[int]:
+    if isinstance(value, tuple):
+        return [i for v in value for i in _ints(v)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from shapecli.errors import Problem
-from shapecli.report import ParamInfo, Report, Shape, format_shape
+from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
 
 shape = format_shape
 
 
 def shapes(all_dims: tuple[Shape, ...]) -> str:
     return ", ".join(shape(s) for s in all_dims)
+
+
+def type_label(row: Row) -> str:
+    """The type as a table shows it: ``decoder ×4`` for a repeat group."""
+    return f"{row.type} ×{row.repeat}" if row.repeat else row.type
 
 
 def count(n: int | None) -> str:

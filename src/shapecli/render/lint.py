@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from rich.text import Text
 
+from shapecli.errors import Problem
 from shapecli.lint import FileResult, LintResult
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
@@ -49,8 +50,21 @@ def render_json(result: LintResult, options: Options) -> Rendered:
             "warnings": result.warnings,
         },
         "files": [_file_json(f) for f in result.files],
+        "errors": [],
     }
     return Rendered(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def usage_document(*problems: Problem) -> dict[str, object]:
+    """The lint JSON document when no file could be checked at all (a bad command line):
+    the problems are the command's own, in the top-level ``errors``."""
+    return {
+        "schema_version": LINT_SCHEMA_VERSION,
+        "ok": False,
+        "summary": {"files": 0, "errors": len(problems), "warnings": 0},
+        "files": [],
+        "errors": [problem_json(p) for p in problems],
+    }
 
 
 def _file_json(file: FileResult) -> dict[str, object]:

@@ -32,7 +32,7 @@ def render(report: Report, options: Options) -> Rendered:
                     _cell(c)
                     for c in (
                         name,
-                        f"`{row.type}`" + ("\\*" if row.inferred else ""),
+                        f"`{fmt.type_label(row)}`" + ("\\*" if row.inferred else ""),
                         fmt.shapes(row.input_shapes),
                         output,
                         fmt.params(row.params),

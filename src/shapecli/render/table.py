@@ -54,7 +54,7 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
     layer.append(row.name, style=style or ("bold" if row.depth == 0 else ""))
-    layer.append(f" ({row.type}{'*' if row.inferred else ''})", style=style or "cyan")
+    layer.append(f" ({fmt.type_label(row)}{'*' if row.inferred else ''})", style=style or "cyan")
     if failed:
         output = Text(f"{FAIL_MARK} cannot take it", style=style)
     elif row.status == "failed":

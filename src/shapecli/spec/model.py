@@ -43,9 +43,9 @@ class Entry:
 
     ``type`` is a name still to be resolved (shapecli's own layers and ``torch.nn``
     classes), or ``Sequential`` for a list. ``block`` is set when this entry is the
-    expansion of a block use. ``via`` is set on entries inside a block's body: the
-    block's name and where it was used, while ``source`` points at the line the user
-    wrote for this entry.
+    expansion of a block use (its ``source`` is the use; the body's entries point at the
+    lines of the body). Uses of a block with the same params share one expanded body:
+    the tree of entries is a DAG, and each *module* built from it is still fresh.
     """
 
     type: str
@@ -59,7 +59,6 @@ class Entry:
     tie_sources: dict[str, Source] = field(default_factory=dict)
     trainable: bool = True
     block: str | None = None
-    via: tuple[str, Source] | None = None
 
     @property
     def display_type(self) -> str:

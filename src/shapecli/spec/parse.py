@@ -14,12 +14,14 @@ torch-free keeps YAML and spec errors instant.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from shapecli.errors import Source, fail
+from shapecli.errors import Problem, ShapecliError, Source, fail, raise_all
 from shapecli.inputs import InputError, InputSpec, make_input, parse_input
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
@@ -42,6 +44,9 @@ RESERVED_KEYS = ("name", "repeat", "tie", "trainable")
 BLOCK_KEYS = ("params", "body", "description")
 MAX_MODULES = 100_000
 MAX_REPEAT = 10_000
+MAX_EXPANSION = 25_000  # entries the parser writes out; blocks with equal params share one
+MAX_BLOCK_DEPTH = 32  # blocks used inside blocks
+MAX_NESTING = 64  # layer lists inside layer lists, blocks included
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -52,17 +57,42 @@ _MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # layer names may
 def read_spec(path: str | Path, overrides: Mapping[str, Value] | None = None) -> Spec:
     """Read and parse a spec file; unreadable files are ``file-error`` (exit 2)."""
     file = str(path)
+    return parse_spec(yaml_nodes.decode(read_bounded(file), file), file, overrides)
+
+
+def read_bounded(file: str, limit: int = yaml_nodes.MAX_BYTES) -> bytes:
+    """At most ``limit + 1`` bytes of a regular file — whatever ``stat`` says and
+    whatever the path points to (``/dev/zero`` never ends, a FIFO blocks forever)."""
+    where = Source(file, 0, 0)
     try:
-        data = Path(path).read_bytes()
+        mode = Path(file).stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise fail("file-error", "is a directory; `shapecli lint` checks folders", where)
+        if not stat.S_ISREG(mode):
+            raise fail(
+                "file-error",
+                "is not a regular file (a device, pipe or socket); a spec is a file",
+                where,
+            )
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat above
+                raise fail("file-error", "is not a regular file", where)
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise fail("file-error", "no such file", Source(file, 0, 0)) from None
-    except IsADirectoryError:
-        raise fail(
-            "file-error", "is a directory; `shapecli lint` checks folders", Source(file, 0, 0)
-        ) from None
+        raise fail("file-error", "no such file", where) from None
     except OSError as e:
-        raise fail("file-error", f"cannot read: {e.strerror or e}", Source(file, 0, 0)) from None
-    return parse_spec(yaml_nodes.decode(data, file), file, overrides)
+        raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
 
 
 def parse_spec(text: str, file: str, overrides: Mapping[str, Value] | None = None) -> Spec:
@@ -84,6 +114,14 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
+class _Limit(ShapecliError):
+    """A spec too big or too deep to go on with: stops the parse at once."""
+
+
+def _limit(message: str, source: Source) -> _Limit:
+    return _Limit(Problem("spec-invalid", message, source))
+
+
 @dataclass
 class _Block:
     name: str
@@ -95,11 +133,20 @@ class _Block:
 
 @dataclass(frozen=True)
 class _Scope:
-    """Names visible to ``${…}``, and the block uses that led here (for recursion checks)."""
+    """Names visible to ``${…}``, the block uses that led here (for recursion and depth
+    checks) and how deeply layer lists are nested here."""
 
     values: Mapping[str, Value]
     blocks: tuple[str, ...] = ()
-    via: tuple[str, Source] | None = None
+    depth: int = 0
+
+    def deeper(self, source: Source) -> _Scope:
+        if self.depth >= MAX_NESTING:
+            raise _limit(
+                f"layer lists are nested more than {MAX_NESTING} levels deep (blocks included)",
+                source,
+            )
+        return replace(self, depth=self.depth + 1)
 
 
 class _SpecParser:
@@ -108,6 +155,10 @@ class _SpecParser:
         self.overrides = overrides
         self.blocks: dict[str, _Block] = {}
         self.params: dict[str, Value] = {}
+        self.problems: list[Problem] = []
+        self.work = 0  # entries written out so far: the expansion stops at MAX_EXPANSION
+        self.expanded: dict[tuple[object, ...], tuple[Entry, ...]] = {}
+        self.counts: dict[int, int] = {}
 
     # -- top level -------------------------------------------------------------------
 
@@ -154,14 +205,8 @@ class _SpecParser:
         if "model" not in values:
             raise fail("spec-invalid", "the spec has no `model:`; add the list of layers", where)
         model = self._entry(values["model"], "", _Scope(params))
-        count = _module_count(model)
-        if count > MAX_MODULES:
-            raise fail(
-                "spec-invalid",
-                f"the model expands to {count:,} layers (after `repeat`); "
-                f"the limit is {MAX_MODULES:,}",
-                values["model"].source,
-            )
+        raise_all(self.problems)
+        count = self._count(model)
         return Spec(
             name=name,
             file=self.file,
@@ -327,10 +372,16 @@ class _SpecParser:
 
     def _entry(self, node: Node, name: str, scope: _Scope) -> Entry:
         """One item of a layer list (or the whole ``model:``)."""
-        if isinstance(node, Seq):
-            return Entry(
-                "Sequential", name, node.source, args=self._list(node, scope), via=scope.via
+        self.work += 1
+        if self.work > MAX_EXPANSION:
+            raise _limit(
+                f"expanding this spec's blocks writes out more than {MAX_EXPANSION:,} "
+                "entries (each use of a block with new params is written out anew); that is "
+                "the limit",
+                node.source,
             )
+        if isinstance(node, Seq):
+            return Entry("Sequential", name, node.source, args=self._list(node, scope))
         if isinstance(node, Scalar):
             type_name = self._type_name(node)
             return self._typed(type_name, None, name, node.source, {}, scope)
@@ -361,11 +412,22 @@ class _SpecParser:
         return self._typed(type_name, node.values[types[0]], name, type_key.source, options, scope)
 
     def _list(self, node: Seq, scope: _Scope) -> tuple[Entry, ...]:
-        """A layer list; names are unique among siblings (default: the index)."""
+        """A layer list; names are unique among siblings (default: the index).
+
+        A problem with one entry does not stop the others from being checked: each is
+        collected (``lint`` reports them all) and the entry left out.
+        """
         entries: list[Entry] = []
         seen: dict[str, Source] = {}
+        scope = scope.deeper(node.source)
         for index, item in enumerate(node.items):
-            entry = self._entry(item, str(index), scope)
+            try:
+                entry = self._entry(item, str(index), scope)
+            except _Limit:
+                raise
+            except ShapecliError as e:
+                self.problems.extend(e.problems)
+                continue
             if entry.name in seen:
                 first = seen[entry.name]
                 raise fail(
@@ -389,14 +451,18 @@ class _SpecParser:
     ) -> Entry:
         if type_name in self.blocks:
             body = self._expand_block(self.blocks[type_name], value, source, scope)
-            entry = Entry("Sequential", name, source, args=body, block=type_name, via=scope.via)
+            entry = Entry("Sequential", name, source, args=body, block=type_name)
         else:
             args, kwargs, arg_sources = self._arguments(type_name, value, scope)
-            entry = Entry(
-                type_name, name, source, args, kwargs, arg_sources=arg_sources, via=scope.via
-            )
+            entry = Entry(type_name, name, source, args, kwargs, arg_sources=arg_sources)
         if "repeat" in options:
             entry = replace(entry, repeat=self._repeat(options["repeat"], scope))
+        if self._count(entry) > MAX_MODULES:
+            raise _limit(
+                f"this entry expands to {self._count(entry):,} layers (blocks and `repeat` "
+                f"multiply); the limit for a whole model is {MAX_MODULES:,}",
+                source,
+            )
         if "trainable" in options:
             entry = replace(entry, trainable=self._trainable(options["trainable"], scope))
         if "tie" in options:
@@ -447,7 +513,7 @@ class _SpecParser:
     def _layer_list(self, node: Node, name: str, scope: _Scope) -> ArgValue:
         if isinstance(node, Seq):
             return self._list(node, scope)
-        return (self._entry(node, "0", scope),)
+        return (self._entry(node, "0", scope.deeper(node.source)),)
 
     def _expand_block(
         self, block: _Block, node: Node | None, use: Source, scope: _Scope
@@ -456,6 +522,12 @@ class _SpecParser:
         if block.name in scope.blocks:
             chain = " → ".join((*scope.blocks, block.name))
             raise fail("spec-invalid", f"block `{block.name}` uses itself ({chain})", use)
+        if len(scope.blocks) >= MAX_BLOCK_DEPTH:
+            chain = " → ".join((*scope.blocks[:3], "…", *scope.blocks[-2:], block.name))
+            raise _limit(
+                f"blocks are used inside blocks more than {MAX_BLOCK_DEPTH} levels deep ({chain})",
+                use,
+            )
         names = list(block.params)
         given: dict[str, tuple[Node, Source]] = {}
         if isinstance(node, Map):
@@ -487,12 +559,21 @@ class _SpecParser:
                 values[key] = self._param_value(given[key][0], scope.values)
             else:
                 values[key] = self._param_value(default, values)
-        body_scope = _Scope(values, (*scope.blocks, block.name), (block.name, use))
+        # Uses with the same params share one expansion (its modules are still built
+        # fresh for each use): a block used twice in a block used twice … costs one
+        # expansion per level, not 2**levels.
+        memo = (block.name, scope.depth, *(values[k] for k in block.params))
+        if memo in self.expanded:
+            return self.expanded[memo]
+        body_scope = _Scope(values, (*scope.blocks, block.name), scope.depth)
         body = block.body
         assert body is not None
         if isinstance(body, Seq):
-            return self._list(body, body_scope)
-        return (self._entry(body, "0", body_scope),)
+            expanded = self._list(body, body_scope)
+        else:
+            expanded = (self._entry(body, "0", body_scope.deeper(body.source)),)
+        self.expanded[memo] = expanded
+        return expanded
 
     # -- values ----------------------------------------------------------------------
 
@@ -515,6 +596,14 @@ class _SpecParser:
             return substitute(text, scope)
         except ExpressionError as e:
             raise fail("spec-invalid", f"in {text!r}: {e}", source) from None
+
+    def _count(self, entry: Entry) -> int:
+        """Modules this entry builds, ``repeat`` included (nested repeats multiply);
+        shared expansions are counted once per use, but computed once."""
+        if id(entry) not in self.counts:
+            inner = 1 + sum(self._count(child) for _, child in entry.children())
+            self.counts[id(entry)] = entry.repeat * inner + (1 if entry.repeat > 1 else 0)
+        return self.counts[id(entry)]
 
     def _scalar(self, node: Node, what: str) -> Value:
         if not isinstance(node, Scalar):
@@ -599,12 +688,6 @@ class _SpecParser:
             ties[key] = target
             sources[key] = value.source
         return ties, sources
-
-
-def _module_count(entry: Entry) -> int:
-    """Modules this entry builds, ``repeat`` included (nested repeats multiply)."""
-    inner = 1 + sum(_module_count(child) for _, child in entry.children())
-    return entry.repeat * inner + (1 if entry.repeat > 1 else 0)
 
 
 def _show(node: Node) -> str:
