@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,22 +87,30 @@ def test_the_current_directory_is_not_importable(tmp_path: Path) -> None:
 
 
 SPEEDUP_CHECK = """
-import sys, torch
-from shapecli import api, speedups
-patched = speedups.skip_dynamo_import()
-report = api.inspect(sys.argv[1])
-print(patched > 0, "torch._dynamo" in sys.modules, report.totals.params)
+import json, sys, torch
+from shapecli import api, report, speedups
+patched = speedups.skip_dynamo_import() if sys.argv[1] == "fast" else 0
+docs = [report.to_json(api.inspect(path)) for path in sys.argv[2:]]
+print(json.dumps([patched > 0, "torch._dynamo" in sys.modules, docs]))
 speedups.exit_now(7)
 """
 
 
-def test_speedups_keep_dynamo_out_and_results_unchanged() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SPEEDUP_CHECK, str(CONFIGS / "mlp.yaml")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 7, done.stderr
-    assert done.stdout.split() == ["True", "False", "7946"]
+def test_the_process_speedups_keep_dynamo_out_and_change_nothing() -> None:
+    configs = [str(CONFIGS / f"{name}.yaml") for name in ("mlp", "resnet18", "gpt2", "mismatch")]
+
+    def run(mode: str) -> list[object]:
+        done = subprocess.run(
+            [sys.executable, "-c", SPEEDUP_CHECK, mode, *configs],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 7, done.stderr  # exit_now keeps the exit code
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    fast, plain = run("fast"), run("plain")
+    assert fast[:2] == [True, False]  # patched, and dynamo never imported
+    assert plain[:2] == [False, True]
+    assert fast[2] == plain[2]  # the whole report of every config
 
 
 def run_on_terminal(*args: str, env: dict[str, str]) -> str:

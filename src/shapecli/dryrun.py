@@ -16,6 +16,7 @@ and a check that no parameter stayed uninitialized.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Report
 from shapecli.spec.model import Entry
+from shapecli.speedups import recurrent_shape_rules
 
 
 def make_inputs(inputs: Sequence[InputSpec]) -> list[torch.Tensor]:
@@ -50,12 +52,15 @@ def dry_run(
     name: str,
     spec_file: str,
     replay: bool = True,
+    shape_rules: bool = True,
 ) -> Report:
     """Run the model once on meta tensors and report what every layer did.
 
     With ``replay``, copies made by ``repeat:`` that receive what their first copy did
-    replicate it instead of running (:mod:`shapecli.replay`); the report is the same.
-    An exception raised by shapecli's own code propagates (it is a bug, exit 3).
+    replicate it instead of running (:mod:`shapecli.replay`); with ``shape_rules``,
+    recurrent layers take their output shapes from a rule instead of stepping through
+    time (:mod:`shapecli.speedups`). Either way the report is the same. An exception
+    raised by shapecli's own code propagates (it is a bug, exit 3).
     """
     model = built.model
     recorder = Recorder(model, set(built.entries))
@@ -68,7 +73,8 @@ def dry_run(
         recorder.install()
         replayer.install()
         model.eval()
-        with torch.no_grad(), warnings.catch_warnings():
+        rules = recurrent_shape_rules() if shape_rules else contextlib.nullcontext()
+        with torch.no_grad(), warnings.catch_warnings(), rules:
             warnings.simplefilter("always")
             warnings.showwarning = recorder.warn
             model(*tensors)

@@ -1,4 +1,4 @@
-"""Two measured costs of a short-lived torch process, and how the CLI avoids them.
+"""Measured costs of a dry run, and how shapecli avoids them without changing a result.
 
 1. **torch._dynamo on the first meta op.** Many meta kernels are Python references
    wrapped by ``torch._disable_dynamo``, whose wrapper imports ``torch._dynamo``
@@ -13,7 +13,18 @@
 2. **Interpreter teardown after torch** takes 0.4-0.9 s of freeing objects nobody
    will look at again. :func:`exit_now` flushes the streams and leaves.
 
-``benchmarks/startup.py`` measures both, as ratios to ``python -c "import torch"``.
+3. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
+   ``nn.RNN`` end in one fused kernel (``_VF.lstm`` …) that has no meta kernel: on the
+   meta device it decomposes into one small op per time step, so a 2-layer
+   bidirectional LSTM over 2,048 steps costs tens of seconds. Its output shape is a
+   function of its input and hidden shapes alone, so :func:`recurrent_shape_rules`
+   answers the fused call with empty meta tensors of those shapes. torch's own Python
+   ``forward`` still runs first — every check of ranks, sizes, dtypes and hidden states
+   — so a bad input fails exactly as before. Only meta tensors take the shortcut, only
+   inside the block, and ``tests/test_speedups.py`` compares the rule with real CPU
+   runs over batch-first, bidirectional, projected, stacked and unbatched layers.
+
+``benchmarks/startup.py`` measures these, as ratios to ``python -c "import torch"``.
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ import gc
 import os
 import sys
 import types
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 
 @functools.cache
@@ -67,3 +79,60 @@ def exit_now(code: int) -> NoReturn:
         with contextlib.suppress(BrokenPipeError, ValueError, OSError):
             stream.flush()
     os._exit(code)
+
+
+@contextlib.contextmanager
+def recurrent_shape_rules() -> Iterator[None]:
+    """Within the block, recurrent layers on meta tensors cost the same at any length."""
+    from torch.nn.modules import rnn
+
+    namespace = vars(rnn)
+    real = namespace["_VF"]
+    namespace["_VF"] = _RecurrentShapes(real)
+    try:
+        yield
+    finally:
+        namespace["_VF"] = real
+
+
+class _RecurrentShapes:
+    """Stands in for ``torch._VF`` in ``torch.nn.modules.rnn``: the fused recurrent
+    kernels get a shape rule on meta tensors; everything else is the real ``_VF``."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def lstm(self, *args: Any) -> Any:
+        return _shape_rule(self._real.lstm, args)
+
+    def gru(self, *args: Any) -> Any:
+        return _shape_rule(self._real.gru, args)
+
+    def rnn_tanh(self, *args: Any) -> Any:
+        return _shape_rule(self._real.rnn_tanh, args)
+
+    def rnn_relu(self, *args: Any) -> Any:
+        return _shape_rule(self._real.rnn_relu, args)
+
+
+def _shape_rule(kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``(output, *hidden)`` for ``kernel(input, hx, weights, bias, layers, dropout,
+    train, bidirectional, batch_first)``: the output keeps the input's leading dims and
+    has ``directions × hidden`` features (the hidden size after any projection is the
+    last dim of ``h_0``, which torch's ``forward`` has already checked); each final
+    hidden state has its initial state's shape. Anything else (packed sequences, real
+    tensors) goes to the real kernel."""
+    import torch
+
+    if len(args) != 9 or not isinstance(args[2], list | tuple):  # packed: (input, sizes, hx…)
+        return kernel(*args)
+    x, hx = args[0], args[1]
+    hidden = tuple(hx) if isinstance(hx, list | tuple) else (hx,)
+    if not all(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in (x, *hidden)):
+        return kernel(*args)
+    directions = 2 if args[7] else 1
+    output = x.new_empty((*x.shape[:-1], directions * hidden[0].shape[-1]))
+    return (output, *(torch.empty_like(h) for h in hidden))

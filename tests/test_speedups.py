@@ -1,0 +1,90 @@
+"""The speed-ups change nothing: each shortcut is checked against the real thing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from shapecli.speedups import recurrent_shape_rules
+
+
+def shapes(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), value.dtype
+    if isinstance(value, tuple | list):
+        return tuple(shapes(v) for v in value)
+    return value
+
+
+CASES = [
+    (cls, batch_first, bidirectional, layers, proj, batched, with_hx)
+    for cls, batch_first, bidirectional, layers, proj, batched, with_hx in itertools.product(
+        (nn.LSTM, nn.GRU, nn.RNN), (False, True), (False, True), (1, 2), (0, 3), (True, False),
+        (False, True),
+    )
+    if proj == 0 or cls is nn.LSTM
+]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize(
+    ("cls", "batch_first", "bidirectional", "layers", "proj", "batched", "with_hx"), CASES
+)
+def test_recurrent_shape_rule_matches_a_real_run(
+    cls: type[nn.Module], batch_first: bool, bidirectional: bool, layers: int, proj: int,
+    batched: bool, with_hx: bool,
+) -> None:  # fmt: skip
+    kwargs = {"proj_size": proj} if proj else {}
+    real = cls(
+        5, 6, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional, **kwargs
+    )
+    with torch.device("meta"):
+        meta = cls(
+            5, 6, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional, **kwargs
+        )
+    size = (2, 7, 5) if batch_first else (7, 2, 5)
+    if not batched:
+        size = (7, 5)
+    x = torch.randn(size)
+    args: tuple[object, ...] = (x,)
+    if with_hx:
+        directions = 2 if bidirectional else 1
+        lead = (layers * directions, 2) if batched else (layers * directions,)
+        h = torch.randn(*lead, proj or 6)
+        args = (x, (h, torch.randn(*lead, 6)) if cls is nn.LSTM else h)
+    expected = shapes(real(*args))
+
+    def to_meta(value: object) -> object:
+        if isinstance(value, torch.Tensor):
+            return value.to("meta")
+        if isinstance(value, tuple):
+            return tuple(to_meta(v) for v in value)
+        return value
+
+    with recurrent_shape_rules():
+        got = shapes(meta(*(to_meta(a) for a in args)))
+    assert got == expected
+
+
+def test_bad_inputs_still_fail_as_before() -> None:
+    with torch.device("meta"):
+        lstm = nn.LSTM(5, 6)
+    with recurrent_shape_rules(), pytest.raises(RuntimeError, match="input_size"):
+        lstm(torch.empty(7, 2, 4, device="meta"))
+    with recurrent_shape_rules(), pytest.raises(ValueError, match="dtype"):
+        lstm(torch.empty(7, 2, 5, device="meta", dtype=torch.long))
+
+
+def test_the_rule_is_scoped_and_leaves_real_tensors_alone() -> None:
+    from torch.nn.modules import rnn
+
+    real = vars(rnn)["_VF"]
+    lstm = nn.LSTM(5, 6)
+    with recurrent_shape_rules():
+        assert vars(rnn)["_VF"] is not real
+        out, _ = lstm(torch.ones(3, 1, 5))
+        assert out.device.type == "cpu" and torch.isfinite(out).all() and out.abs().sum() > 0
+    assert vars(rnn)["_VF"] is real
