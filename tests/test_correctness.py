@@ -287,7 +287,7 @@ def test_the_shortcuts_change_nothing_in_the_whole_report(config: str, shape: st
 
     def report(fast: bool) -> dict[str, object]:
         built = build_modules(spec)
-        report = dry_run(built, inputs, spec.name, spec.file, replay=fast, shape_rules=fast)
+        report = dry_run(built, inputs, spec.name, spec.file, replay=fast, shortcuts=fast)
         return to_json(report)
 
     assert report(True) == report(False)

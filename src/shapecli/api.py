@@ -90,8 +90,10 @@ def inspect(
             )
         _refuse_symbolic(inputs)
         from shapecli.construct import build_modules
+        from shapecli.speedups import lean_meta
 
-        built = build_modules(loaded, allow_import)
+        with lean_meta():  # building runs meta ops too (weight init)
+            built = build_modules(loaded, allow_import)
         if not inputs:
             return Report(
                 name=name,
@@ -138,13 +140,15 @@ def build(
 
     from shapecli.construct import build_modules
     from shapecli.dryrun import dry_run
+    from shapecli.speedups import lean_meta
 
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
     inputs = parse_inputs(input) or loaded.inputs
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
-    built = build_modules(loaded, allow_import)
+    with lean_meta():
+        built = build_modules(loaded, allow_import)
     # Every repeat copy runs (no replay): the model handed over is made of modules
     # constructed the ordinary way, each in train mode.
     report = dry_run(built, inputs, loaded.name, loaded.file, replay=False)

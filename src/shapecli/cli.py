@@ -181,11 +181,10 @@ def inspect(
     fmt = output_format.value
 
     def run() -> Report:
-        from shapecli import api, speedups
+        from shapecli import api
 
         inputs = api.parse_inputs(input)  # the command line is checked first
         loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
-        speedups.skip_dynamo_import()
         return api.inspect(loaded, inputs, allow_import=allow_import or ())
 
     report = _guarded(run, lambda problems: failed_report(spec.stem, str(spec), (), *problems))
@@ -227,12 +226,12 @@ def lint(
     )
 
     def run() -> int:
-        from shapecli import api, lint, speedups
+        from shapecli import api, lint
         from shapecli.render import Options
         from shapecli.render.lint import LINT_FORMATS
 
         inputs = api.parse_inputs(input)
-        result = lint.lint(paths, inputs, allow_import or (), prepare=speedups.skip_dynamo_import)
+        result = lint.lint(paths, inputs, allow_import or ())
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)

@@ -33,7 +33,7 @@ from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Report
 from shapecli.spec.model import Entry
-from shapecli.speedups import recurrent_shape_rules
+from shapecli.speedups import lean_meta
 
 
 def make_inputs(inputs: Sequence[InputSpec]) -> list[torch.Tensor]:
@@ -52,14 +52,14 @@ def dry_run(
     name: str,
     spec_file: str,
     replay: bool = True,
-    shape_rules: bool = True,
+    shortcuts: bool = True,
 ) -> Report:
     """Run the model once on meta tensors and report what every layer did.
 
     With ``replay``, copies made by ``repeat:`` that receive what their first copy did
-    replicate it instead of running (:mod:`shapecli.replay`); with ``shape_rules``,
-    recurrent layers take their output shapes from a rule instead of stepping through
-    time (:mod:`shapecli.speedups`). Either way the report is the same. An exception
+    replicate it instead of running (:mod:`shapecli.replay`); with ``shortcuts``, the
+    pass runs in :func:`~shapecli.speedups.lean_meta` (no dynamo or sympy import,
+    recurrent layers by shape rule). Either way the report is the same. An exception
     raised by shapecli's own code propagates (it is a bug, exit 3).
     """
     model = built.model
@@ -73,8 +73,8 @@ def dry_run(
         recorder.install()
         replayer.install()
         model.eval()
-        rules = recurrent_shape_rules() if shape_rules else contextlib.nullcontext()
-        with torch.no_grad(), warnings.catch_warnings(), rules:
+        lean = lean_meta() if shortcuts else contextlib.nullcontext()
+        with torch.no_grad(), warnings.catch_warnings(), lean:
             warnings.simplefilter("always")
             warnings.showwarning = recorder.warn
             model(*tensors)

@@ -10,7 +10,7 @@ a folder of broken YAML never imports it at all.
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,19 +107,13 @@ def check_file(
     path: Path,
     inputs: tuple[InputSpec, ...] = (),
     allow_import: Iterable[str] = (),
-    prepare: Callable[[], object] | None = None,
 ) -> FileResult:
-    """Check one spec; every problem is located in ``path``.
-
-    ``prepare`` is called once the spec has loaded, just before torch is needed.
-    """
+    """Check one spec; every problem is located in ``path``."""
     where = Source(str(path), 0, 0)
     try:
         spec = api.load(path)
     except ShapecliError as e:
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
-    if prepare is not None:
-        prepare()
     report = api.inspect(spec, inputs or None, allow_import=allow_import, static_ok=True)
     problems = tuple(p.located(where) for p in (*report.errors, *report.warnings))
     return FileResult(str(path), problems, ran=report.ran)
@@ -129,10 +123,9 @@ def lint(
     paths: Sequence[str],
     inputs: tuple[InputSpec, ...] = (),
     allow_import: Iterable[str] = (),
-    prepare: Callable[[], object] | None = None,
 ) -> LintResult:
-    """Check every spec under ``paths``; ``prepare`` as for :func:`check_file`."""
+    """Check every spec under ``paths``."""
     files, missing = collect(paths)
     allowed = tuple(allow_import)
-    results = [check_file(f, inputs, allowed, prepare) for f in files]
+    results = [check_file(f, inputs, allowed) for f in files]
     return LintResult((*missing, *results))

@@ -1,28 +1,37 @@
 """Measured costs of a dry run, and how shapecli avoids them without changing a result.
 
+All of them but the last act only inside :func:`lean_meta`, the block that building
+the modules (weight initialization runs meta ops) and the dry run run in, and leave the
+process as they found it: a program that calls
+``shapecli.inspect`` and then compiles or differentiates a model of its own sees an
+unchanged torch.
+
 1. **torch._dynamo on the first meta op.** Many meta kernels are Python references
    wrapped by ``torch._disable_dynamo``, whose wrapper imports ``torch._dynamo``
    (~1.5 s, 70 MiB) on its first call, only to mark the function "not traceable"
-   and cache that in ``fn.__dynamo_disable``. :func:`skip_dynamo_import` fills that
-   cache up front with the function itself, so meta kernels run without the import.
-   The one thing lost is that dynamo would trace into those reference kernels if this
-   process later compiled a model — the CLI never does, so only the CLI calls this.
+   and cache that in ``fn.__dynamo_disable``. Inside the block that cache holds the
+   function itself, so meta kernels run without the import; on leaving, the entries
+   are removed again, so a later ``torch.compile`` finds the wrapper as torch left it.
    If a torch release changes the wrapper, nothing is patched and nothing breaks: the
    dry run is only slower.
 
-2. **Interpreter teardown after torch** takes 0.4-0.9 s of freeing objects nobody
-   will look at again. :func:`exit_now` flushes the streams and leaves.
-
-3. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
+2. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
    ``nn.RNN`` end in one fused kernel (``_VF.lstm`` …) that has no meta kernel: on the
    meta device it decomposes into one small op per time step, so a 2-layer
    bidirectional LSTM over 2,048 steps costs tens of seconds. Its output shape is a
-   function of its input and hidden shapes alone, so :func:`recurrent_shape_rules`
-   answers the fused call with empty meta tensors of those shapes. torch's own Python
-   ``forward`` still runs first — every check of ranks, sizes, dtypes and hidden states
-   — so a bad input fails exactly as before. Only meta tensors take the shortcut, only
-   inside the block, and ``tests/test_speedups.py`` compares the rule with real CPU
-   runs over batch-first, bidirectional, projected, stacked and unbatched layers.
+   function of its input and hidden shapes alone, so inside the block the fused call
+   gets empty meta tensors of those shapes. torch's own Python ``forward`` still runs
+   first — every check of ranks, sizes, dtypes and hidden states — so a bad input
+   fails exactly as before. Only meta tensors take the shortcut, and
+   ``tests/test_speedups.py`` compares the rule with real CPU runs over batch-first,
+   bidirectional, projected, stacked and unbatched layers.
+
+3. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
+   will look at again. :func:`exit_now` flushes the streams and leaves: the CLI's
+   last act, never the API's.
+
+What remains of a small dry run is mostly sympy (~0.35 s): ``torch._check``, which the
+meta kernels call, imports ``torch.fx.experimental.symbolic_shapes`` and with it sympy.
 
 ``benchmarks/startup.py`` measures these, as ratios to ``python -c "import torch"``.
 """
@@ -39,34 +48,56 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 
-@functools.cache
-def skip_dynamo_import() -> int:
-    """Pre-fill the lazy dynamo-disable cache of loaded functions; return how many.
+@contextlib.contextmanager
+def lean_meta() -> Iterator[None]:
+    """The block a dry run runs in: no dynamo import, recurrent layers by shape rule
+    (see the module docstring)."""
+    with _no_dynamo_import(), recurrent_shape_rules():
+        yield
 
-    Done once per process (it walks every object on the heap); later calls are free.
-    """
-    if "torch._dynamo" in sys.modules:
-        return 0
+
+@functools.cache
+def _dynamo_wrapped() -> tuple[Callable[..., Any], ...]:
+    """Every loaded function behind a ``torch._disable_dynamo`` wrapper (once per
+    process: it walks every object on the heap)."""
     import torch
 
     wrapper = getattr(torch, "_disable_dynamo", None)
     if wrapper is None:
-        return 0
+        return ()
     code = wrapper(lambda: None).__code__
     if "fn" not in code.co_freevars:
-        return 0
+        return ()
     slot = code.co_freevars.index("fn")
-    patched = 0
+    found = []
     for obj in gc.get_objects():
         if type(obj) is types.FunctionType and obj.__code__ is code and obj.__closure__:
             fn = obj.__closure__[slot].cell_contents
-            if callable(fn) and getattr(fn, "__dynamo_disable", None) is None:
-                try:
-                    fn.__dynamo_disable = fn
-                except (AttributeError, TypeError):
-                    continue
-                patched += 1
-    return patched
+            if callable(fn):
+                found.append(fn)
+    return tuple(found)
+
+
+@contextlib.contextmanager
+def _no_dynamo_import() -> Iterator[None]:
+    if "torch._dynamo" in sys.modules:  # already paid for: nothing to save
+        yield
+        return
+    patched = []
+    for fn in _dynamo_wrapped():
+        if getattr(fn, "__dynamo_disable", None) is None:
+            try:
+                fn.__dynamo_disable = fn  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                continue
+            patched.append(fn)
+    try:
+        yield
+    finally:
+        for fn in patched:
+            if getattr(fn, "__dynamo_disable", None) is fn:
+                with contextlib.suppress(AttributeError, TypeError):
+                    del fn.__dynamo_disable
 
 
 def exit_now(code: int) -> NoReturn:
