@@ -57,7 +57,7 @@ def test_json_is_one_document_with_the_schema(cli: Cli) -> None:
     assert result.exit_code == 0 and result.stderr == ""
     doc = result.json()
     assert doc["schema_version"] == 1 and doc["ok"] is True and doc["errors"] == []
-    assert doc["inputs"] == [{"shape": [2, 20], "dtype": "float32"}]
+    assert doc["inputs"] == [{"name": "input", "shape": [2, 20], "dtype": "float32"}]
     assert set(doc) >= {"name", "spec", "inputs", "ok", "layers", "totals", "errors"}
     layer = doc["layers"][1]
     assert set(layer) >= {

@@ -69,7 +69,7 @@ def test_own_layers(body: str, inputs: list[str], output: tuple[int, ...], param
     ("body", "inputs", "fragment"),
     [
         ("  - Residual: [{LazyLinear: 3}]\n", ["2x8"], "the body to keep the shape 2×8"),
-        ("  - Parallel: {branches: [[{LazyLinear: 3}], [{LazyLinear: 4}]], merge: add}\n", ["2x8"], "same shape"),
+        ("  - Parallel: {branches: [[{LazyLinear: 3}], [{LazyLinear: 4}]], merge: add}\n", ["2x8"], "broadcast"),
         ("  - Parallel: {branches: [[{LazyLinear: 3}], [Flatten]], merge: cat, dim: 1}\n", ["2x8x2"], "except in dim 1"),
         ("  - Reshape: [5, -1]\n", ["2x8"], "a multiple of 5"),
         ("  - Take: 0\n", ["2x8"], "a tuple"),

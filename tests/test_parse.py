@@ -141,7 +141,7 @@ def test_module_count_is_capped_before_building() -> None:
         ("model:\n  - LazyLinear: ${x}\n", (2, 17), "unknown name `x`"),
         ("model:\n  - LazyLinear: \"${__import__('os')}\"\n", (2, 17), "not allowed"),
         ("model:\n  - 12\n", (2, 5), "not a layer type"),
-        ("shapecli: 2\nmodel: [ReLU]\n", (1, 11), "version"),
+        ("shapecli: 3\nmodel: [ReLU]\n", (1, 11), "version"),
         ("input: 2x0\nmodel: [ReLU]\n", (1, 8), "sizes start at 1"),
         ("model:\n  - ReLU: null\n    tie: {weight: x}\n", (3, 19), "parameter path"),
     ],

@@ -49,7 +49,7 @@ def test_every_shipped_config_validates(
         "model:\n  - Parallel: {branches: [[ReLU]], merge: concat}\n",
         "model:\n  - LazyLinear: {device: cuda, out_features: 3}\n",  # shapecli decides the device
         "blocks:\n  b: {body: [ReLU], bogus: 1}\nmodel: [b]\n",
-        "shapecli: 2\nmodel: [ReLU]\n",
+        "shapecli: 3\nmodel: [ReLU]\n",
     ],
 )
 def test_invalid_specs_do_not_validate(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from shapecli.errors import Problem, ShapecliError, fail
-from shapecli.inputs import InputError, InputSpec, parse_input
+from shapecli.inputs import InputError, InputSpec, merge_inputs, parse_input
 from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import Spec
@@ -82,7 +83,7 @@ def inspect(
         inputs = parse_inputs(input)
         loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
         name = loaded.name
-        inputs = inputs or loaded.inputs
+        inputs = _merged(loaded.inputs, inputs)
         if not inputs and not static_ok:
             raise fail(
                 "input-invalid",
@@ -101,6 +102,7 @@ def inspect(
                 inputs=(),
                 ran=False,
                 warnings=(
+                    *loaded.warnings,
                     *built.warnings,
                     Problem(
                         code="dry-run-skipped",
@@ -113,7 +115,8 @@ def inspect(
             )
         from shapecli.dryrun import dry_run
 
-        return dry_run(built, inputs, name, file)
+        report = dry_run(built, inputs, name, file)
+        return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         return failed_report(name, file, inputs, *e.problems)
 
@@ -143,7 +146,7 @@ def build(
     from shapecli.speedups import lean_meta
 
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
-    inputs = parse_inputs(input) or loaded.inputs
+    inputs = _merged(loaded.inputs, parse_inputs(input))
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
@@ -188,6 +191,13 @@ def _check_fits(model: nn.Module) -> None:
             "nothing was allocated",
             hint="inspect the spec instead (it allocates nothing), or build a smaller one",
         )
+
+
+def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
+    try:
+        return merge_inputs(declared, given)
+    except InputError as e:
+        raise fail("input-invalid", str(e)) from None
 
 
 def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:

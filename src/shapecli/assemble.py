@@ -17,7 +17,7 @@ from shapecli.construct import BuiltModel
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
-from shapecli.report import ParamInfo, Row, RowStatus, Totals
+from shapecli.report import Origin, ParamInfo, Row, RowStatus, Totals
 
 
 def join(path: str, name: str) -> str:
@@ -38,10 +38,12 @@ def assemble(
     recorder: Recorder | None,
     name: str,
     failed: set[str],
+    inputs: tuple[str, ...] = (),
     flops: dict[int, int] | None = None,
 ) -> tuple[list[Row], Totals]:
     """Rows for every module and the totals. ``failed`` holds the paths of the calls
-    still open when the pass failed; ``flops`` maps a call (by id) to its FLOPs."""
+    still open when the pass failed; ``inputs`` names the model's inputs; ``flops``
+    maps a call (by id) to its FLOPs."""
     modules = list(built.model.named_modules())
     found = _parameters(modules)
     infos = {path: _param_infos(path, module, found.owner) for path, module in modules}
@@ -76,10 +78,21 @@ def assemble(
                 status=status,
                 same_as=same_as.get(path),
                 repeat=entry.repeat if entry is not None and entry.repeat > 1 else None,
-                sources=built.sources.get(path, ()),
+                sources=_expand(built.sources.get(path, ()), inputs),
             )
         )
     return rows, _totals(built, modules, found, recorder, flops)
+
+
+def _expand(origins: tuple[Origin, ...], inputs: tuple[str, ...]) -> tuple[Origin, ...]:
+    """``all the model's inputs`` (a version-1 model's first entry) by name."""
+    expanded: list[Origin] = []
+    for origin in origins:
+        if origin.input == "*":
+            expanded += [Origin(input=name, arg=origin.arg) for name in inputs]
+        else:
+            expanded.append(origin)
+    return tuple(expanded)
 
 
 def _parameters(modules: list[tuple[str, nn.Module]]) -> _Params:

@@ -31,7 +31,7 @@ from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.registry import Registry
 from shapecli.report import Origin, format_shape
-from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
+from shapecli.spec.model import AUTO, ArgValue, Entry, Spec, TensorRef, Wiring
 from shapecli.spec.parse import did_you_mean
 
 
@@ -115,8 +115,25 @@ def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
     )
 
 
-#: The origin of the model's first entry: all of the model's inputs.
+#: The origin of the first entry of a version-1 model: all of the model's inputs.
 MODEL_INPUTS = (Origin(input="*"),)
+
+#: Where each positional input of an entry comes from (a position may have several
+#: origins: a list's unnamed input is everything the list was given).
+Feed = tuple[tuple[Origin, ...], ...]
+
+
+def flat(feed: Feed) -> tuple[Origin, ...]:
+    return tuple(o for position in feed for o in position)
+
+
+@dataclass
+class _Frame:
+    """A layer list being built: its module, and where each of its names comes from."""
+
+    module: own.Sequential
+    tensors: dict[str, tuple[Origin, ...]]
+    parent: _Frame | None
 
 
 def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
@@ -126,8 +143,10 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
     are raised together (:func:`~shapecli.errors.raise_all`).
     """
     builder = _Builder(Registry(allow_import))
+    named = [i.name for i in spec.inputs if i.name is not None]
+    feed: Feed = tuple((Origin(input=n),) for n in named) if named else (MODEL_INPUTS,)
     with torch.device("meta"):
-        model = builder.module(spec.model, "", MODEL_INPUTS)
+        model = builder.module(spec.model, "", feed)
     built = BuiltModel(model, builder.entries, warnings=builder.warnings, sources=builder.sources)
     problems = builder.problems
     problems += _bind_refs(built)
@@ -151,16 +170,18 @@ class _Builder:
         self.problems: list[Problem] = []
         self.sources: dict[str, tuple[Origin, ...]] = {}
         self.blocks: list[Entry] = []  # the block uses being built, outermost first
+        self.frame: _Frame | None = None  # the layer list being built
 
-    def module(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
-        """The module for ``entry`` at ``path``; a problem with it is collected and an
-        ``Identity`` stands in, so the entries after it are still checked."""
+    def module(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
+        """The module for ``entry`` at ``path``, fed from ``feed``; a problem with it is
+        collected and an ``Identity`` stands in, so the entries after it are still
+        checked."""
         self.entries[path] = entry
-        self.sources[path] = origins
+        self.sources[path] = flat(feed)
         if entry.block is not None:
             self.blocks.append(entry)
         try:
-            return self._module(entry, path, origins)
+            return self._module(entry, path, feed)
         except ShapecliError as e:
             self.problems.extend(self._in_block(p) for p in e.problems)
             return nn.Identity()
@@ -174,14 +195,14 @@ class _Builder:
         use = self.blocks[-1]
         return replace(problem, notes=(f"in block `{use.block}` used at {use.source}",))
 
-    def _module(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
+    def _module(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
         if entry.repeat > 1:
-            copies = tuple(replace(entry, repeat=1, name=str(i)) for i in range(entry.repeat))
-            return self._sequential(copies, path, entry, origins)
-        if entry.type == "Sequential":
-            module = self._sequential(entry.kwargs.get("layers", entry.args), path, entry, origins)
+            module: nn.Module = self._repeat(entry, path, feed)
+        elif entry.type == "Sequential":
+            layers = entry.kwargs.get("layers", entry.args)
+            module = self._list(layers, path, feed, entry.inputs, entry.output, entry.closed)
         else:
-            module = self._layer(entry, path, origins)
+            module = self._layer(entry, path, feed)
         if not entry.trainable:
             # Attribute assignment, not requires_grad_(): lazy parameters refuse methods.
             for param in module.parameters():
@@ -192,31 +213,78 @@ class _Builder:
         )
         return module
 
-    def _sequential(
-        self, entries: ArgValue, path: str, parent: Entry, origins: tuple[Origin, ...]
-    ) -> nn.Module:
-        """A layer list: the first entry reads the list's input, each later one the
-        output of the entry before it."""
+    def _repeat(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
+        """``repeat: N``: copy *i* reads copy *i - 1*'s output and the further inputs."""
+        group = own.Repeat()
+        for i in range(entry.repeat):
+            copy = replace(entry, repeat=1, name=str(i), wiring=None)
+            group.add_module(str(i), self.module(copy, join(path, str(i)), feed))
+            feed = ((Origin(path=join(path, str(i))),), *feed[1:])
+        return group
+
+    def _list(
+        self,
+        entries: ArgValue,
+        path: str,
+        feed: Feed,
+        inputs: tuple[str, ...] = ("#0",),
+        output: tuple[TensorRef, ...] | None = None,
+        closed: bool = False,
+    ) -> own.Sequential:
+        """A layer list: each entry reads what its ``in:`` names, or the previous entry's
+        output (the first: the list's inputs). A list that is not closed (not a block's
+        body) also reads the names of the lists around it."""
         sequential = own.Sequential()
-        for child in entries if isinstance(entries, tuple) else ():
-            assert isinstance(child, Entry)
-            child_path = join(path, child.name)
-            module = self.module(child, child_path, origins)
-            origins = (Origin(path=child_path),)
-            try:
-                sequential.add_module(child.name, module)
-            except KeyError:  # names like `forward` or `training` are taken by nn.Module
-                self.problems.append(
-                    Problem(
-                        "spec-invalid",
-                        f"`{child.name}` cannot name a layer: every module already has an "
-                        "attribute of that name; choose another",
-                        child.source,
+        outer = None if closed else self.frame
+        flow = sequential._shapecli
+        flow.inputs, flow.output = inputs, output
+        flow.outer = outer.module if outer is not None else None
+        names = inputs if inputs != ("#0",) else tuple(f"#{i}" for i in range(len(feed)))
+        tensors = {name: feed[i] if i < len(feed) else () for i, name in enumerate(names)}
+        frame = _Frame(sequential, tensors, outer)
+        saved, self.frame = self.frame, frame
+        previous = feed
+        try:
+            for child in entries if isinstance(entries, tuple) else ():
+                assert isinstance(child, Entry)
+                child_path = join(path, child.name)
+                child_feed = self._feed(child.wiring, frame) if child.wiring else previous
+                module = self.module(child, child_path, child_feed)
+                tensors[child.name] = (Origin(path=child_path),)
+                previous = ((Origin(path=child_path),),)
+                if child.wiring is not None:
+                    flow.wiring[child.name] = child.wiring
+                try:
+                    sequential.add_module(child.name, module)
+                except KeyError:  # names like `forward` or `training` are taken by nn.Module
+                    self.problems.append(
+                        Problem(
+                            "spec-invalid",
+                            f"`{child.name}` cannot name a layer: every module already has an "
+                            "attribute of that name; choose another",
+                            child.source,
+                        )
                     )
-                )
+        finally:
+            self.frame = saved
         return sequential
 
-    def _layer(self, entry: Entry, path: str, origins: tuple[Origin, ...]) -> nn.Module:
+    def _feed(self, wiring: Wiring, frame: _Frame) -> Feed:
+        """Where the tensors an ``in:`` names come from."""
+
+        def origins(ref: TensorRef) -> tuple[Origin, ...]:
+            owner: _Frame | None = frame
+            for _ in range(ref.up):
+                owner = owner.parent if owner is not None else None
+            return owner.tensors.get(ref.name, ()) if owner is not None else ()
+
+        positional = tuple(origins(ref) for ref in wiring.args)
+        keywords = tuple(
+            tuple(replace(o, arg=key) for o in origins(ref)) for key, ref in wiring.kwargs.items()
+        )
+        return positional + keywords
+
+    def _layer(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
         bound = arguments.bind(cls, entry, path)
         auto = [name for name, value in bound.arguments.items() if value is AUTO]
@@ -232,8 +300,10 @@ class _Builder:
                     path=path,
                     layer_type=entry.type,
                 )
+        if entry.wiring is not None:
+            _check_wiring(cls, entry, path)
         for name, value in bound.arguments.items():
-            bound.arguments[name] = self._value(value, path, name, entry, origins)
+            bound.arguments[name] = self._value(value, path, name, entry, feed)
         if auto:
             return AutoSized(cls, bound, frozen=not entry.trainable)
         try:
@@ -249,9 +319,7 @@ class _Builder:
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
 
-    def _value(
-        self, value: object, path: str, name: str, owner: Entry, origins: tuple[Origin, ...]
-    ) -> object:
+    def _value(self, value: object, path: str, name: str, owner: Entry, feed: Feed) -> object:
         """Layer lists in arguments become modules registered under the argument's name.
 
         Where a layer holds several lists (a Residual's ``body`` and ``shortcut``, a
@@ -260,14 +328,14 @@ class _Builder:
         """
         where = join(path, name)
         if isinstance(value, Entry):
-            return self.module(value, where, origins)
+            return self.module(value, where, feed)
         source = owner.arg_sources.get(name, owner.source)
         if isinstance(value, tuple) and value and all(isinstance(v, Entry) for v in value):
             lists = sum(1 for v in owner.kwargs.values() if arguments.holds_layers(v))
             if lists > 1 or name.isdigit():
                 self.entries[where] = Entry("Sequential", name, source)
-                self.sources[where] = origins
-            return self._sequential(value, where, owner, origins)
+                self.sources[where] = flat(feed)
+            return self._list(value, where, feed)
         if (
             isinstance(value, tuple)
             and value
@@ -276,10 +344,67 @@ class _Builder:
             )
         ):  # branches: a list of layer lists
             return nn.ModuleList(
-                cast(nn.Module, self._value(v, where, str(i), owner, origins))
+                cast(nn.Module, self._value(v, where, str(i), owner, feed))
                 for i, v in enumerate(value)
             )
         return value
+
+
+def _check_wiring(cls: type[nn.Module], entry: Entry, path: str) -> None:
+    """An ``in:`` must fit the layer's ``forward``: known keywords, not too many
+    positional tensors, every required one given."""
+    import inspect
+
+    assert entry.wiring is not None
+    try:
+        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return
+    kinds = inspect.Parameter
+    names = [
+        p.name for p in parameters if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+    ]
+    any_keyword = any(p.kind is kinds.VAR_KEYWORD for p in parameters)
+    any_positional = any(p.kind is kinds.VAR_POSITIONAL for p in parameters)
+    where = entry.wiring.refs()[0].source if entry.wiring.refs() else entry.source
+    for key, ref in entry.wiring.kwargs.items():
+        if key not in names and not any_keyword:
+            raise fail(
+                "bad-arguments",
+                f"{entry.display_type}'s forward takes no `{key}`{did_you_mean(key, names)}; "
+                f"it takes {', '.join(names) or 'no tensors'}",
+                ref.source or where,
+                path=path,
+                layer_type=entry.type,
+            )
+    positional = [
+        p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    given = len(entry.wiring.args)
+    if given > len(positional) and not any_positional:
+        raise fail(
+            "bad-arguments",
+            f"{entry.display_type} takes at most {len(positional)} tensor"
+            f"{'s' if len(positional) != 1 else ''} in order "
+            f"({', '.join(p.name for p in positional) or 'none'}); `in:` gives {given}",
+            where,
+            path=path,
+            layer_type=entry.type,
+        )
+    missing = [
+        p.name
+        for p in positional[given:]
+        if p.default is kinds.empty and p.name not in entry.wiring.kwargs
+    ]
+    if missing:
+        raise fail(
+            "bad-arguments",
+            f"{entry.display_type} also needs {', '.join(f'`{m}`' for m in missing)}: "
+            "name them in `in:`",
+            where,
+            path=path,
+            layer_type=entry.type,
+        )
 
 
 def _bind_refs(built: BuiltModel) -> list[Problem]:

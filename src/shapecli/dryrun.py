@@ -27,7 +27,7 @@ from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
 from shapecli.errors import Problem
-from shapecli.inputs import InputSpec
+from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoSized
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
@@ -92,7 +92,8 @@ def dry_run(
     calls = open_calls(error, recorder) if error is not None else []
     errors: list[Problem] = [explainer.mismatch(error, calls)] if error is not None else []
     errors.extend(built.apply_ties())
-    rows, totals = assemble(built, recorder, name, {c.path for c in in_tree(calls)})
+    failed = {c.path for c in in_tree(calls)}
+    rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
     if error is None:
         errors.extend(uninitialized(built))
     return Report(

@@ -40,6 +40,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "uninitialized": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,
     "layer-warning": ExitCode.OK,
+    "unused-input": ExitCode.OK,
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,

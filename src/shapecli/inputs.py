@@ -50,14 +50,19 @@ def grammar_pattern() -> str:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input tensor: its dimensions (ints or symbolic names) and dtype name."""
+    """One input tensor: its dimensions (ints or symbolic names), dtype name, and the
+    name the spec reads it by (None: known by position only)."""
 
     dims: tuple[Dim, ...]
     dtype: str = "float32"
+    name: str | None = None
 
     def __str__(self) -> str:
         text = "x".join(str(d) for d in self.dims)
         return text if self.dtype == "float32" else f"{text}:{self.dtype}"
+
+    def named(self, name: str | None) -> InputSpec:
+        return InputSpec(self.dims, self.dtype, name)
 
 
 class InputError(ValueError):
@@ -70,7 +75,16 @@ GRAMMAR_HELP = (
 
 
 def parse_input(text: str) -> InputSpec:
-    """Parse one ``--input`` value (or a string ``input:`` in a spec)."""
+    """Parse one ``--input`` value (or a string ``input:`` in a spec); ``NAME=SHAPE``
+    names the input it sets."""
+    name, equals, shape = text.partition("=")
+    if equals:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InputError(
+                f"invalid input {text!r}: {name!r} is not an input name (write NAME=SHAPE, "
+                "e.g. ids=1x128:long)"
+            )
+        return parse_input(shape).named(name)
     if not text.isascii():
         bad = next(c for c in text if not c.isascii())
         hint = " (use the letter x between dimensions)" if bad in "×✕✖" else ""
@@ -135,3 +149,58 @@ def _what_is_wrong(text: str) -> str:
 
 def _dim(text: str) -> Dim:
     return int(text) if text[0].isdigit() else text
+
+
+def merge_inputs(
+    declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]
+) -> tuple[InputSpec, ...]:
+    """The inputs to dry-run with: the spec's ``input:``, overridden from the command line.
+
+    ``NAME=SHAPE`` replaces the declared input of that name; a plain ``SHAPE`` fills
+    the declared inputs in order (keeping their names). A spec whose inputs have no
+    names takes the plain shapes as they are.
+    """
+    if not given:
+        return declared
+    names = [d.name for d in declared if d.name is not None]
+    named = [g for g in given if g.name is not None]
+    plain = [g for g in given if g.name is None]
+    if not names:
+        if named:
+            raise InputError(
+                f"input {named[0].name}={named[0]}: this spec's inputs have no names; give "
+                "their shapes in order, without NAME="
+            )
+        return tuple(given)
+    if len(plain) > len(declared):
+        raise InputError(
+            f"the model reads {len(declared)} input{'s' if len(declared) != 1 else ''} "
+            f"({', '.join(names)}); --input gave {len(plain)} shapes"
+        )
+    merged = list(declared)
+    for i, shape in enumerate(plain):
+        merged[i] = shape.named(declared[i].name)
+    filled = {declared[i].name for i in range(len(plain))}
+    for shape in named:
+        if shape.name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(shape.name or "", names, n=1)
+            near = f" (did you mean `{close[0]}`?)" if close else ""
+            raise InputError(
+                f"input {shape.name}={shape}: the model has no input `{shape.name}`{near}; "
+                f"its inputs: {', '.join(names)}"
+            )
+        if shape.name in filled:
+            raise InputError(
+                f"input `{shape.name}` is given twice: by position and as {shape.name}=…"
+            )
+        merged[names.index(shape.name)] = shape
+    return tuple(merged)
+
+
+def input_names(inputs: tuple[InputSpec, ...]) -> tuple[str, ...]:
+    """Each input's name: its own, or ``input`` (one input) / ``input0``… (several)."""
+    if len(inputs) == 1:
+        return (inputs[0].name or "input",)
+    return tuple(spec.name or f"input{i}" for i, spec in enumerate(inputs))

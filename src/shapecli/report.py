@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shapecli.errors import Problem, Source
-from shapecli.inputs import InputSpec
+from shapecli.inputs import InputSpec, input_names
 
 SCHEMA_VERSION = 1
 
@@ -132,7 +132,10 @@ def to_json(report: Report) -> dict[str, Any]:
         "name": report.name,
         "spec": report.spec,
         "device": report.device,
-        "inputs": [{"shape": list(i.dims), "dtype": i.dtype} for i in report.inputs],
+        "inputs": [
+            {"name": name, "shape": list(i.dims), "dtype": i.dtype}
+            for name, i in zip(input_names(report.inputs), report.inputs, strict=True)
+        ],
         "ok": report.ok,
         "layers": [_row_json(row) for row in report.rows],
         "totals": {
@@ -176,6 +179,8 @@ def _row_json(row: Row) -> dict[str, Any]:
         "inferred": row.inferred,
         "status": row.status,
         "same_as": row.same_as,
+        "repeat": row.repeat,
+        "sources": [{"path": o.path, "input": o.input, "arg": o.arg} for o in row.sources],
     }
 
 

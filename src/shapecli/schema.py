@@ -31,20 +31,26 @@ PARAMETER_PATH = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$"
 EXPRESSION: Schema = {"type": "string", "pattern": r"\$\{", "description": "a ${…} expression"}
 AUTO: Schema = {"const": "auto", "description": "take this size from the first input"}
 SCALAR: Schema = {"type": ["string", "number", "boolean", "null"]}
+PARAM: Schema = {"anyOf": [SCALAR, {"type": "array", "items": SCALAR}]}
 LAYERS: Schema = {"$ref": "#/$defs/layers"}
+TENSOR_NAME: Schema = {
+    "anyOf": [{"type": "string", "pattern": r"^([A-Za-z0-9_]+|_)$"}, {"type": "integer"}],
+    "description": "a model or block input, an earlier entry's name, or _ (the previous output)",
+}
+NAMES: Schema = {"anyOf": [TENSOR_NAME, {"type": "array", "items": TENSOR_NAME, "minItems": 1}]}
 
 
 def spec_schema() -> Schema:
     """The whole schema, as a JSON-ready dict."""
     top: dict[str, Schema] = {
-        "shapecli": {"const": 1, "description": "spec format version"},
+        "shapecli": {"enum": [1, 2], "description": "spec format version (default 2)"},
         "name": {"type": "string", "description": "defaults to the file name"},
         "description": {"type": "string"},
         "input": {"$ref": "#/$defs/inputs"},
         "params": {
             "type": "object",
             "propertyNames": {"pattern": NAME},
-            "additionalProperties": SCALAR,
+            "additionalProperties": PARAM,
             "description": "values for ${…} expressions; --set name=value overrides",
         },
         "blocks": {
@@ -57,11 +63,12 @@ def spec_schema() -> Schema:
             "description": "packages the spec uses; imported only with --allow-import",
         },
         "model": {"$ref": "#/$defs/entry"},
+        "output": {**NAMES, "description": "the tensors the model returns (a list: a tuple)"},
     }
     assert list(top) == list(TOP_LEVEL_KEYS), "schema and parser disagree on top-level keys"
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "shapecli spec, format version 1",
+        "title": "shapecli spec, format version 2",
         "type": "object",
         "properties": top,
         "required": ["model"],
@@ -92,6 +99,19 @@ def _entry() -> Schema:
             "description": "this layer's parameter *is* that one: {weight: path.to.weight}",
         },
         "trainable": {"type": "boolean"},
+        "in": {
+            "anyOf": [
+                TENSOR_NAME,
+                {"type": "array", "items": TENSOR_NAME},
+                {"type": "object", "additionalProperties": TENSOR_NAME},
+            ],
+            "description": "the tensors this entry reads: one, a list (positional), or a "
+            "mapping (keywords); default: the previous entry's output",
+        },
+        "if": {
+            "anyOf": [{"type": "boolean"}, EXPRESSION],
+            "description": "the entry exists only when this is true",
+        },
     }
     assert list(options) == list(RESERVED_KEYS), "schema and parser disagree on entry options"
     properties = {**options, **{name: _arguments(name, cls) for name, cls in layers.items()}}
@@ -182,11 +202,19 @@ def _block() -> Schema:
         "params": {
             "type": "object",
             "propertyNames": {"pattern": NAME},
-            "additionalProperties": SCALAR,
+            "additionalProperties": PARAM,
             "description": "defaults of the block's params",
         },
         "body": {"$ref": "#/$defs/entry"},
         "description": {"type": "string"},
+        "inputs": {
+            "anyOf": [
+                {"type": "string", "pattern": NAME},
+                {"type": "array", "items": {"type": "string", "pattern": NAME}, "minItems": 1},
+            ],
+            "description": "the names of the block's inputs, in order",
+        },
+        "output": {**NAMES, "description": "the tensors the block returns"},
     }
     assert list(full) == list(BLOCK_KEYS), "schema and parser disagree on block keys"
     return {
@@ -225,4 +253,11 @@ def _inputs() -> Schema:
             },
         ]
     }
-    return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+    named: Schema = {
+        "type": "object",
+        "propertyNames": {"pattern": NAME, "not": {"enum": ["shape", "dtype"]}},
+        "additionalProperties": one,
+        "minProperties": 1,
+        "description": "named inputs, in the order the model takes them",
+    }
+    return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}, named]}

@@ -65,8 +65,8 @@ class AutoSized(nn.Module):
         rules = auto_rules(cls)
         self.auto = {name: rules[name] for name, v in bound.arguments.items() if v is AUTO}
 
-    def forward(self, *inputs: Any) -> Any:
-        x = inputs[0] if inputs else None
+    def forward(self, *inputs: Any, **keywords: Any) -> Any:
+        x = inputs[0] if inputs else self._first_keyword(keywords)
         if not isinstance(x, torch.Tensor):
             raise LayerInputError("an `auto` size needs a tensor input", "a tensor")
         arguments = self.bound.arguments
@@ -79,7 +79,19 @@ class AutoSized(nn.Module):
             for param in real.parameters():
                 param.requires_grad = False
         become(self, real)
-        return type(self).forward(self, *inputs)
+        return type(self).forward(self, *inputs, **keywords)
+
+    def _first_keyword(self, keywords: dict[str, Any]) -> Any:
+        """The main input when every input is passed by keyword: the first of the real
+        layer's ``forward`` parameters that was given."""
+        try:
+            order = list(inspect.signature(self.cls.forward).parameters)
+        except (TypeError, ValueError):
+            order = []
+        for name in [*order, *keywords]:
+            if name in keywords:
+                return keywords[name]
+        return None
 
     def extra_repr(self) -> str:
         return f"{self.cls.__name__}, auto: {', '.join(self.auto)}"

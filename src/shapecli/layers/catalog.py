@@ -19,13 +19,15 @@ class Shape:
     ``layers``: arguments holding one layer list; ``branches``: arguments holding a
     list of layer lists; ``list_to``: the argument a bare ``Name: [ ... ]`` fills
     (``None``: the list is positional arguments); ``scalar_to`` likewise for
-    ``Name: value`` (``None``: one positional argument).
+    ``Name: value`` (``None``: one positional argument); ``takes_input``: False for a
+    layer that reads no tensor (``Param``), so by default it is given none.
     """
 
     layers: frozenset[str] = frozenset()
     branches: frozenset[str] = frozenset()
     list_to: str | None = None
     scalar_to: str | None = None
+    takes_input: bool = True
 
 
 OWN_LAYERS: dict[str, Shape] = {
@@ -42,4 +44,16 @@ OWN_LAYERS: dict[str, Shape] = {
     "ClassToken": Shape(),
     "PositionalEmbedding": Shape(),
     "Attention": Shape(),
+    "Add": Shape(),
+    "Mul": Shape(),
+    "Cat": Shape(scalar_to="dim"),
+    "Stack": Shape(scalar_to="dim"),
+    "MatMul": Shape(),
+    "Param": Shape(list_to="shape", takes_input=False),
+    "ScaledDotProduct": Shape(),
+    "PositionBuckets": Shape(),
+    "Roll": Shape(),
+    "WindowPartition": Shape(),
+    "WindowMerge": Shape(),
+    "RelativePositionBias": Shape(),
 }

@@ -1,5 +1,7 @@
 """shapecli's own layers: the small set that turns lists of torch.nn layers into real
-architectures (residual blocks, branches, attention, tokens and positions).
+architectures (layer lists that read named tensors, residual blocks, branches,
+elementwise and matrix ops on several tensors, free parameters, attention, tokens and
+positions).
 
 Each is an ordinary ``nn.Module`` with a typed ``__init__``, so the same signature
 checks apply to them as to ``torch.nn`` classes, and a model built from a spec is plain
@@ -10,13 +12,15 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from shapecli.report import format_shape
+from shapecli.spec.model import TensorRef, Wiring
 
 Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
@@ -44,8 +48,107 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
     return x
 
 
+@dataclass
+class Dataflow:
+    """How a layer list passes tensors: its inputs' names, each layer's ``in:``, what it
+    returns, the list it is written in (for the names it reads from there; held, not
+    registered), and the tensors of each call still running."""
+
+    inputs: tuple[str, ...] = ("#0",)
+    wiring: dict[str, Wiring] = field(default_factory=dict)
+    output: tuple[TensorRef, ...] | None = None
+    outer: Sequential | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def plain(self) -> bool:
+        """A chain: every layer reads the previous one (every version-1 list)."""
+        return not self.wiring and self.output is None
+
+
 class Sequential(nn.Sequential):
-    """A layer list, in order. Children are named by the spec (default: their index)."""
+    """A layer list, its children named by the spec (default: their index).
+
+    Each layer reads the previous one's output — the first reads the list's inputs —
+    unless its ``in:`` names other tensors: the list's inputs, earlier layers of this
+    list, or, for a list nested in another, the layers of the lists around it. The list
+    returns its ``output:`` tensors, or its last layer's output. (All of it is kept in
+    one attribute, :class:`Dataflow`, so no layer name can collide with it.)
+    """
+
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__(*modules)
+        self._shapecli = Dataflow()
+
+    def forward(self, *inputs: Any) -> Any:
+        flow = self._shapecli
+        if flow.plain:
+            values: tuple[Any, ...] = inputs
+            for module in self._modules.values():
+                values = (module(*values),)
+            return values[0] if len(values) == 1 else values
+        names = flow.inputs
+        if names == ("#0",):
+            names = tuple(f"#{i}" for i in range(len(inputs)))
+        elif len(inputs) != len(names):
+            raise LayerInputError(
+                f"this list reads {len(names)} inputs ({', '.join(names)}), got {len(inputs)}",
+                f"{len(names)} inputs ({', '.join(names)})",
+            )
+        frame: dict[str, Any] = dict(zip(names, inputs, strict=True))
+        flow.frames.append(frame)
+        try:
+            previous: tuple[Any, ...] = inputs
+            for name, module in self._modules.items():
+                wiring = flow.wiring.get(name)
+                if wiring is None:
+                    out = module(*previous)
+                else:
+                    args = [self._read(ref) for ref in wiring.args]
+                    kwargs = {key: self._read(ref) for key, ref in wiring.kwargs.items()}
+                    out = module(*args, **kwargs)
+                frame[name] = out
+                previous = (out,)
+            if flow.output is not None:
+                results = tuple(self._read(ref) for ref in flow.output)
+                return results[0] if len(results) == 1 else results
+            return previous[0] if len(previous) == 1 else previous
+        finally:
+            flow.frames.pop()
+
+    def _read(self, ref: TensorRef) -> Any:
+        owner: Sequential | None = self
+        for _ in range(ref.up):
+            owner = owner._shapecli.outer if owner is not None else None
+        if owner is None or not owner._shapecli.frames:
+            raise LayerInputError(
+                f"`{ref.name}` is read from a list that is not running (a `Ref` to a list "
+                "that reads the names around it works only inside that list)",
+                f"the tensor `{ref.name}`",
+            )
+        return owner._shapecli.frames[-1][ref.name]
+
+    def extra_repr(self) -> str:
+        flow = self._shapecli
+        if flow.plain:
+            return ""
+        parts = [f"inputs={list(flow.inputs)}"] if flow.inputs != ("#0",) else []
+        if flow.output is not None:
+            parts.append(f"output={[r.name for r in flow.output]}")
+        return ", ".join(parts)
+
+
+class Repeat(Sequential):
+    """The copies made by ``repeat: N``: copy *i* reads copy *i - 1*'s output and the same
+    further inputs as copy 0 (a decoder layer's memory and mask)."""
+
+    def forward(self, *inputs: Any) -> Any:
+        if not inputs:
+            raise LayerInputError("a repeated layer got no input", "an input")
+        out, rest = inputs[0], inputs[1:]
+        for module in self._modules.values():
+            out = module(out, *rest)
+        return out
 
 
 class Residual(nn.Module):
@@ -88,26 +191,19 @@ class Parallel(nn.Module):
         ]
         if self.merge == "tuple":
             return tuple(outs)
+        if self.merge == "add":
+            return _elementwise(outs, "add", "Parallel branches")
+        if self.merge == "mul":
+            return _elementwise(outs, "mul", "Parallel branches")
         shapes = ", ".join(_shape(o) for o in outs)
-        if self.merge in ("add", "mul", "stack") and len({o.shape for o in outs}) > 1:
+        if self.merge == "stack" and len({o.shape for o in outs}) > 1:
             raise LayerInputError(
-                f"branches returned {shapes}; `merge: {self.merge}` needs equal shapes",
+                f"branches returned {shapes}; `merge: stack` needs equal shapes",
                 "every branch to return the same shape",
             )
         if self.merge == "cat":
-            try:
-                return torch.cat(outs, dim=self.dim)
-            except (RuntimeError, IndexError) as e:
-                raise LayerInputError(
-                    f"branches returned {shapes}; they cannot be joined along dim {self.dim}",
-                    f"equal shapes except in dim {self.dim}",
-                ) from e
-        if self.merge == "stack":
-            return torch.stack(outs, dim=self.dim)
-        result = outs[0]
-        for o in outs[1:]:
-            result = result + o if self.merge == "add" else result * o
-        return result
+            return _join(outs, self.dim, torch.cat, "Parallel branches")
+        return torch.stack(outs, dim=self.dim)
 
 
 class Ref(nn.Module):
@@ -274,11 +370,301 @@ class PositionalEmbedding(nn.Module):
         return x + self.weight[: x.shape[1]]
 
 
+def _tensors(inputs: tuple[Any, ...], layer: str) -> list[torch.Tensor]:
+    """The tensors a many-input layer got: its inputs, or the items of one tuple input
+    (what ``Parallel`` with ``merge: tuple`` or an LSTM returns)."""
+    items = (
+        list(inputs[0])
+        if len(inputs) == 1 and isinstance(inputs[0], tuple | list)
+        else list(inputs)
+    )
+    for item in items:
+        _tensor(item, layer)
+    return items
+
+
+def broadcasts(*shapes: tuple[int, ...]) -> bool:
+    """Do these shapes broadcast together (from the right, each size equal or 1)?"""
+    longest = max((len(s) for s in shapes), default=0)
+    for i in range(1, longest + 1):
+        if len({s[-i] for s in shapes if len(s) >= i and s[-i] != 1}) > 1:
+            return False
+    return True
+
+
+def _elementwise(xs: list[torch.Tensor], op: str, what: str) -> torch.Tensor:
+    if len(xs) < 2:
+        raise LayerInputError(
+            f"{what} got {len(xs)} tensor{'s' if len(xs) != 1 else ''}",
+            "two or more tensors",
+            "pass them with `in:`, e.g. `in: [_, skip]`",
+        )
+    if not broadcasts(*(tuple(x.shape) for x in xs)):
+        shapes = ", ".join(_shape(x) for x in xs)
+        raise LayerInputError(
+            f"{what} cannot {op} {shapes}: they do not broadcast",
+            "shapes that broadcast (from the right, each size equal or 1)",
+        )
+    result = xs[0]
+    for x in xs[1:]:
+        result = result + x if op == "add" else result * x
+    return result
+
+
+def _join(xs: list[torch.Tensor], dim: int, join: Any, what: str) -> torch.Tensor:
+    try:
+        result: torch.Tensor = join(xs, dim=dim)
+    except (RuntimeError, IndexError) as e:
+        shapes = ", ".join(_shape(x) for x in xs)
+        same = "equal shapes except in" if join is torch.cat else "equal shapes, and a valid"
+        raise LayerInputError(
+            f"{what} {shapes} cannot be joined along dim {dim}", f"{same} dim {dim}"
+        ) from e
+    return result
+
+
+class Add(nn.Module):
+    """The elementwise sum of all inputs, broadcasting: ``in: [_, skip]``."""
+
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        return _elementwise(_tensors(inputs, "Add"), "add", "Add")
+
+
+class Mul(nn.Module):
+    """The elementwise product of all inputs, broadcasting (squeeze-excitation, gates)."""
+
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        return _elementwise(_tensors(inputs, "Mul"), "multiply", "Mul")
+
+
+class Cat(nn.Module):
+    """All inputs concatenated along ``dim``."""
+
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        return _join(_tensors(inputs, "Cat"), self.dim, torch.cat, "Cat")
+
+
+class Stack(nn.Module):
+    """All inputs stacked along a new ``dim``."""
+
+    def __init__(self, dim: int = 0) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        return _join(_tensors(inputs, "Stack"), self.dim, torch.stack, "Stack")
+
+
+class MatMul(nn.Module):
+    """``a @ b`` (batched, broadcasting as ``torch.matmul``)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        _tensor(a, "MatMul")
+        _tensor(b, "MatMul")
+        try:
+            return torch.matmul(a, b)
+        except RuntimeError as e:
+            raise LayerInputError(
+                f"MatMul cannot multiply {_shape(a)} by {_shape(b)}",
+                "a's last dim equal to b's second-to-last (and batch dims that broadcast)",
+            ) from e
+
+
+ParamInit = Literal["zeros", "ones", "normal", "trunc_normal"]
+
+
+class Param(nn.Module):
+    """A learned tensor that reads no input: a class token, a layer scale, a bias table.
+
+    ``init`` fills it when real weights are made (``normal`` and ``trunc_normal`` with
+    ``std``), or a number fills it with that constant (ConvNeXt's layer scale: 1e-6).
+    """
+
+    def __init__(
+        self, shape: int | tuple[int, ...], init: ParamInit | float = "normal", std: float = 0.02
+    ) -> None:
+        super().__init__()
+        size = (shape,) if isinstance(shape, int) else tuple(shape)
+        if not size or any(d < 1 for d in size):
+            raise ValueError(f"shape {list(size)} needs sizes of at least 1")
+        self.init = init
+        self.std = std
+        self.weight = nn.Parameter(torch.empty(size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            if self.init == "zeros":
+                self.weight.zero_()
+            elif self.init == "ones":
+                self.weight.fill_(1.0)
+            elif self.init == "normal":
+                nn.init.normal_(self.weight, std=self.std)
+            elif self.init == "trunc_normal":
+                nn.init.trunc_normal_(self.weight, std=self.std)
+            else:
+                self.weight.fill_(float(self.init))
+
+    def forward(self) -> torch.Tensor:
+        return self.weight
+
+    def extra_repr(self) -> str:
+        return f"{format_shape(tuple(self.weight.shape))}, init={self.init}"
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout: float = 0.0,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    layer: str = "attention",
+) -> torch.Tensor:
+    """Multi-head attention of (B, Tq, heads·d) queries over (B, Tk, kv_heads·d) keys and
+    (B, Tk, kv_heads·dv) values → (B, Tq, heads·dv): split heads, repeat k/v heads for
+    grouped queries, ``scaled_dot_product_attention``, merge heads.
+
+    ``mask``: True where a query may attend (or an additive float mask); (B, Tk) masks
+    padded keys, (Tq, Tk), (B, Tq, Tk) and (B, heads, Tq, Tk) broadcast. ``bias`` is
+    added to the scores: (heads, Tq, Tk) or (B, heads, Tq, Tk).
+    """
+    for t, what in ((q, "queries"), (k, "keys"), (v, "values")):
+        if not isinstance(t, torch.Tensor) or t.dim() != 3:
+            got = _shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise LayerInputError(
+                f"{layer}: the {what} are {got}", "B×T×features for queries, keys and values"
+            )
+    b, tq, width = q.shape
+    tk = k.shape[1]
+    if width % heads:
+        raise LayerInputError(
+            f"{layer}: queries of {width} features do not split into {heads} heads",
+            f"a multiple of {heads} query features",
+        )
+    head_dim = width // heads
+    if k.shape[-1] % head_dim or k.shape[:2] != v.shape[:2] or k.shape[0] != b:
+        raise LayerInputError(
+            f"{layer}: keys {_shape(k)} and values {_shape(v)} do not fit queries {_shape(q)}",
+            f"keys and values B×Tk×(kv_heads·{head_dim}) with the queries' batch",
+        )
+    kv_heads = k.shape[-1] // head_dim
+    if heads % kv_heads or v.shape[-1] % kv_heads:
+        raise LayerInputError(
+            f"{layer}: {kv_heads} key heads cannot serve {heads} query heads",
+            f"a number of key heads that divides {heads}",
+        )
+    qh = q.view(b, tq, heads, head_dim).transpose(1, 2)
+    kh = k.view(b, tk, kv_heads, head_dim).transpose(1, 2)
+    vh = v.view(b, tk, kv_heads, v.shape[-1] // kv_heads).transpose(1, 2)
+    if kv_heads != heads:
+        kh = kh.repeat_interleave(heads // kv_heads, dim=1)
+        vh = vh.repeat_interleave(heads // kv_heads, dim=1)
+    scores = _scores_mask(mask, bias, (b, heads, tq, tk), causal, q.dtype, q.device, layer)
+    out = F.scaled_dot_product_attention(
+        qh,
+        kh,
+        vh,
+        attn_mask=scores,
+        is_causal=causal and scores is None,
+        scale=scale,
+        dropout_p=dropout,
+    )
+    return out.transpose(1, 2).reshape(b, tq, -1)
+
+
+def _scores_mask(
+    mask: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    scores: tuple[int, int, int, int],
+    causal: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+    layer: str,
+) -> torch.Tensor | None:
+    """One additive (or boolean) mask for the (B, heads, Tq, Tk) scores, or None."""
+    b, _, tq, tk = scores
+    parts: list[torch.Tensor] = []
+    for given, what in ((mask, "mask"), (bias, "bias")):
+        if given is None:
+            continue
+        if not isinstance(given, torch.Tensor):
+            raise LayerInputError(f"{layer}: the {what} is not a tensor", "a tensor")
+        t = given
+        if what == "mask" and t.dim() == 2 and tuple(t.shape) == (b, tk):
+            t = t[:, None, None, :]  # padded keys
+        elif t.dim() < 4:
+            t = t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+        if t.dim() != 4 or not broadcasts(tuple(t.shape), scores):
+            raise LayerInputError(
+                f"{layer}: a {what} of {_shape(given)} does not fit the scores "
+                f"{format_shape(scores)} (B×heads×Tq×Tk)",
+                f"a {what} that broadcasts to B×heads×Tq×Tk: B×Tk, Tq×Tk, B×Tq×Tk, or heads×Tq×Tk",
+            )
+        parts.append(_additive(t, dtype))
+    if not parts:
+        return None
+    if causal:
+        allowed = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)
+        parts.append(_additive(allowed, dtype))
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: may attend) as 0 / -inf scores; a float mask as it is."""
+    if mask.dtype != torch.bool:
+        return mask.to(dtype)
+    zeros = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return zeros.masked_fill(~mask, float("-inf"))
+
+
+class ScaledDotProduct(nn.Module):
+    """Attention over given queries, keys and values (and an optional mask and additive
+    bias): split into ``heads``, ``scaled_dot_product_attention``, merge. With Linears
+    around it, any attention variant can be written; ``scale: 1.0`` for T5's unscaled
+    scores."""
+
+    def __init__(
+        self, heads: int, causal: bool = False, scale: float | None = None, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.heads, self.causal, self.scale, self.dropout = heads, causal, scale, dropout
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return attend(
+            q, k, v, self.heads, causal=self.causal, scale=self.scale,
+            dropout=self.dropout if self.training else 0.0, mask=mask, bias=bias,
+            layer="ScaledDotProduct",
+        )  # fmt: skip
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention with q/k/v/o projections, on (B, T, dim).
+    """Multi-head attention with q/k/v/o projections, on (B, T, dim).
 
     ``kv_heads`` below ``heads`` is grouped-query attention (each k/v head serves
-    ``heads / kv_heads`` query heads); ``head_dim`` defaults to ``dim / heads``.
+    ``heads / kv_heads`` query heads); ``head_dim`` defaults to ``dim / heads``. Keys and
+    values come from ``context`` when it is given (cross-attention, ``context_dim``
+    features); ``mask`` and ``bias`` as for :class:`ScaledDotProduct`. ``fused_qkv``
+    lays q, k and v out as one Linear ``qkv`` (torchvision's ViT and Swin, GPT-2's
+    ``c_attn``).
     """
 
     AUTO: ClassVar[dict[str, str]] = {"dim": "last"}
@@ -292,6 +678,9 @@ class Attention(nn.Module):
         bias: bool = True,
         causal: bool = False,
         dropout: float = 0.0,
+        fused_qkv: bool = False,
+        context_dim: int | None = None,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
@@ -301,37 +690,196 @@ class Attention(nn.Module):
             head_dim = dim // heads
         if heads % kv_heads:
             raise ValueError(f"heads {heads} is not a multiple of kv_heads {kv_heads}")
+        if fused_qkv and context_dim not in (None, dim):
+            raise ValueError("fused_qkv projects q, k and v from one input: no context_dim")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.causal, self.dropout = causal, dropout
-        self.q = nn.Linear(dim, heads * head_dim, bias=bias)
-        self.k = nn.Linear(dim, kv_heads * head_dim, bias=bias)
-        self.v = nn.Linear(dim, kv_heads * head_dim, bias=bias)
+        self.causal, self.dropout, self.scale = causal, dropout, scale
+        self.dim = dim
+        kv_width = kv_heads * head_dim
+        if fused_qkv:
+            self.qkv = nn.Linear(dim, heads * head_dim + 2 * kv_width, bias=bias)
+        else:
+            self.q = nn.Linear(dim, heads * head_dim, bias=bias)
+            self.k = nn.Linear(context_dim or dim, kv_width, bias=bias)
+            self.v = nn.Linear(context_dim or dim, kv_width, bias=bias)
         self.o = nn.Linear(heads * head_dim, dim, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = self.q.in_features
-        if x.dim() != 3 or x.shape[-1] != dim:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        dim = self.dim
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            got = _shape(x) if isinstance(x, torch.Tensor) else type(x).__name__
+            rank = x.dim() if isinstance(x, torch.Tensor) else 0
+            hint = (
+                "flatten the positions into one sequence first, e.g. `Flatten: {start_dim: 2}` "
+                "then `Transpose: [1, 2]`"
+                if rank > 3
+                else "add the missing dimension (batch or sequence) with `Reshape`"
+            )
+            raise LayerInputError(f"Attention got {got}", f"a 3-D input B×T×{dim}", hint)
+        if x.shape[-1] != dim:
             raise LayerInputError(
                 f"Attention(dim={dim}) got {_shape(x)}", f"B×T×{dim}", "use `dim: auto`"
             )
-        b, t, _ = x.shape
-        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        if self.kv_heads != self.heads:
-            group = self.heads // self.kv_heads
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
-        )
-        merged: torch.Tensor = self.o(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        if hasattr(self, "qkv"):
+            if context is not None:
+                raise LayerInputError(
+                    "Attention with fused_qkv got a context",
+                    "no context (fused q/k/v project one input)",
+                    "drop `fused_qkv` for cross-attention",
+                )
+            widths = [self.heads * self.head_dim, *(2 * [self.kv_heads * self.head_dim])]
+            q, k, v = self.qkv(x).split(widths, dim=-1)
+        else:
+            source = x if context is None else context
+            q, k, v = self.q(x), self.k(source), self.v(source)
+        out = attend(
+            q, k, v, self.heads, causal=self.causal, scale=self.scale,
+            dropout=self.dropout if self.training else 0.0, mask=mask, bias=bias,
+            layer="Attention",
+        )  # fmt: skip
+        merged: torch.Tensor = self.o(out)
         return merged
+
+
+class PositionBuckets(nn.Module):
+    """T5's relative positions: for queries (B, Tq, …) and keys (B, Tk, …) — or one
+    tensor for both — the bucket of each key's distance from each query, a (Tq, Tk)
+    int64 tensor for an ``Embedding: [buckets, heads]`` (then ``Permute: [2, 0, 1]``
+    gives the heads×Tq×Tk bias ``Attention`` and ``ScaledDotProduct`` add)."""
+
+    def __init__(self, buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        for t in (queries, keys if keys is not None else queries):
+            if _tensor(t, "PositionBuckets").dim() < 2:
+                raise LayerInputError(
+                    f"PositionBuckets got {_shape(t)}", "B×T×… tensors (T: the sequence)"
+                )
+        tk = (keys if keys is not None else queries).shape[1]
+        device = queries.device
+        relative = (
+            torch.arange(tk, device=device)[None, :]
+            - torch.arange(queries.shape[1], device=device)[:, None]
+        )
+        buckets = self.buckets
+        result = torch.zeros_like(relative)
+        if self.bidirectional:
+            buckets //= 2
+            result = result + (relative > 0).long() * buckets
+            relative = relative.abs()
+        else:
+            relative = -torch.clamp(relative, max=0)
+        exact = buckets // 2
+        large = (
+            exact
+            + (
+                torch.log(relative.float().clamp(min=1) / exact)
+                / math.log(self.max_distance / exact)
+                * (buckets - exact)
+            ).long()
+        )
+        large = torch.clamp(large, max=buckets - 1)
+        return result + torch.where(relative < exact, relative, large)
+
+
+class Roll(nn.Module):
+    """``torch.roll``: the cyclic shift of Swin's shifted windows."""
+
+    def __init__(self, shifts: int | tuple[int, ...], dims: int | tuple[int, ...]) -> None:
+        super().__init__()
+        self.shifts = shifts if isinstance(shifts, int) else tuple(shifts)
+        self.dims = dims if isinstance(dims, int) else tuple(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, self.shifts, self.dims)
+
+
+class WindowPartition(nn.Module):
+    """(B, H, W, C) → (B·windows, size², C): non-overlapping size×size windows, each a
+    sequence for attention (Swin). H and W must be multiples of ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.size
+        if x.dim() != 4 or x.shape[1] % s or x.shape[2] % s:
+            raise LayerInputError(
+                f"WindowPartition({s}) got {_shape(x)}", f"B×H×W×C with H and W multiples of {s}"
+            )
+        b, h, w, c = x.shape
+        windows = x.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5)
+        return windows.reshape(-1, s * s, c)
+
+
+class WindowMerge(nn.Module):
+    """The inverse of :class:`WindowPartition`: (B·windows, size², C) back to the
+    (B, H, W, C) of ``like`` (the tensor that was partitioned: ``in: [_, x]``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, windows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        s = self.size
+        if like.dim() != 4 or windows.dim() != 3:
+            raise LayerInputError(
+                f"WindowMerge({s}) got {_shape(windows)} and {_shape(like)}",
+                "windows (B·n)×size²×C and the B×H×W×C tensor they came from",
+            )
+        b, h, w, _ = like.shape
+        if windows.shape[0] != b * (h // s) * (w // s) or windows.shape[1] != s * s:
+            raise LayerInputError(
+                f"WindowMerge({s}): {_shape(windows)} are not the windows of {_shape(like)}",
+                f"{b * (h // s) * (w // s)}×{s * s}×C windows",
+            )
+        c = windows.shape[-1]
+        x = windows.view(b, h // s, w // s, s, s, c).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, h, w, c)
+
+
+class RelativePositionBias(nn.Module):
+    """Swin's bias gather: a table of ((2·size - 1)², heads) learned biases (a ``Param``)
+    → the heads×size²×size² bias of every pair of positions in a window."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        ).flatten(1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (size - 1)
+        index = relative[..., 0] * (2 * size - 1) + relative[..., 1]
+        self.register_buffer("index", index.flatten(), persistent=False)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        rows = (2 * self.size - 1) ** 2
+        if table.dim() != 2 or table.shape[0] != rows:
+            raise LayerInputError(
+                f"RelativePositionBias({self.size}) got a table of {_shape(table)}",
+                f"a {rows}×heads table",
+                f"`Param: {{shape: [{rows}, heads]}}`",
+            )
+        n = self.size * self.size
+        index = cast(torch.Tensor, self.index)
+        return table[index].view(n, n, -1).permute(2, 0, 1).contiguous()
 
 
 OWN_MODULES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (
         Sequential, Residual, Parallel, Ref, Reshape, Permute, Transpose, Take, Mean, Select,
-        ClassToken, PositionalEmbedding, Attention,
+        ClassToken, PositionalEmbedding, Attention, Add, Mul, Cat, Stack, MatMul, Param,
+        ScaledDotProduct, PositionBuckets, Roll, WindowPartition, WindowMerge,
+        RelativePositionBias,
     )
 }  # fmt: skip

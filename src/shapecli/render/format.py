@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shapecli.errors import Problem
+from shapecli.inputs import InputSpec, input_names
 from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
 
 shape = format_shape
@@ -10,6 +11,14 @@ shape = format_shape
 
 def shapes(all_dims: tuple[Shape, ...]) -> str:
     return ", ".join(shape(s) for s in all_dims)
+
+
+def inputs(specs: tuple[InputSpec, ...]) -> str:
+    """``input 2x20``; named inputs by name: ``inputs ids 1x128:int64, mask 1x128:bool``."""
+    if not any(spec.name for spec in specs):
+        return "input " + ", ".join(str(spec) for spec in specs)
+    named = (f"{name} {spec}" for name, spec in zip(input_names(specs), specs, strict=True))
+    return "inputs " + ", ".join(named)
 
 
 def type_label(row: Row) -> str:

@@ -45,8 +45,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
 
 
 def _title(report: Report) -> str:
-    inputs = ", ".join(str(i) for i in report.inputs)
-    return f"{report.name} · input {inputs}" if inputs else report.name
+    return f"{report.name} · {fmt.inputs(report.inputs)}" if report.inputs else report.name
 
 
 def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:

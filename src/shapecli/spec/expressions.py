@@ -1,7 +1,8 @@
 """``${expr}`` substitution: arithmetic over params, and nothing else, ever.
 
 An expression may use names, integer and float literals, ``+ - * / // %``, unary
-minus, parentheses, ``min(...)`` and ``max(...)``. It is parsed with :mod:`ast` and
+minus, parentheses, ``min(...)`` and ``max(...)``, and — for ``if:`` — comparisons
+(``== != < <= > >=``), ``and``, ``or`` and ``not``. It is parsed with :mod:`ast` and
 evaluated by walking a whitelist of node types; anything else (attributes, calls to
 other names, subscripts, ``**``, comparisons, lambdas) is refused before any value is
 computed. Results are capped at the int64 range, so ``${9999999 * 9999999 * …}``
@@ -20,7 +21,9 @@ import re
 from collections.abc import Callable, Mapping
 
 Number = int | float
-Value = int | float | bool | str | None
+Scalar = int | float | bool | str | None
+#: A param's value: a scalar, or a list of scalars (``kernel: [1, 7]``), kept as a tuple.
+Value = Scalar | tuple[Scalar, ...]
 
 MAX_EXPRESSION_LENGTH = 200
 INT64_MAX = 2**63 - 1
@@ -36,6 +39,14 @@ _BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Mod: operator.mod,
 }
 _FUNCTIONS: dict[str, Callable[..., Number]] = {"min": min, "max": max}
+_COMPARE: dict[type[ast.cmpop], Callable[[Number, Number], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
 
 
 class ExpressionError(ValueError):
@@ -58,6 +69,11 @@ def substitute(text: str, scope: Mapping[str, Value]) -> Value:
 
     def one(match: re.Match[str]) -> str:
         value = evaluate(match.group(1), scope)
+        if isinstance(value, tuple):
+            raise ExpressionError(
+                f"`{match.group(1).strip()}` is a list; a list is used whole, as the only "
+                "thing in its string"
+            )
         return str(value).lower() if isinstance(value, bool) else str(value)
 
     return _PLACEHOLDER.sub(one, text)
@@ -92,6 +108,8 @@ class _Evaluator:
                 known = ", ".join(sorted(self.scope)) or "none are defined"
                 raise ExpressionError(f"unknown name `{node.id}` (params: {known})")
             return self.scope[node.id]
+        if isinstance(node, ast.Constant) and type(node.value) is bool:
+            return node.value
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             operand = self._number(node.operand)
             return _checked(-operand if isinstance(node.op, ast.USub) else operand)
@@ -108,14 +126,35 @@ class _Evaluator:
             and not node.keywords
         ):
             return _checked(_FUNCTIONS[node.func.id](*(self._number(a) for a in node.args)))
+        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+            left = self._number(node.left)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = self._number(right_node)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.BoolOp):
+            values = [self._bool(v) for v in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not self._bool(node.operand)
         snippet = ast.unparse(node)
         raise ExpressionError(
             f"`{snippet}` is not allowed: expressions may use names, numbers, "
-            "+ - * / // % ( ), min() and max()"
+            "+ - * / // % ( ), min() and max(), comparisons, and, or, not"
         )
+
+    def _bool(self, node: ast.expr) -> bool:
+        value = self.visit(node)
+        if not isinstance(value, bool):
+            raise ExpressionError(f"`{ast.unparse(node)}` is {value!r}, not true or false")
+        return value
 
     def _number(self, node: ast.expr) -> Number:
         value = self.visit(node)
+        if isinstance(value, tuple):
+            raise ExpressionError(f"`{ast.unparse(node)}` is a list, not a number")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ExpressionError(f"`{ast.unparse(node)}` is {value!r}, not a number")
         return value

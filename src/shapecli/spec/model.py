@@ -7,10 +7,11 @@ step sees only concrete entries: type names, arguments and children.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
-from shapecli.errors import Source
+from shapecli.errors import Problem, Source
 from shapecli.inputs import InputSpec
 
 
@@ -29,6 +30,32 @@ class Auto:
 
 
 AUTO: Final = Auto()
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor an entry reads: a name resolved where it is written.
+
+    ``name`` is an input of a layer list (``#0``, ``#1``… for the unnamed input of a
+    nested list or a version-1 model) or the name of an entry; ``up`` says in which list:
+    0 this one, 1 the list that encloses it, and so on.
+    """
+
+    name: str
+    up: int = 0
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """An entry's ``in:``: the tensors passed positionally and by keyword."""
+
+    args: tuple[TensorRef, ...] = ()
+    kwargs: dict[str, TensorRef] = field(default_factory=dict)
+
+    def refs(self) -> tuple[TensorRef, ...]:
+        return (*self.args, *self.kwargs.values())
+
 
 #: An argument value after resolution: YAML scalars, tuples (from YAML lists), the
 #: ``auto`` marker, nested entries (for layers that take layers) and string-keyed dicts.
@@ -59,6 +86,15 @@ class Entry:
     tie_sources: dict[str, Source] = field(default_factory=dict)
     trainable: bool = True
     block: str | None = None
+    #: ``in:`` — where the inputs come from; None: the previous entry's output (the
+    #: first entry of a list: the list's inputs).
+    wiring: Wiring | None = None
+    #: For a layer list: the names of its inputs, the tensors it returns (None: the last
+    #: entry's output), and whether its entries may read the enclosing lists' names
+    #: (a block's body may not: a block is a function of its inputs).
+    inputs: tuple[str, ...] = ("#0",)
+    output: tuple[TensorRef, ...] | None = None
+    closed: bool = False
 
     @property
     def display_type(self) -> str:
@@ -85,7 +121,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Spec:
-    """A parsed, resolved spec file."""
+    """A parsed, resolved spec file. ``warnings`` are problems that do not stop it
+    (a model input nothing reads)."""
 
     name: str
     file: str
@@ -93,7 +130,8 @@ class Spec:
     inputs: tuple[InputSpec, ...] = ()
     input_source: Source | None = None
     description: str | None = None
-    params: dict[str, int | float | bool | str | None] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
     imports: tuple[str, ...] = ()
-    version: int = 1
+    version: int = 2
     module_count: int = 0
+    warnings: tuple[Problem, ...] = ()

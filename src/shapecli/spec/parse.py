@@ -1,10 +1,11 @@
 """Located YAML nodes → a resolved :class:`~shapecli.spec.model.Spec`.
 
 This is where the spec format of the README is enforced: top-level keys, the four
-entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``),
-``params`` with ``${…}`` expressions and ``--set`` overrides, parametric ``blocks``
-(each use a fresh copy) and ``input:``. Every error carries the ``file:line:col`` of
-the node it is about.
+entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``, and in
+format 2 ``in`` and ``if``), ``params`` with ``${…}`` expressions and ``--set``
+overrides, parametric ``blocks`` (each use a fresh copy), ``input:`` and ``output:``.
+Names an entry reads are resolved here (:mod:`shapecli.spec.dataflow`). Every error
+carries the ``file:line:col`` of the node it is about.
 
 Type names are *not* resolved here beyond blocks and shapecli's own layers: resolving
 ``torch.nn`` names needs torch, which the build step imports. Keeping this step
@@ -25,11 +26,12 @@ from shapecli.errors import Problem, ShapecliError, Source, fail, raise_all
 from shapecli.inputs import InputError, InputSpec, make_input, parse_input
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
+from shapecli.spec.dataflow import PREVIOUS, ListNames
 from shapecli.spec.expressions import ExpressionError, Value, substitute
-from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
+from shapecli.spec.model import AUTO, ArgValue, Entry, Spec, TensorRef, Wiring
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TOP_LEVEL_KEYS = (
     "shapecli",
     "name",
@@ -39,9 +41,12 @@ TOP_LEVEL_KEYS = (
     "blocks",
     "imports",
     "model",
+    "output",
 )
-RESERVED_KEYS = ("name", "repeat", "tie", "trainable")
-BLOCK_KEYS = ("params", "body", "description")
+RESERVED_KEYS = ("name", "repeat", "tie", "trainable", "in", "if")
+BLOCK_KEYS = ("params", "body", "description", "inputs", "output")
+#: What format version 1 does not have, and the version that does.
+VERSION_2 = "needs format version 2 (`shapecli: 2`, the default when `shapecli:` is left out)"
 MAX_MODULES = 100_000
 MAX_REPEAT = 10_000
 MAX_EXPANSION = 25_000  # entries the parser writes out; blocks with equal params share one
@@ -49,6 +54,7 @@ MAX_BLOCK_DEPTH = 32  # blocks used inside blocks
 MAX_NESTING = 64  # layer lists inside layer lists, blocks included
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+_RESERVED_NAMES = frozenset({PREVIOUS})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # layer names may be indices
@@ -129,6 +135,12 @@ class _Block:
     params: dict[str, Node] = field(default_factory=dict)
     param_sources: dict[str, Source] = field(default_factory=dict)
     body: Node | None = None
+    inputs: tuple[str, ...] = ("#0",)
+    output: Node | None = None
+
+    @property
+    def named_inputs(self) -> bool:
+        return self.inputs != ("#0",)
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class _Scope:
     values: Mapping[str, Value]
     blocks: tuple[str, ...] = ()
     depth: int = 0
+    names: ListNames | None = None  # the tensors entries here can read
 
     def deeper(self, source: Source) -> _Scope:
         if self.depth >= MAX_NESTING:
@@ -157,8 +170,10 @@ class _SpecParser:
         self.params: dict[str, Value] = {}
         self.problems: list[Problem] = []
         self.work = 0  # entries written out so far: the expansion stops at MAX_EXPANSION
-        self.expanded: dict[tuple[object, ...], tuple[Entry, ...]] = {}
+        self.expanded: dict[tuple[object, ...], Entry] = {}
         self.counts: dict[int, int] = {}
+        self.version = FORMAT_VERSION
+        self.warnings: list[Problem] = []
 
     # -- top level -------------------------------------------------------------------
 
@@ -186,12 +201,15 @@ class _SpecParser:
         values = root.values
         if "shapecli" in values:
             version = self._scalar(values["shapecli"], "format version")
-            if version != FORMAT_VERSION:
+            if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
                 raise fail(
                     "spec-invalid",
-                    f"unsupported format version {version!r}; this shapecli reads version 1",
+                    f"unsupported format version {version!r}; this shapecli reads versions 1 "
+                    f"and {FORMAT_VERSION}",
                     values["shapecli"].source,
                 )
+            assert isinstance(version, int)
+            self.version = version
         name = self._text(values["name"], "`name`") if "name" in values else Path(self.file).stem
         description = (
             self._text(values["description"], "`description`") if "description" in values else None
@@ -204,8 +222,22 @@ class _SpecParser:
             inputs = self._inputs(values["input"], _Scope(params))
         if "model" not in values:
             raise fail("spec-invalid", "the spec has no `model:`; add the list of layers", where)
-        model = self._entry(values["model"], "", _Scope(params))
+        named = tuple(i.name for i in inputs if i.name is not None)
+        names = ListNames(named if named else ("#0",))
+        model = self._list_entry(values["model"], "", _Scope(params, names=names), names)
+        if "output" in values:
+            self._version_2("`output:`", values["output"].source)
+            model = replace(model, output=self._output(values["output"], names))
         raise_all(self.problems)
+        for unread in (n for n in named if n not in names.read):
+            self.warnings.append(
+                Problem(
+                    "unused-input",
+                    f"the model input `{unread}` is never read; read it with `in:`, or remove it",
+                    values["input"].source,
+                    severity="warning",
+                )
+            )
         count = self._count(model)
         return Spec(
             name=name,
@@ -216,18 +248,25 @@ class _SpecParser:
             description=description,
             params=params,
             imports=imports,
+            version=self.version,
             module_count=count,
+            warnings=tuple(self.warnings),
         )
+
+    def _version_2(self, what: str, source: Source) -> None:
+        if self.version < 2:
+            raise fail("spec-invalid", f"{what} {VERSION_2}", source)
 
     def _params(self, node: Node | None) -> dict[str, Value]:
         unknown = sorted(
             set(self.overrides) - (set(node.values) if isinstance(node, Map) else set())
         )
         if unknown:
-            defined = ", ".join(node.values) if isinstance(node, Map) and node.values else "none"
+            defined = list(node.values) if isinstance(node, Map) else []
             raise fail(
                 "usage",
-                f"--set {unknown[0]}: the spec defines no param `{unknown[0]}` (params: {defined})",
+                f"--set {unknown[0]}=…: the spec defines no param `{unknown[0]}`"
+                f"{did_you_mean(unknown[0], defined)} (params: {', '.join(defined) or 'none'})",
             )
         if node is None:
             return {}
@@ -236,20 +275,59 @@ class _SpecParser:
         params: dict[str, Value] = {}
         for key, value in node.values.items():
             self._identifier(key, node.keys[key].source, "param")
+            params[key] = self._param_value(value, params)
             if key in self.overrides:
-                where = node.keys[key].source
-                raw = self.overrides[key]
-                if isinstance(raw, str):
-                    raw = yaml_nodes.resolve_plain(raw, where)
-                params[key] = self._substitute(raw, params, where) if isinstance(raw, str) else raw
-            else:
-                params[key] = self._param_value(value, params)
+                params[key] = self._override(key, self.overrides[key], params[key], params)
         return params
 
+    def _override(self, key: str, raw: Value, default: Value, scope: Mapping[str, Value]) -> Value:
+        """``--set key=raw``: read as a YAML value (``[1, 7]`` is a list) and of the same
+        kind as the param's own value, or a usage error that names the option."""
+        what = f"--set {key}={raw if isinstance(raw, str) else _show_value(raw)}"
+        value: Value = raw
+        if isinstance(raw, str):
+            if not raw.strip():
+                example = f"--set {key}={_show_value(default)}"
+                raise fail("usage", f"{what}: give a value after `=`, e.g. {example}")
+            try:
+                node = yaml_nodes.parse(raw, "--set")
+            except ShapecliError as e:
+                raise fail("usage", f"{what}: {e.problem.message}") from None
+            if isinstance(node, Map) or node is None:
+                raise fail("usage", f"{what}: a param is a value or a list of values")
+            try:
+                value = self._param_value(node, scope)
+            except ShapecliError as e:
+                raise fail("usage", f"{what}: {e.problem.message}") from None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
+            raise fail("usage", f"{what}: the number does not fit in 64 bits")
+        kind = _kind(default)
+        if (
+            kind is not None
+            and _kind(value) != kind
+            and not (kind == "a number" and _kind(value) == "a whole number")
+        ):
+            raise fail(
+                "usage",
+                f"{what}: `{key}` is {kind} in the spec ({_show_value(default)}), "
+                f"not {_kind(value) or 'null'}",
+            )
+        return value
+
     def _param_value(self, node: Node, scope: Mapping[str, Value]) -> Value:
+        if isinstance(node, Seq):
+            items = []
+            for item in node.items:
+                value = self._param_value(item, scope)
+                if isinstance(value, tuple) or not isinstance(item, Scalar):
+                    raise fail("spec-invalid", "a list param holds single values", item.source)
+                items.append(value)
+            return tuple(items)
         if not isinstance(node, Scalar):
             raise fail(
-                "spec-invalid", "a param is a single value (number, string or bool)", node.source
+                "spec-invalid",
+                "a param is a single value (number, string or bool) or a list of them",
+                node.source,
             )
         value = node.value
         return self._substitute(value, scope, node.source) if isinstance(value, str) else value
@@ -296,12 +374,17 @@ class _SpecParser:
                     raise fail(
                         "spec-invalid",
                         f"unknown key `{key}` in block `{name}`{did_you_mean(key, BLOCK_KEYS)}; "
-                        "a block has `params` and `body`",
+                        f"a block has {', '.join(f'`{k}`' for k in BLOCK_KEYS)}",
                         key_node.source,
                     )
             if "body" not in body.values:
                 raise fail("spec-invalid", f"block `{name}` has no `body`", body.source)
-            block = _Block(name, body, body=body.values["body"])
+            block = _Block(name, body, body=body.values["body"], output=body.values.get("output"))
+            if "output" in body.values:
+                self._version_2("a block's `output:`", body.keys["output"].source)
+            if "inputs" in body.values:
+                self._version_2("a block's `inputs:`", body.keys["inputs"].source)
+                block.inputs = self._input_names(body.values["inputs"], name)
             params = body.values.get("params")
             if params is not None:
                 if not isinstance(params, Map):
@@ -316,7 +399,37 @@ class _SpecParser:
                     block.param_sources[key] = params.keys[key].source
             self.blocks[name] = block
 
+    def _input_names(self, node: Node, block: str) -> tuple[str, ...]:
+        items = node.items if isinstance(node, Seq) else (node,)
+        names: dict[str, Source] = {}
+        for item in items:
+            name = self._text(item, "an input name")
+            self._identifier(name, item.source, "input")
+            if name in _RESERVED_NAMES:
+                raise fail("spec-invalid", f"`{name}` cannot name an input", item.source)
+            if name in names:
+                raise fail(
+                    "spec-invalid", f"block `{block}` has two inputs named `{name}`", item.source
+                )
+            names[name] = item.source
+        if not names:
+            raise fail("spec-invalid", f"block `{block}` needs at least one input", node.source)
+        return tuple(names)
+
     def _inputs(self, node: Node, scope: _Scope) -> tuple[InputSpec, ...]:
+        one_input = isinstance(node, Map) and "shape" in node.values
+        if isinstance(node, Map) and not (one_input and set(node.values) <= {"shape", "dtype"}):
+            self._version_2("named inputs", node.source)
+            named = []
+            for key, value in node.values.items():
+                self._identifier(key, node.keys[key].source, "input")
+                if key in _RESERVED_NAMES:
+                    where = node.keys[key].source
+                    raise fail("spec-invalid", f"`{key}` cannot name an input", where)
+                named.append(self._input(value, scope).named(key))
+            if not named:
+                raise fail("spec-invalid", "`input` names no input", node.source)
+            return tuple(named)
         if (
             isinstance(node, Seq)
             and node.items
@@ -370,8 +483,23 @@ class _SpecParser:
 
     # -- entries ---------------------------------------------------------------------
 
-    def _entry(self, node: Node, name: str, scope: _Scope) -> Entry:
-        """One item of a layer list (or the whole ``model:``)."""
+    def _list_entry(self, node: Node, name: str, scope: _Scope, names: ListNames) -> Entry:
+        """The model, or a block's body: a layer list reading ``names.inputs`` — or one
+        entry where a list may be written."""
+        if isinstance(node, Seq):
+            entries = self._list(node, scope, names)
+            return Entry(
+                "Sequential", name, node.source, args=entries, inputs=names.inputs, closed=True
+            )
+        entry = self._entry(node, name, replace(scope.deeper(node.source), names=names))
+        if entry is None:
+            raise fail("spec-invalid", "`if:` drops the only layer here", node.source)
+        names.define(entry.name, entry.source)
+        return entry
+
+    def _entry(self, node: Node, name: str, scope: _Scope) -> Entry | None:
+        """One item of a layer list (or the whole ``model:``); None when its ``if:`` is
+        false."""
         self.work += 1
         if self.work > MAX_EXPANSION:
             raise _limit(
@@ -381,7 +509,8 @@ class _SpecParser:
                 node.source,
             )
         if isinstance(node, Seq):
-            return Entry("Sequential", name, node.source, args=self._list(node, scope))
+            names = ListNames(("#0",), parent=scope.names)
+            return Entry("Sequential", name, node.source, args=self._list(node, scope, names))
         if isinstance(node, Scalar):
             type_name = self._type_name(node)
             return self._typed(type_name, None, name, node.source, {}, scope)
@@ -408,34 +537,51 @@ class _SpecParser:
         type_name = self._type_name(type_key)
         if "name" in node.values:
             name = self._entry_name(node.values["name"], scope)
-        options = {k: v for k, v in node.values.items() if k in RESERVED_KEYS and k != "name"}
+        if "if" in node.values:
+            condition = node.values["if"]
+            self._version_2("`if:`", node.keys["if"].source)
+            if scope.names is None:
+                raise fail("spec-invalid", "`if:` is for entries of a layer list", condition.source)
+            if not self._condition(condition, scope):
+                scope.names.drop(name, condition.source)
+                return None
+        options = {k: v for k, v in node.values.items() if k in RESERVED_KEYS}
         return self._typed(type_name, node.values[types[0]], name, type_key.source, options, scope)
 
-    def _list(self, node: Seq, scope: _Scope) -> tuple[Entry, ...]:
+    def _list(self, node: Seq, scope: _Scope, names: ListNames) -> tuple[Entry, ...]:
         """A layer list; names are unique among siblings (default: the index).
 
         A problem with one entry does not stop the others from being checked: each is
-        collected (``lint`` reports them all) and the entry left out.
+        collected (``lint`` reports them all) and the entry left out — its name still
+        counts as defined, so entries that read it do not report it again.
         """
         entries: list[Entry] = []
         seen: dict[str, Source] = {}
-        scope = scope.deeper(node.source)
-        for index, item in enumerate(node.items):
+        scope = replace(scope.deeper(node.source), names=names)
+        declared = [_declared_name(item, str(i)) for i, item in enumerate(node.items)]
+        names.later = {n: item.source for n, item in zip(declared, node.items, strict=True)}
+        for item, name in zip(node.items, declared, strict=True):
             try:
-                entry = self._entry(item, str(index), scope)
+                entry = self._entry(item, name, scope)
+                if entry is None:
+                    continue
+                if entry.name in seen:
+                    raise fail(
+                        "spec-invalid",
+                        f"two layers in this list are named `{entry.name}` (the other at line "
+                        f"{seen[entry.name].line}); names must be unique among siblings",
+                        entry.source,
+                    )
+                if entry.name in _RESERVED_NAMES:
+                    raise fail("spec-invalid", f"`{entry.name}` cannot name a layer", entry.source)
+                names.define(entry.name, entry.source)
             except _Limit:
                 raise
             except ShapecliError as e:
                 self.problems.extend(e.problems)
+                names.defined.setdefault(name, item.source)
+                names.later.pop(name, None)
                 continue
-            if entry.name in seen:
-                first = seen[entry.name]
-                raise fail(
-                    "spec-invalid",
-                    f"two layers in this list are named `{entry.name}` (the other at line "
-                    f"{first.line}); names must be unique among siblings",
-                    entry.source,
-                )
             seen[entry.name] = entry.source
             entries.append(entry)
         return tuple(entries)
@@ -449,12 +595,26 @@ class _SpecParser:
         options: dict[str, Node],
         scope: _Scope,
     ) -> Entry:
+        wiring = None
+        if "in" in options:
+            self._version_2("`in:`", options["in"].source)
+            if scope.names is None:
+                raise fail(
+                    "spec-invalid", "`in:` is for entries of a layer list", options["in"].source
+                )
+            wiring = self._wiring(options["in"], scope.names)
         if type_name in self.blocks:
-            body = self._expand_block(self.blocks[type_name], value, source, scope)
-            entry = Entry("Sequential", name, source, args=body, block=type_name)
+            block = self.blocks[type_name]
+            self._check_block_inputs(block, wiring, scope.names, source)
+            body = self._expand_block(block, value, source, scope)
+            entry = replace(body, name=name, source=source)
         else:
             args, kwargs, arg_sources = self._arguments(type_name, value, scope)
             entry = Entry(type_name, name, source, args, kwargs, arg_sources=arg_sources)
+            shape = OWN_LAYERS.get(type_name)
+            if wiring is None and shape is not None and not shape.takes_input:
+                wiring = Wiring()  # a free tensor (`Param`) reads nothing
+        entry = replace(entry, wiring=wiring)
         if "repeat" in options:
             entry = replace(entry, repeat=self._repeat(options["repeat"], scope))
         if self._count(entry) > MAX_MODULES:
@@ -469,6 +629,84 @@ class _SpecParser:
             tie, tie_sources = self._tie(options["tie"])
             entry = replace(entry, tie=tie, tie_sources=tie_sources)
         return entry
+
+    def _wiring(self, node: Node, names: ListNames) -> Wiring:
+        """``in: name``, ``in: [a, _, b]`` (positional) or ``in: {key: a}`` (keywords)."""
+        if isinstance(node, Map):
+            kwargs = {}
+            for key, value in node.values.items():
+                self._identifier(key, node.keys[key].source, "keyword")
+                kwargs[key] = self._ref(value, names)
+            return Wiring(kwargs=kwargs)
+        items = node.items if isinstance(node, Seq) else (node,)
+        return Wiring(tuple(self._ref(item, names) for item in items))
+
+    def _ref(self, node: Node, names: ListNames) -> TensorRef:
+        value = node.value if isinstance(node, Scalar) else None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise fail(
+                "spec-invalid",
+                "`in:` names tensors: a model or block input, an earlier entry's `name:`, "
+                "or `_` for the previous entry's output",
+                node.source,
+            )
+        return names.resolve(str(value), node.source)
+
+    def _check_block_inputs(
+        self, block: _Block, wiring: Wiring | None, names: ListNames | None, source: Source
+    ) -> None:
+        """A block gets exactly the inputs it declares."""
+        wanted = len(block.inputs)
+        if wiring is not None:
+            if wiring.kwargs:
+                raise fail(
+                    "spec-invalid",
+                    f"block `{block.name}` takes its inputs in order: "
+                    f"`in: [{', '.join(block.inputs)}]`",
+                    source,
+                )
+            given, how = len(wiring.args), "`in:` gives"
+        elif names is not None and names.previous is None:
+            given, how = len(names.inputs), "the list's inputs are"
+        else:
+            given, how = 1, "without `in:` it gets the previous output,"
+        if given != wanted:
+            declared = ", ".join(block.inputs) if block.named_inputs else "one"
+            raise fail(
+                "spec-invalid",
+                f"block `{block.name}` takes {wanted} input{'s' if wanted != 1 else ''} "
+                f"({declared}); {how} {given}",
+                source,
+                hint=f"pass them with `in: [{', '.join(['_', *block.inputs[1:]])}]`"
+                if block.named_inputs
+                else None,
+            )
+
+    def _condition(self, node: Node, scope: _Scope) -> bool:
+        value = self._resolve(node, scope)
+        if not isinstance(value, bool):
+            raise fail(
+                "spec-invalid",
+                f"`if` is true or false — a bool param like `${{pooler}}` or a comparison "
+                f"like `${{layers > 6}}` — not {value!r}",
+                node.source,
+            )
+        return value
+
+    def _output(self, node: Node, names: ListNames) -> tuple[TensorRef, ...]:
+        """``output:`` — names, in order; names dropped by ``if:`` are left out."""
+        items = node.items if isinstance(node, Seq) else (node,)
+        refs = []
+        for item in items:
+            value = item.value if isinstance(item, Scalar) else None
+            if isinstance(value, str | int) and str(value) in names.dropped:
+                continue
+            refs.append(self._ref(item, names))
+        if not refs:
+            raise fail(
+                "spec-invalid", "every name in `output:` is dropped by its `if:`", node.source
+            )
+        return tuple(refs)
 
     def _arguments(
         self, type_name: str, node: Node | None, scope: _Scope
@@ -503,21 +741,25 @@ class _SpecParser:
                 isinstance(node, Scalar) and node.value is None
             ):
                 raise fail("spec-invalid", f"`{key}` needs at least one layer", node.source)
-            return self._layer_list(node, key, scope)
+            return self._layer_list(node, scope)
         if shape and key in shape.branches:
             if not isinstance(node, Seq):
                 raise fail("spec-invalid", f"`{key}` is a list of layer lists", node.source)
-            return tuple(self._layer_list(item, str(i), scope) for i, item in enumerate(node.items))
+            return tuple(self._layer_list(item, scope) for item in node.items)
         return self._resolve(node, scope)
 
-    def _layer_list(self, node: Node, name: str, scope: _Scope) -> ArgValue:
+    def _layer_list(self, node: Node, scope: _Scope) -> ArgValue:
+        """A layer list held by a layer (a Residual's ``body``, a Parallel branch): it
+        reads the layer's input, and may read the names of the lists around it."""
+        names = ListNames(("#0",), parent=scope.names)
         if isinstance(node, Seq):
-            return self._list(node, scope)
-        return (self._entry(node, "0", scope.deeper(node.source)),)
+            return self._list(node, scope, names)
+        entry = self._entry(node, "0", replace(scope.deeper(node.source), names=names))
+        if entry is None:
+            raise fail("spec-invalid", "`if:` drops the only layer here", node.source)
+        return (entry,)
 
-    def _expand_block(
-        self, block: _Block, node: Node | None, use: Source, scope: _Scope
-    ) -> tuple[Entry, ...]:
+    def _expand_block(self, block: _Block, node: Node | None, use: Source, scope: _Scope) -> Entry:
         """A fresh copy of a block's body, its params bound at this use."""
         if block.name in scope.blocks:
             chain = " → ".join((*scope.blocks, block.name))
@@ -565,13 +807,14 @@ class _SpecParser:
         memo = (block.name, scope.depth, *(values[k] for k in block.params))
         if memo in self.expanded:
             return self.expanded[memo]
-        body_scope = _Scope(values, (*scope.blocks, block.name), scope.depth)
-        body = block.body
-        assert body is not None
-        if isinstance(body, Seq):
-            expanded = self._list(body, body_scope)
-        else:
-            expanded = (self._entry(body, "0", body_scope.deeper(body.source)),)
+        inputs = ListNames(block.inputs)  # a block is a function: nothing from outside
+        body_scope = _Scope(values, (*scope.blocks, block.name), scope.depth, inputs)
+        assert block.body is not None
+        body = self._list_entry(block.body, block.name, body_scope, inputs)
+        if not isinstance(block.body, Seq):
+            body = Entry("Sequential", block.name, block.body.source, args=(body,))
+        output = self._output(block.output, inputs) if block.output is not None else None
+        expanded = replace(body, block=block.name, inputs=block.inputs, output=output, closed=True)
         self.expanded[memo] = expanded
         return expanded
 
@@ -580,7 +823,7 @@ class _SpecParser:
     def _resolve(self, node: Node, scope: _Scope) -> ArgValue:
         """An argument value: expressions evaluated, lists as tuples, ``auto`` as AUTO."""
         if isinstance(node, Scalar):
-            value = node.value
+            value: Value = node.value
             if isinstance(value, str):
                 value = self._substitute(value, scope.values, node.source)
             if value == "auto":
@@ -688,6 +931,38 @@ class _SpecParser:
             ties[key] = target
             sources[key] = value.source
         return ties, sources
+
+
+def _declared_name(node: Node, default: str) -> str:
+    """The name an item of a layer list will have, read before it is parsed."""
+    written = node.values.get("name") if isinstance(node, Map) else None
+    value = written.value if isinstance(written, Scalar) else None
+    if isinstance(value, str | int) and not isinstance(value, bool) and "${" not in str(value):
+        return str(value)
+    return default
+
+
+def _kind(value: object) -> str | None:
+    """A value's kind in words, for --set's checks (None: anything goes)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, tuple):
+        return "a list"
+    return None
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show_value(v) for v in value) + "]"
+    return "null" if value is None else str(value)
 
 
 def _show(node: Node) -> str:
