@@ -276,7 +276,11 @@ class _Builder:
             owner: _Frame | None = frame
             for _ in range(ref.up):
                 owner = owner.parent if owner is not None else None
-            return owner.tensors.get(ref.name, ()) if owner is not None else ()
+            if owner is None:
+                return ()
+            if ref.up:
+                owner.module._shapecli.read_inside = True  # it must keep its names
+            return owner.tensors.get(ref.name, ())
 
         positional = tuple(origins(ref) for ref in wiring.args)
         keywords = tuple(

@@ -174,6 +174,8 @@ class Explainer:
                 f"it would need {overflow}"
             )
             diagnosis = Diagnosis(None, "use smaller sizes")
+        elif isinstance(error, LayerInputError):  # our own layer's words: the message itself
+            message += f": {error}; it expects {diagnosis.expected}"
         elif diagnosis.expected:
             message += f": it expects {diagnosis.expected}"
         notes = []
@@ -200,7 +202,7 @@ class Explainer:
             expected=diagnosis.expected,
             produced_by=self.produced_by(use.tensors[0] if use and use.tensors else None),
             hint=diagnosis.hint,
-            detail=foreign_message(error),
+            detail=None if isinstance(error, LayerInputError) else foreign_message(error),
             notes=tuple(notes),
         )
 

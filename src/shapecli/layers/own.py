@@ -59,11 +59,12 @@ class Dataflow:
     output: tuple[TensorRef, ...] | None = None
     outer: Sequential | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
+    read_inside: bool = False  # a list nested in this one reads its names
 
     @property
     def plain(self) -> bool:
         """A chain: every layer reads the previous one (every version-1 list)."""
-        return not self.wiring and self.output is None
+        return not self.wiring and self.output is None and not self.read_inside
 
 
 class Sequential(nn.Sequential):

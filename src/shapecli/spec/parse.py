@@ -491,6 +491,13 @@ class _SpecParser:
             return Entry(
                 "Sequential", name, node.source, args=entries, inputs=names.inputs, closed=True
             )
+        if isinstance(node, Map) and "in" in node.values:
+            raise fail(
+                "spec-invalid",
+                "`in:` is for entries of a layer list; a single layer here reads all of "
+                "the inputs in order (write a list to read them by name)",
+                node.keys["in"].source,
+            )
         entry = self._entry(node, name, replace(scope.deeper(node.source), names=names))
         if entry is None:
             raise fail("spec-invalid", "`if:` drops the only layer here", node.source)
@@ -665,17 +672,19 @@ class _SpecParser:
                     f"`in: [{', '.join(block.inputs)}]`",
                     source,
                 )
-            given, how = len(wiring.args), "`in:` gives"
+            given = len(wiring.args)
+            how = f"`in:` gives {given}"
         elif names is not None and names.previous is None:
-            given, how = len(names.inputs), "the list's inputs are"
+            given = len(names.inputs)
+            how = f"as the first entry it gets this list's {given} input{'s' if given != 1 else ''}"
         else:
-            given, how = 1, "without `in:` it gets the previous output,"
+            given, how = 1, "without `in:` it gets just the previous output"
         if given != wanted:
             declared = ", ".join(block.inputs) if block.named_inputs else "one"
             raise fail(
                 "spec-invalid",
                 f"block `{block.name}` takes {wanted} input{'s' if wanted != 1 else ''} "
-                f"({declared}); {how} {given}",
+                f"({declared}); {how}",
                 source,
                 hint=f"pass them with `in: [{', '.join(['_', *block.inputs[1:]])}]`"
                 if block.named_inputs
