@@ -8,6 +8,7 @@ torchvision itself; the ResNet-18 and AlexNet configs must match them tensor for
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,50 @@ def test_llama_tiny_uses_grouped_query_attention() -> None:
         "layers.0.0.body.attention.o": (256, 256),
     }
     assert all(p.name != "bias" for r in report.rows for p in r.params)
+
+
+# -- networks that need several named tensors, broadcasting or free parameters ----------------
+
+GRAPHS = json.loads((Path(__file__).parent / "data" / "graphs.json").read_text())["models"]
+
+
+def owned_shapes(report: Report) -> Counter[tuple[int | str, ...]]:
+    """The multiset of parameter shapes, each tensor once (tied ones at their owner)."""
+    return Counter(p.shape for r in report.rows for p in r.params if p.shape and not p.shared_with)
+
+
+@pytest.mark.parametrize(
+    ("config", "inputs", "output"),
+    [
+        ("bert-base", None, ((1, 128, 768), (1, 768))),
+        ("bert-base", ["ids=2x64:long", "types=2x64:long", "mask=2x64:bool"], ((2, 64, 768), (2, 768))),
+        ("t5-small", None, ((1, 16, 512),)),
+        ("t5-small", ["ids=3x7:long", "decoder_ids=3x40:long"], ((3, 40, 512),)),
+        ("whisper-tiny", None, ((1, 32, 384),)),
+        ("whisper-tiny", ["decoder_ids=2x448:long", "mel=2x80x3000"], ((2, 448, 384),)),
+        ("convnext-tiny", None, ((1, 1000),)),
+        ("convnext-tiny", ["1x3x256x256"], ((1, 1000),)),
+        ("efficientnet-b0", None, ((1, 1000),)),
+        ("efficientnet-b0", ["1x3x256x256"], ((1, 1000),)),  # squeeze-excitation broadcasts
+        ("swin-t", None, ((1, 1000),)),
+        ("swin-t", ["2x3x448x448"], ((2, 1000),)),
+    ],
+)  # fmt: skip
+def test_graph_networks_match_their_reference_tensor_for_tensor(
+    config: str, inputs: list[str] | None, output: tuple[tuple[int, ...], ...]
+) -> None:
+    reference = GRAPHS[config]
+    report = shapecli.inspect(CONFIGS / f"{config}.yaml", input=inputs)
+    assert report.ok, report.errors
+    assert report.totals.params == reference["total"]
+    assert owned_shapes(report) == Counter(tuple(shape) for _, shape in reference["params"])
+    assert report.rows[0].output_shapes == output
+
+
+def test_bert_without_its_pooler() -> None:
+    report = shapecli.inspect(CONFIGS / "bert-base.yaml", set={"pooler": False})
+    assert report.ok and report.totals.params == 108_891_648
+    assert report.rows[0].output_shapes == ((1, 128, 768),)  # just the sequence
+    pooler = Counter({(768, 768): 1, (768,): 1})
+    full = Counter(tuple(shape) for _, shape in GRAPHS["bert-base"]["params"])
+    assert owned_shapes(report) == full - pooler

@@ -136,7 +136,7 @@ def test_module_count_is_capped_before_building() -> None:
         ("model:\n  - name: x\n", (2, 5), "no layer type"),
         ("model:\n  - ReLU: null\n    name: a\n  - ReLU: null\n    name: a\n", (4, 5), "named `a`"),
         ("model:\n  - ReLU: null\n    name: a.b\n", (3, 11), "no dots"),
-        ("model:\n  - ReLU: null\n    repeat: 0\n", (3, 13), "`repeat`"),
+        ("model:\n  - ReLU: null\n    repeat: -1\n", (3, 13), "`repeat`"),
         ("model:\n  - ReLU: null\n    trainable: no\n", (3, 16), "YAML 1.2 reads `no` as text"),
         ("model:\n  - LazyLinear: ${x}\n", (2, 17), "unknown name `x`"),
         ("model:\n  - LazyLinear: \"${__import__('os')}\"\n", (2, 17), "not allowed"),

@@ -41,7 +41,7 @@ def test_every_shipped_config_validates(
         "model: [ReLU]\ninput: 2×20\n",  # not the input grammar
         "model: [ReLU]\ninput: 0x20\n",
         "model: [ReLU]\ninput: {shape: 2x3, dtype: complex}\n",
-        "model:\n  - LazyLinear: 4\n    repeat: 0\n",
+        "model:\n  - LazyLinear: 4\n    repeat: -1\n",
         "model:\n  - LazyLinear: 4\n    trainable: maybe\n",
         "model:\n  - LazyLinear: {out_feature: 4}\n",  # unknown argument
         "model:\n  - LazyLinear: {out_features: '4'}\n",  # text, not a number

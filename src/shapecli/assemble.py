@@ -59,7 +59,7 @@ def assemble(
         type_name = type(module).__name__
         if entry is not None:
             type_name = entry.display_type
-            if isinstance(module, own.Ref) and entry.repeat == 1:
+            if isinstance(module, own.Ref) and entry.repeat is None:
                 type_name = f"Ref → {module.path}"
         rows.append(
             Row(
@@ -77,7 +77,7 @@ def assemble(
                 inferred=path in built.lazy,
                 status=status,
                 same_as=same_as.get(path),
-                repeat=entry.repeat if entry is not None and entry.repeat > 1 else None,
+                repeat=entry.repeat if entry is not None else None,
                 sources=_expand(built.sources.get(path, ()), inputs),
             )
         )
@@ -147,10 +147,10 @@ def _same_as(built: BuiltModel, first: dict[str, Call]) -> dict[str, str]:
     """Repeat copies that received and returned exactly what the first copy did."""
     found = {}
     for path, entry in built.entries.items():
-        call0 = first.get(join(path, "0")) if entry.repeat > 1 else None
+        call0 = first.get(join(path, "0")) if entry.repeat is not None else None
         if call0 is None or call0.outputs is None:
             continue
-        for i in range(1, entry.repeat):
+        for i in range(1, entry.repeat or 1):
             call = first.get(join(path, str(i)))
             if (
                 call is not None

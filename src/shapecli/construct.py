@@ -16,6 +16,7 @@ would replace the public function ``shapecli.build`` on the package.)
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from torch.nn.parameter import UninitializedParameter
 from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message, raise_all
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
+from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.registry import Registry
 from shapecli.report import Origin, format_shape
 from shapecli.spec.model import AUTO, ArgValue, Entry, Spec, TensorRef, Wiring
@@ -196,7 +198,7 @@ class _Builder:
         return replace(problem, notes=(f"in block `{use.block}` used at {use.source}",))
 
     def _module(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
-        if entry.repeat > 1:
+        if entry.repeat is not None:
             module: nn.Module = self._repeat(entry, path, feed)
         elif entry.type == "Sequential":
             layers = entry.kwargs.get("layers", entry.args)
@@ -216,8 +218,8 @@ class _Builder:
     def _repeat(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
         """``repeat: N``: copy *i* reads copy *i - 1*'s output and the further inputs."""
         group = own.Repeat()
-        for i in range(entry.repeat):
-            copy = replace(entry, repeat=1, name=str(i), wiring=None)
+        for i in range(entry.repeat or 0):
+            copy = replace(entry, repeat=None, name=str(i), wiring=None)
             group.add_module(str(i), self.module(copy, join(path, str(i)), feed))
             feed = ((Origin(path=join(path, str(i))),), *feed[1:])
         return group
@@ -306,6 +308,8 @@ class _Builder:
                 )
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
+        elif len(feed) > 1:
+            _check_many(cls, entry, path, len(feed))
         for name, value in bound.arguments.items():
             bound.arguments[name] = self._value(value, path, name, entry, feed)
         if auto:
@@ -334,35 +338,58 @@ class _Builder:
         if isinstance(value, Entry):
             return self.module(value, where, feed)
         source = owner.arg_sources.get(name, owner.source)
+        shape = OWN_LAYERS.get(owner.type)
+        if shape is not None and name in shape.branches and isinstance(value, tuple):
+            branches = nn.ModuleList()  # a list of layer lists; an empty one passes x on
+            for i, branch in enumerate(value):
+                self.entries[join(where, str(i))] = Entry("Sequential", str(i), source)
+                self.sources[join(where, str(i))] = flat(feed)
+                branches.append(self._list(branch, join(where, str(i)), feed))
+            return branches
         if isinstance(value, tuple) and value and all(isinstance(v, Entry) for v in value):
             lists = sum(1 for v in owner.kwargs.values() if arguments.holds_layers(v))
-            if lists > 1 or name.isdigit():
+            if lists > 1:
                 self.entries[where] = Entry("Sequential", name, source)
                 self.sources[where] = flat(feed)
             return self._list(value, where, feed)
-        if (
-            isinstance(value, tuple)
-            and value
-            and all(
-                isinstance(v, tuple) and v and all(isinstance(e, Entry) for e in v) for v in value
-            )
-        ):  # branches: a list of layer lists
-            return nn.ModuleList(
-                cast(nn.Module, self._value(v, where, str(i), owner, feed))
-                for i, v in enumerate(value)
-            )
         return value
+
+
+def _forward_parameters(cls: type[nn.Module]) -> list[inspect.Parameter] | None:
+    try:
+        return list(inspect.signature(cls.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_many(cls: type[nn.Module], entry: Entry, path: str, given: int) -> None:
+    """The first entry of a list with several inputs reads them all, unless its ``in:``
+    says otherwise: its ``forward`` must take that many."""
+    parameters = _forward_parameters(cls)
+    if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return
+    positional = [
+        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if given > len(positional):
+        raise fail(
+            "bad-arguments",
+            f"{entry.display_type} takes {len(positional)} tensor"
+            f"{'s' if len(positional) != 1 else ''} ({', '.join(positional) or 'none'}), but as "
+            f"the first entry of its list it gets all {given} of the list's inputs",
+            entry.source,
+            path=path,
+            layer_type=entry.type,
+            hint="say which it reads with `in:`, e.g. `in: x`",
+        )
 
 
 def _check_wiring(cls: type[nn.Module], entry: Entry, path: str) -> None:
     """An ``in:`` must fit the layer's ``forward``: known keywords, not too many
     positional tensors, every required one given."""
-    import inspect
-
     assert entry.wiring is not None
-    try:
-        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
-    except (TypeError, ValueError):
+    parameters = _forward_parameters(cls)
+    if parameters is None:
         return
     kinds = inspect.Parameter
     names = [

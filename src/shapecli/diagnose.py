@@ -213,7 +213,7 @@ class Explainer:
             return type(module).__name__
         from shapecli.layers.own import Ref
 
-        if isinstance(module, Ref) and entry.repeat == 1:
+        if isinstance(module, Ref) and entry.repeat is None:
             return f"Ref → {module.path}"
         return entry.display_type
 

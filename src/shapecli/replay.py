@@ -45,7 +45,7 @@ def repeat_copies(model: nn.Module, entries: dict[str, Entry]) -> list[Copy]:
     """Every copy after the first of every ``repeat`` group, in model order."""
     copies = []
     for path, entry in entries.items():
-        if entry.repeat > 1:
+        if entry.repeat is not None:
             prefix = f"{path}." if path else ""
             for i in range(1, entry.repeat):
                 copies.append(

@@ -90,8 +90,8 @@ def _entry() -> Schema:
             "description": "a label, unique among siblings",
         },
         "repeat": {
-            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, EXPRESSION],
-            "description": "fresh copies with independent parameters",
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REPEAT}, EXPRESSION],
+            "description": "fresh copies with independent parameters (0: none, the entry is left out)",
         },
         "tie": {
             "type": "object",

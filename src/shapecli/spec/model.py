@@ -81,7 +81,9 @@ class Entry:
     args: tuple[ArgValue, ...] = ()
     kwargs: dict[str, ArgValue] = field(default_factory=dict)
     arg_sources: dict[str, Source] = field(default_factory=dict)
-    repeat: int = 1
+    #: ``repeat: N`` — None: a single layer; N (1 or more): a group of N copies, at
+    #: ``name.0`` … ``name.N-1`` (so paths do not move when a param makes N one).
+    repeat: int | None = None
     tie: dict[str, str] = field(default_factory=dict)
     tie_sources: dict[str, Source] = field(default_factory=dict)
     trainable: bool = True

@@ -544,6 +544,11 @@ class _SpecParser:
         type_name = self._type_name(type_key)
         if "name" in node.values:
             name = self._entry_name(node.values["name"], scope)
+        if "repeat" in node.values and self._repeat(node.values["repeat"], scope) == 0:
+            if scope.names is None:
+                raise fail("spec-invalid", "`repeat: 0` leaves nothing here", node.source)
+            scope.names.drop(name, node.values["repeat"].source)  # zero copies: not there
+            return None
         if "if" in node.values:
             condition = node.values["if"]
             self._version_2("`if:`", node.keys["if"].source)
@@ -752,9 +757,17 @@ class _SpecParser:
                 raise fail("spec-invalid", f"`{key}` needs at least one layer", node.source)
             return self._layer_list(node, scope)
         if shape and key in shape.branches:
-            if not isinstance(node, Seq):
-                raise fail("spec-invalid", f"`{key}` is a list of layer lists", node.source)
-            return tuple(self._layer_list(item, scope) for item in node.items)
+            if not isinstance(node, Seq) or not node.items:
+                raise fail(
+                    "spec-invalid",
+                    f"`{key}` is a list of layer lists, at least one (an empty list `[]` is a "
+                    "branch that passes its input on)",
+                    node.source,
+                )
+            return tuple(
+                () if isinstance(item, Seq) and not item.items else self._layer_list(item, scope)
+                for item in node.items
+            )
         return self._resolve(node, scope)
 
     def _layer_list(self, node: Node, scope: _Scope) -> ArgValue:
@@ -854,7 +867,8 @@ class _SpecParser:
         shared expansions are counted once per use, but computed once."""
         if id(entry) not in self.counts:
             inner = 1 + sum(self._count(child) for _, child in entry.children())
-            self.counts[id(entry)] = entry.repeat * inner + (1 if entry.repeat > 1 else 0)
+            copies = entry.repeat if entry.repeat is not None else 1
+            self.counts[id(entry)] = copies * inner + (1 if entry.repeat is not None else 0)
         return self.counts[id(entry)]
 
     def _scalar(self, node: Node, what: str) -> Value:
@@ -895,10 +909,10 @@ class _SpecParser:
 
     def _repeat(self, node: Node, scope: _Scope) -> int:
         value = self._resolve(node, scope)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPEAT:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPEAT:
             raise fail(
                 "spec-invalid",
-                f"`repeat` is a whole number from 1 to {MAX_REPEAT:,}, not {value!r}",
+                f"`repeat` is a whole number from 0 to {MAX_REPEAT:,}, not {value!r}",
                 node.source,
             )
         return value
