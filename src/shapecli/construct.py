@@ -292,6 +292,7 @@ class _Builder:
 
     def _layer(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
+        entry = _layers_as_arguments(cls, entry)
         bound = arguments.bind(cls, entry, path)
         auto = [name for name, value in bound.arguments.items() if value is AUTO]
         rules = auto_rules(cls)
@@ -353,6 +354,34 @@ class _Builder:
                 self.sources[where] = flat(feed)
             return self._list(value, where, feed)
         return value
+
+
+def _layers_as_arguments(cls: type[nn.Module], entry: Entry) -> Entry:
+    """A constructor that takes a layer (``TransformerEncoder``'s ``encoder_layer``) is
+    given one written like an entry: ``encoder_layer: {TransformerEncoderLayer: {…}}``."""
+    sig = arguments.signature(cls)
+    layers: dict[str, ArgValue] = {}
+    for name, value in entry.kwargs.items():
+        parameter = sig.parameters.get(name)
+        if parameter is None or not _takes_a_layer(parameter.annotation):
+            continue
+        written = {value: None} if isinstance(value, str) else value
+        if isinstance(written, dict) and len(written) == 1:
+            ((type_name, given),) = written.items()
+            where = entry.arg_sources.get(name, entry.source)
+            kwargs = given if isinstance(given, dict) else {}
+            args: tuple[ArgValue, ...] = (
+                given if isinstance(given, tuple) else () if given is None or kwargs else (given,)
+            )
+            layers[name] = Entry(type_name, name, where, args, kwargs)
+    return replace(entry, kwargs={**entry.kwargs, **layers}) if layers else entry
+
+
+def _takes_a_layer(annotation: object) -> bool:
+    import typing
+
+    options = typing.get_args(annotation) or (annotation,)
+    return any(isinstance(o, type) and issubclass(o, nn.Module) for o in options)
 
 
 def _forward_parameters(cls: type[nn.Module]) -> list[inspect.Parameter] | None:

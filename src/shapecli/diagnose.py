@@ -36,7 +36,7 @@ from shapecli.construct import BuiltModel
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec
 from shapecli.layers.own import LayerInputError
-from shapecli.record import Call, HookFailure, Recorder, TensorInfo
+from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
 from shapecli.report import Shape, format_shape
 from shapecli.spec.model import Entry
 
@@ -128,70 +128,36 @@ class Explainer:
         self.input_ids = input_ids
 
     def mismatch(self, error: BaseException, calls: list[Call]) -> Problem:
-        entries = self.built.entries
-        use = failing_use(calls, entries)
+        use = failing_use(calls, self.built.entries)
         culprit = calls[-1] if calls else use
         path = use.path if use else ""
-        entry = entries.get(path)
+        entry = self.built.entries.get(path)
         module = self.recorder.modules.get(culprit.path) if culprit else None
         received = use.inputs if use else ()
-        culprit_inputs = culprit.inputs if culprit else ()
-        same = culprit is use
-        type_name = (entry.type if entry and same else type(module).__name__) if module else ""
-        if isinstance(error, LayerInputError):
-            diagnosis = Diagnosis(error.expected, error.hint)
-        elif module is not None:
-            diagnosis = diagnose(module, type_name, culprit_inputs)
-        else:
-            diagnosis = Diagnosis(None, None)
-        if diagnosis.too_few_inputs:
-            from shapecli.construct import MODEL_INPUTS
-
-            reads_model = not path or self.built.sources.get(path) == MODEL_INPUTS
-            hint = (
-                "declare one model input per tensor: --input … --input …, or a list in `input:`"
-                if reads_model
-                else "pass every tensor it needs with `in:`, e.g. `in: [_, mask]`"
-            )
-            diagnosis = Diagnosis(diagnosis.expected, hint)
-        elif diagnosis.hint and "--input 1x… instead of …" in diagnosis.hint and self.inputs:
-            given = self.inputs[0]
-            diagnosis = Diagnosis(
-                diagnosis.expected,
-                diagnosis.hint.replace(
-                    "--input 1x… instead of …", f"--input 1x{given} instead of {given}"
-                ),
-            )
-        display = self._display(path)
-        got = " and ".join(format_shape(i.shape) for i in received) or "no tensor"
-        message = f"layer {path or self.name} ({display}) cannot take its input {got}"
+        type_name = (
+            (entry.type if entry and culprit is use else type(module).__name__) if module else ""
+        )
+        diagnosis = self._diagnosis(error, module, type_name, culprit, path)
+        label = f"layer {path or self.name} ({self._display(path)})"
+        got = self._shapes(use) or "no tensor"
         overflow = _overflow(error)
         code = "shape-mismatch"
         if overflow:
             code = "bad-arguments"
-            message = (
-                f"layer {path or self.name} ({display}) cannot be built for its input {got}: "
-                f"it would need {overflow}"
-            )
+            message = f"{label} cannot be built for its input {got}: it would need {overflow}"
             diagnosis = Diagnosis(None, "use smaller sizes")
         elif isinstance(error, LayerInputError):  # our own layer's words: the message itself
-            message += f": {error}; it expects {diagnosis.expected}"
-        elif diagnosis.expected:
-            message += f": it expects {diagnosis.expected}"
-        notes = []
-        if culprit is not None and not same:
-            inner = f"{culprit.path} ({type(module).__name__})"
-            how = (
-                f"it uses {inner}, which failed"
-                if not culprit.path.startswith(path + ".") and path
-                else f"inside it, {inner} failed"
+            message = (
+                f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
             )
-            if culprit_inputs != received:
-                how += f" on {' and '.join(format_shape(i.shape) for i in culprit_inputs)}"
-            notes.append(how)
-        block = self._block_use(path)
-        if block is not None:
-            notes.append(f"in block `{block.block}` used at {block.source}")
+        else:
+            message = f"{label} cannot take its input {got}"
+            if diagnosis.expected:
+                message += f": it expects {diagnosis.expected}"
+        # The tensor to trace: the one our own layer named (a mask), else the first input.
+        offending = getattr(error, "tensor", None)
+        if offending is None and use is not None and use.tensors:
+            offending = use.tensors[0]
         return Problem(
             code=code,
             message=message,
@@ -200,11 +166,73 @@ class Explainer:
             layer_type=entry.type if entry else type_name or None,
             input_shapes=tuple(i.shape for i in received),
             expected=diagnosis.expected,
-            produced_by=self.produced_by(use.tensors[0] if use and use.tensors else None),
+            produced_by=self.produced_by(offending),
             hint=diagnosis.hint,
             detail=None if isinstance(error, LayerInputError) else foreign_message(error),
-            notes=tuple(notes),
+            notes=self._notes(use, culprit, module, path),
         )
+
+    def _diagnosis(
+        self,
+        error: BaseException,
+        module: nn.Module | None,
+        type_name: str,
+        culprit: Call | None,
+        path: str,
+    ) -> Diagnosis:
+        if isinstance(error, LayerInputError):
+            return Diagnosis(error.expected, error.hint)
+        if module is None or culprit is None:
+            return Diagnosis(None, None)
+        diagnosis = diagnose(module, type_name, culprit.inputs)
+        if diagnosis.too_few_inputs:
+            from shapecli.construct import MODEL_INPUTS
+
+            reads_model = not path or self.built.sources.get(path) == MODEL_INPUTS
+            needed = (diagnosis.expected or "").partition("(")[2].rstrip(")").split(", ")
+            example = f"`in: [{', '.join('_' for _ in needed)}]` ({', '.join(needed)})"
+            hint = (
+                "declare one model input per tensor (--input … --input …, or named inputs "
+                f"in `input:`), or read them with {example}"
+                if reads_model
+                else f"pass every tensor it needs with `in:`, e.g. {example}"
+            )
+            return Diagnosis(diagnosis.expected, hint)
+        if diagnosis.hint and "--input 1x… instead of …" in diagnosis.hint and self.inputs:
+            given = self.inputs[0]
+            concrete = f"--input 1x{given} instead of {given}"
+            return Diagnosis(
+                diagnosis.expected, diagnosis.hint.replace("--input 1x… instead of …", concrete)
+            )
+        return diagnosis
+
+    @staticmethod
+    def _shapes(call: Call | None) -> str:
+        """What a call received, as written: ``2×8 and 2×8``, or a tuple's structure."""
+        if call is None:
+            return ""
+        if any(isinstance(a, tuple | list) for a in call.arguments):
+            return " and ".join(layout(call.arguments, call.inputs))
+        return " and ".join(format_shape(i.shape) for i in call.inputs)
+
+    def _notes(
+        self, use: Call | None, culprit: Call | None, module: nn.Module | None, path: str
+    ) -> tuple[str, ...]:
+        notes = []
+        if culprit is not None and culprit is not use:
+            inner = f"{culprit.path} ({type(module).__name__})"
+            how = (
+                f"it uses {inner}, which failed"
+                if not culprit.path.startswith(path + ".") and path
+                else f"inside it, {inner} failed"
+            )
+            if use is None or culprit.inputs != use.inputs:
+                how += f" on {self._shapes(culprit)}"
+            notes.append(how)
+        block = self._block_use(path)
+        if block is not None:
+            notes.append(f"in block `{block.block}` used at {block.source}")
+        return tuple(notes)
 
     def _display(self, path: str) -> str:
         entry = self.built.entries.get(path)
@@ -235,7 +263,9 @@ class Explainer:
         while True:
             if id(current) in self.input_ids:
                 index = self.input_ids[id(current)]
-                origin = f"the model input {self.inputs[index]}"
+                given = self.inputs[index]
+                named = f"`{given.name}` ({given})" if given.name else str(given)
+                origin = f"the model input {named}"
                 break
             call = self.recorder.producers.get(id(current))
             if call is None:

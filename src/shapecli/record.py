@@ -70,6 +70,25 @@ def info(tensor: torch.Tensor) -> TensorInfo:
     return TensorInfo(dims(tensor), dtype_name(tensor.dtype), tensor.element_size())
 
 
+def layout(values: tuple[object, ...], infos: tuple[TensorInfo, ...]) -> list[str]:
+    """Each argument as it was passed, with the recorded shapes: a tensor is ``2×8``, a
+    tuple of them ``(2×5×4, (1×5×4, 1×5×4))``."""
+    from shapecli.report import format_shape
+
+    shapes = iter(i.shape for i in infos)
+
+    def one(value: object) -> str:
+        if isinstance(value, torch.Tensor):
+            return format_shape(next(shapes, ()))
+        if isinstance(value, list | tuple):
+            return "(" + ", ".join(one(v) for v in value) + ")"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {one(v)}" for k, v in value.items()) + "}"
+        return type(value).__name__
+
+    return [one(v) for v in values]
+
+
 def tensors_in(value: object) -> Iterator[torch.Tensor]:
     """Every tensor in a (nested) tuple/list/dict, in order."""
     if isinstance(value, torch.Tensor):
@@ -95,6 +114,7 @@ class Call:
     tensors: tuple[torch.Tensor, ...] = ()
     returned: object = None
     keywords_seen: bool = False
+    arguments: tuple[object, ...] = ()  # the positional arguments, for their structure
 
     @property
     def done(self) -> bool:
@@ -175,6 +195,7 @@ class Recorder:
             self.stack[-1] if self.stack else None,
             tuple(info(t) for t in tensors),
             tensors=tensors,
+            arguments=args,
         )
         self._count[path] += 1
         self.calls.append(call)

@@ -91,7 +91,7 @@ def _entry() -> Schema:
         },
         "repeat": {
             "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REPEAT}, EXPRESSION],
-            "description": "fresh copies with independent parameters (0: none, the entry is left out)",
+            "description": "fresh copies with independent parameters (0: the entry is left out)",
         },
         "tie": {
             "type": "object",

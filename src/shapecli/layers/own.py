@@ -26,12 +26,16 @@ Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
 
 class LayerInputError(ValueError):
-    """A layer of ours cannot take its input; ``expected`` says what it needed."""
+    """A layer of ours cannot take its input; ``expected`` says what it needed, and
+    ``tensor`` (when one input is the problem, a mask say) which one to trace back."""
 
-    def __init__(self, message: str, expected: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, expected: str, hint: str | None = None, tensor: object = None
+    ) -> None:
         super().__init__(message)
         self.expected = expected
         self.hint = hint
+        self.tensor = tensor
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -65,6 +69,17 @@ class Dataflow:
     def plain(self) -> bool:
         """A chain: every layer reads the previous one (every version-1 list)."""
         return not self.wiring and self.output is None and not self.read_inside
+
+
+def _output(x: object, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise LayerInputError(
+            f"{what} returned a {type(x).__name__}, not a tensor",
+            "every branch to return a tensor (or `merge: tuple`)",
+            "end the branch with `Take: 0` after a layer that returns a tuple (LSTM, "
+            "MultiheadAttention)",
+        )
+    return x
 
 
 class Sequential(nn.Sequential):
@@ -161,8 +176,8 @@ class Residual(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = _tensor(self.body(x), "Residual body")
-        skip = x if self.shortcut is None else _tensor(self.shortcut(x), "Residual shortcut")
+        out = _output(self.body(x), "the Residual body")
+        skip = x if self.shortcut is None else _output(self.shortcut(x), "the shortcut")
         if out.shape != skip.shape:
             what = "its input" if self.shortcut is None else "the shortcut's output"
             raise LayerInputError(
@@ -187,11 +202,11 @@ class Parallel(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> Any:
+        if self.merge == "tuple":  # any outputs, as they are
+            return tuple(branch(x) for branch in self.branches)
         outs = [
-            _tensor(branch(x), f"Parallel branch {i}") for i, branch in enumerate(self.branches)
+            _output(branch(x), f"Parallel branch {i}") for i, branch in enumerate(self.branches)
         ]
-        if self.merge == "tuple":
-            return tuple(outs)
         if self.merge == "add":
             return _elementwise(outs, "add", "Parallel branches")
         if self.merge == "mul":
@@ -609,6 +624,7 @@ def _scores_mask(
                 f"{layer}: a {what} of {_shape(given)} does not fit the scores "
                 f"{format_shape(scores)} (B×heads×Tq×Tk)",
                 f"a {what} that broadcasts to B×heads×Tq×Tk: B×Tk, Tq×Tk, B×Tq×Tk, or heads×Tq×Tk",
+                tensor=given,
             )
         parts.append(_additive(t, dtype))
     if not parts:
