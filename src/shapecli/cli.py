@@ -298,9 +298,10 @@ def layers(
             width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
         )
         sys.stdout.write(render(docs, options).stdout)
-        if not docs:
+        if not docs:  # like grep: nothing found is exit 1
             suggestion = did_you_mean(pattern or "", list(all_layers()))
             print(f"shapecli: no layer type matches {pattern!r}{suggestion}", file=sys.stderr)
+            return int(ExitCode.PROBLEMS)
         return 0
 
     raise typer.Exit(_guarded(run, _print_problems))

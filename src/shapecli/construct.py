@@ -144,7 +144,7 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
     Every entry is built even when an earlier one fails, so all independent problems
     are raised together (:func:`~shapecli.errors.raise_all`).
     """
-    builder = _Builder(Registry(allow_import))
+    builder = _Builder(Registry(allow_import, blocks=spec.blocks))
     named = [i.name for i in spec.inputs if i.name is not None]
     feed: Feed = tuple((Origin(input=n),) for n in named) if named else (MODEL_INPUTS,)
     with torch.device("meta"):

@@ -108,6 +108,10 @@ def make_input(dims: tuple[Dim, ...], dtype: str, text: str) -> InputSpec:
             raise InputError(f"invalid input {text!r}: dimension {d!r} is not a size")
         if isinstance(d, int) and d < 1:
             raise InputError(f"invalid input {text!r}: dimension {d} must be at least 1")
+        if isinstance(d, str) and d.isdigit():
+            raise InputError(
+                f'invalid input {text}: dimension "{d}" is quoted text; write it without quotes'
+            )
         if isinstance(d, str) and not re.fullmatch(_NAME, d):
             raise InputError(f"invalid input {text!r}: {d!r} is not a dimension name")
     numbers = [d for d in dims if isinstance(d, int)]
@@ -127,6 +131,10 @@ def _what_is_wrong(text: str) -> str:
     shape, _, dtype = text.partition(":")
     if dtype and dtype not in DTYPES:
         return f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)}); "
+    if shape.startswith("[") != shape.endswith("]"):
+        return "the list is not closed: write [2, 20]; "
+    if "X" in shape and re.fullmatch(r"[0-9X]+", shape):
+        return "use a lowercase x between dimensions (2x20); "
     listed = shape.startswith("[") and shape.endswith("]")
     if not listed and any(c.isspace() for c in shape):
         return "spaces are not allowed (write 2x20); "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -67,6 +68,8 @@ POSITIVE = frozenset(
 NON_NEGATIVE = frozenset({"padding", "output_padding", "proj_size"})
 #: Probabilities.
 PROBABILITY = frozenset({"p", "dropout"})
+#: The options of an entry (``- Layer: …`` then ``name:``, ``in:`` … beside it).
+ENTRY_OPTIONS = frozenset({"name", "repeat", "tie", "trainable", "in", "if"})
 #: Where shapecli, not the spec, decides.
 FORBIDDEN = {
     "device": "shapecli places every layer on the meta device itself",
@@ -133,6 +136,18 @@ def bind(cls: type, entry: Entry, path: str) -> inspect.BoundArguments:
     for key in entry.kwargs:
         if key in FORBIDDEN:
             raise _bad(entry, path, key, f"`{key}` cannot be set in a spec: {FORBIDDEN[key]}")
+        named = (
+            key in sig.parameters and sig.parameters[key].kind is not inspect.Parameter.VAR_KEYWORD
+        )
+        if key in ENTRY_OPTIONS and not named:
+            raise fail(
+                "spec-invalid",
+                f"`{key}:` is an entry option, not an argument of {entry.display_type}: it is "
+                f"indented one level too deep",
+                entry.arg_sources.get(key, entry.source),
+                path=path,
+                hint=f"write `{key}:` in the same column as `{entry.display_type}:`, not under it",
+            )
     try:
         bound = sig.bind(*entry.args, **entry.kwargs)
     except TypeError as e:
@@ -164,8 +179,9 @@ def usage(cls: type, type_name: str, auto: tuple[str, ...] = ()) -> str:
     """``LazyLinear(out_features: int, bias: bool = true)`` without device/dtype;
     arguments in ``auto`` are marked ``| auto``."""
     parts = []
+    takes_nothing = getattr(cls, "__init__", None) is _module_init()
     for p in signature(cls).parameters.values():
-        if p.name in FORBIDDEN or p.name.startswith("_"):
+        if p.name in FORBIDDEN or p.name.startswith("_") or takes_nothing:
             continue
         text = p.name
         if p.annotation is not inspect.Parameter.empty:
@@ -178,6 +194,12 @@ def usage(cls: type, type_name: str, auto: tuple[str, ...] = ()) -> str:
             text = "*" + text
         parts.append(text)
     return f"{type_name}({', '.join(parts)})"
+
+
+def _module_init() -> object:
+    from torch import nn
+
+    return nn.Module.__init__
 
 
 # -- type matching -----------------------------------------------------------------------
@@ -247,11 +269,8 @@ def describe(expected: Any, short: bool = False) -> str:
     origin = typing.get_origin(expected)
     args = typing.get_args(expected)
     if origin in (typing.Union, types.UnionType):
-        return (
-            " | ".join(describe(a, short) for a in args)
-            if short
-            else " or ".join(describe(a) for a in args)
-        )
+        parts = dict.fromkeys(describe(a, short) for a in args)  # tuple and list: one "list"
+        return " | ".join(parts) if short else " or ".join(parts)
     if origin is Literal:
         return (
             " | ".join(repr(a) for a in args)
@@ -274,12 +293,18 @@ def _type_message(name: str, value: object, expected: Any) -> str:
     elif isinstance(value, tuple):
         got = f"the list {list(value)!r}"
     message = f"`{name}` must be {describe(expected)}, not {got}"
+    arithmetic = isinstance(value, str) and re.fullmatch(r"[\d\s.+\-*/%()]+", value)
     if isinstance(value, str) and value in yaml_nodes.YAML11_BOOLEANS and matches(True, expected):
         message += f" (YAML 1.2 reads {value} as text: write true or false)"
+    elif arithmetic and re.search(r"[+\-*/%]", str(value)) and matches(0, expected):
+        message += (
+            " (only a string that is exactly one `${…}` is evaluated: put the whole "
+            'expression inside it, e.g. "${hidden // 2}")'
+        )
     elif isinstance(value, str) and matches(0, expected):
         message += " (write the number without quotes)"
     elif isinstance(value, float) and value.is_integer() and matches(0, expected):
-        message += f" (write {int(value)})"
+        message += f" (write {int(value)}; in an expression `//` divides to a whole number)"
     return message
 
 

@@ -60,8 +60,9 @@ def all_layers() -> dict[str, type[nn.Module]]:
 class Registry:
     """Resolves a spec's type names, allowing imports of the given packages only."""
 
-    def __init__(self, allow_import: Iterable[str] = ()) -> None:
+    def __init__(self, allow_import: Iterable[str] = (), blocks: Iterable[str] = ()) -> None:
         self.allowed = tuple(allow_import)
+        self.blocks = tuple(blocks)  # the spec's own names, offered as "did you mean"
 
     def resolve(self, name: str, source: Source | None = None) -> type[nn.Module]:
         if name in own.OWN_MODULES:
@@ -77,7 +78,7 @@ class Registry:
                     + (": use a layer list instead" if name in EXCLUDED else ""),
                     source,
                 )
-            suggestion = did_you_mean(name, list(all_layers()))
+            suggestion = did_you_mean(name, [*self.blocks, *all_layers()])
             raise fail(
                 "unknown-layer",
                 f"unknown layer type `{name}`{suggestion}",

@@ -74,7 +74,7 @@ def problem_lines(problem: Problem) -> list[str]:
     return lines
 
 
-def summary_lines(report: Report) -> list[str]:
+def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
     """The footer every human-facing format prints under the rows."""
     t = report.totals
     lines = [
@@ -87,7 +87,7 @@ def summary_lines(report: Report) -> list[str]:
     ]
     if t.flops is not None:
         lines.append(f"Multiply-adds: {t.flops:,}")
-    if any(r.inferred for r in report.rows):
+    if any(r.inferred for r in (report.rows if shown is None else shown)):
         lines.append("* input size inferred by the dry run")
     lines.append(f"Dry run on the {report.device} device: no memory was allocated.")
     return lines

@@ -1,9 +1,15 @@
-"""The report as a GitHub-flavoured Markdown table, for PR comments and docs."""
+"""The report as a GitHub-flavoured Markdown table, for PR comments and docs.
+
+The document says what the table says — rows, totals, and one quoted line per problem,
+so a comment on a failing model says it failed — and, as every format, the full
+diagnostics go to stderr.
+"""
 
 from __future__ import annotations
 
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
+from shapecli.render.table import problems_text
 from shapecli.render.tree import visible_rows
 from shapecli.report import Report
 
@@ -16,34 +22,30 @@ def render(report: Report, options: Options) -> Rendered:
     lines = []
     if report.rows:
         failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
+        title = f"{report.name} · {fmt.inputs(report.inputs)}" if report.inputs else report.name
+        shown = visible_rows(report, options.depth)
         lines += [
-            f"### {_cell(report.name)}",
+            f"### {_cell(title)}",
             "",
             "| Layer | Type | Input | Output | Parameters | Count |",
             "|---|---|---|---|---|---:|",
         ]
-        for row, level in visible_rows(report, options.depth):
+        for row, level in shown:
             failed = row.path in failing and row.status == "failed"
             name = "&nbsp;&nbsp;" * level + (f"**✗ {row.name}**" if failed else row.name)
             output = "cannot take its input" if failed else fmt.shapes(row.output_shapes)
-            lines.append(
-                "| "
-                + " | ".join(
-                    _cell(c)
-                    for c in (
-                        name,
-                        f"`{fmt.type_label(row)}`" + ("\\*" if row.inferred else ""),
-                        fmt.shapes(row.input_shapes),
-                        output,
-                        fmt.params(row.params),
-                        fmt.count(row.param_count) if row.param_count else "—",
-                    )
-                )
-                + " |"
+            cells = (
+                name,
+                f"`{fmt.type_label(row)}`" + ("\\*" if row.inferred else ""),
+                fmt.shapes(row.input_shapes),
+                output,
+                fmt.params(row.params),
+                fmt.count(row.param_count) if row.param_count else "—",
             )
-        lines += [""] + [
-            _cell(line).replace("*", "\\*") + "  " for line in fmt.summary_lines(report)
-        ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        summary = fmt.summary_lines(report, [row for row, _ in shown])
+        lines += [""] + [_cell(line).replace("*", "\\*") + "  " for line in summary]
     for problem in (*report.errors, *report.warnings):
-        lines += ["", "```", *fmt.problem_lines(problem), "```"]
-    return Rendered("\n".join(lines).lstrip("\n") + "\n")
+        where = f" `{problem.source}`" if problem.source else ""
+        lines += ["", f"> **{problem.severity}** `{problem.code}`{where}: {_cell(problem.message)}"]
+    return Rendered("\n".join(lines).lstrip("\n") + "\n", problems_text(report, options))

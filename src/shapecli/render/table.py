@@ -17,7 +17,7 @@ FAIL_MARK = "✗"
 
 def render(report: Report, options: Options) -> Rendered:
     stdout = _rows_and_totals(report, options) if report.rows else ""
-    stderr = _problems(report, options)
+    stderr = problems_text(report, options)
     return Rendered(stdout, stderr)
 
 
@@ -40,7 +40,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
         table.add_row(*_cells(prefix, row, row.path in failing and row.status == "failed"))
     text = to_text(table, options)
-    footer = "\n".join(fmt.summary_lines(report))
+    footer = "\n".join(fmt.summary_lines(report, [row for row, _ in shown]))
     return text + "\n" + to_text(Text(footer, style="dim"), options)
 
 
@@ -69,7 +69,8 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
     )
 
 
-def _problems(report: Report, options: Options) -> str:
+def problems_text(report: Report, options: Options) -> str:
+    """Every error and warning, for stderr: the same in every report format."""
     problems = (*report.errors, *report.warnings)
     if not problems:
         return ""

@@ -137,3 +137,4 @@ class Spec:
     version: int = 2
     module_count: int = 0
     warnings: tuple[Problem, ...] = ()
+    blocks: tuple[str, ...] = ()  # the names of the spec's blocks (for "did you mean")

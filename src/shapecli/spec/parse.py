@@ -222,6 +222,15 @@ class _SpecParser:
             inputs = self._inputs(values["input"], _Scope(params))
         if "model" not in values:
             raise fail("spec-invalid", "the spec has no `model:`; add the list of layers", where)
+        empty = values["model"]
+        if (isinstance(empty, Scalar) and empty.value is None) or (
+            isinstance(empty, Seq) and not empty.items
+        ):
+            raise fail(
+                "spec-invalid",
+                "`model:` is empty; it needs at least one layer, e.g. `- LazyLinear: 10`",
+                empty.source,
+            )
         named = tuple(i.name for i in inputs if i.name is not None)
         names = ListNames(named if named else ("#0",))
         model = self._list_entry(values["model"], "", _Scope(params, names=names), names)
@@ -251,6 +260,7 @@ class _SpecParser:
             version=self.version,
             module_count=count,
             warnings=tuple(self.warnings),
+            blocks=tuple(self.blocks),
         )
 
     def _version_2(self, what: str, source: Source) -> None:
@@ -417,8 +427,8 @@ class _SpecParser:
         return tuple(names)
 
     def _inputs(self, node: Node, scope: _Scope) -> tuple[InputSpec, ...]:
-        one_input = isinstance(node, Map) and "shape" in node.values
-        if isinstance(node, Map) and not (one_input and set(node.values) <= {"shape", "dtype"}):
+        one_input = isinstance(node, Map) and ("shape" in node.values or "dtype" in node.values)
+        if isinstance(node, Map) and not one_input:
             self._version_2("named inputs", node.source)
             named = []
             for key, value in node.values.items():
@@ -455,13 +465,16 @@ class _SpecParser:
                 dims = tuple(self._dim(item, scope) for item in node.items)
                 return make_input(dims, "float32", _show(node))
             if isinstance(node, Map):
-                extra = set(node.values) - {"shape", "dtype"}
-                if extra or "shape" not in node.values:
-                    raise fail(
-                        "spec-invalid",
-                        "an input mapping has `shape` and optionally `dtype`",
-                        node.source,
-                    )
+                for key in node.values:
+                    if key not in ("shape", "dtype"):
+                        raise fail(
+                            "spec-invalid",
+                            f"`{key}`{did_you_mean(key, ['shape', 'dtype'])}: an input mapping "
+                            "has `shape` and optionally `dtype`",
+                            node.keys[key].source,
+                        )
+                if "shape" not in node.values:
+                    raise fail("spec-invalid", "this input mapping has no `shape`", node.source)
                 shape = self._input(node.values["shape"], scope)
                 dtype = node.values.get("dtype")
                 dtype_name = self._text(dtype, "`dtype`") if dtype is not None else shape.dtype
@@ -884,6 +897,21 @@ class _SpecParser:
 
     def _type_name(self, node: Scalar) -> str:
         value = node.value
+        if value is None:
+            raise fail(
+                "spec-invalid",
+                "this list item is empty; the model needs at least one layer here (e.g. "
+                "`- LazyLinear: 10`)",
+                node.source,
+            )
+        if isinstance(value, str) and " - " in value:
+            first, _, second = value.partition(" - ")
+            raise fail(
+                "spec-invalid",
+                f"`{first}` and `- {second}` were read as one text: `- {second}` is indented "
+                f"deeper than `- {first}`; items of one list start in the same column",
+                node.source,
+            )
         if not isinstance(value, str) or not _DOTTED.fullmatch(value):
             raise fail(
                 "spec-invalid",
@@ -902,7 +930,8 @@ class _SpecParser:
         if not _NAME.fullmatch(name):
             raise fail(
                 "spec-invalid",
-                f"layer name {value!r} must be letters, digits and underscores (no dots)",
+                f"layer name {value!r} must be ASCII letters (a-z, A-Z), digits and underscores "
+                "(no dots)",
                 node.source,
             )
         return name
@@ -990,7 +1019,7 @@ def _show_value(value: object) -> str:
 
 def _show(node: Node) -> str:
     if isinstance(node, Scalar):
-        return str(node.value)
+        return str(node.value) if node.plain else f'"{node.value}"'
     if isinstance(node, Seq):
         return "[" + ", ".join(_show(i) for i in node.items) + "]"
     assert isinstance(node, Map)

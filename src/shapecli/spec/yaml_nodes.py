@@ -163,7 +163,7 @@ def parse(text: str, file: str) -> Node | None:
         where = Source(file, mark.line + 1, mark.column + 1) if mark else composer.where()
         message = " ".join(str(part) for part in (e.context, e.problem) if part)
         lines = text.splitlines()  # a mark may point just past the last line
-        hint = _hint(e, lines[where.line - 1] if 0 < where.line <= len(lines) else "")
+        hint = _hint(e, lines, where.line)
         raise fail("yaml-syntax", message or "invalid YAML", where, hint=hint) from None
     except (
         yaml.YAMLError,
@@ -178,12 +178,45 @@ def parse(text: str, file: str) -> Node | None:
         raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
 
 
-def _hint(error: yaml.MarkedYAMLError, line: str) -> str | None:
-    """What usually causes PyYAML's more cryptic messages in a spec (``line`` is the
-    line the error points at)."""
+_ENTRY = re.compile(r"(?P<indent>\s*)- (?P<type>[A-Za-z_][\w.]*):")
+
+
+def _entry_above(lines: list[str], number: int) -> tuple[re.Match[str], int] | None:
+    """The ``- Type:`` line of the entry that line ``number`` belongs to, if any: the
+    nearest line above that is not more deeply indented than an entry's options."""
+    for i in range(number - 2, -1, -1):
+        if not lines[i].strip() or lines[i].lstrip().startswith("#"):
+            continue
+        match = _ENTRY.match(lines[i])
+        if match:
+            return match, i + 1
+        if (
+            len(lines[i]) - len(lines[i].lstrip())
+            < len(lines[number - 1]) - len(lines[number - 1].lstrip()) - 2
+        ):
+            return None
+    return None
+
+
+def _hint(error: yaml.MarkedYAMLError, lines: list[str], number: int) -> str | None:
+    """What usually causes PyYAML's more cryptic messages in a spec (``number`` is the
+    1-based line the error points at)."""
     problem = str(error.problem or "")
+    line = lines[number - 1] if 0 < number <= len(lines) else ""
     if "\t" in line[: len(line) - len(line.lstrip())]:
         return "YAML indents with spaces, not tabs"
+    above = _entry_above(lines, number)
+    indent = len(line) - len(line.lstrip())
+    if above is not None and ":" in line:
+        entry, at = above
+        column = len(entry.group("indent")) + 2
+        if indent != column:
+            key = line.strip().split(":")[0]
+            return (
+                f"check the indentation of `{key}:`: an entry's options (name, in, repeat …) "
+                f"go in the same column as its type, `{entry.group('type')}:` on line {at} "
+                f"(column {column + 1})"
+            )
     if "mapping values are not allowed" in problem:
         return (
             "a layer with options needs a colon after its type (`- ReLU:` then "
