@@ -212,4 +212,4 @@ def test_layers_command(cli: Cli) -> None:
     assert everything[0]["name"] == "Sequential" and len(everything) > 150
     assert not any(d["name"] in ("ModuleList", "Module") for d in everything)
     none = cli("layers", "Relu6x")
-    assert none.exit_code == 0 and "no layer type matches" in none.stderr
+    assert none.exit_code == 1 and "no layer type matches" in none.stderr

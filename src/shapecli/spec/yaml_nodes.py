@@ -184,16 +184,16 @@ _ENTRY = re.compile(r"(?P<indent>\s*)- (?P<type>[A-Za-z_][\w.]*):")
 def _entry_above(lines: list[str], number: int) -> tuple[re.Match[str], int] | None:
     """The ``- Type:`` line of the entry that line ``number`` belongs to, if any: the
     nearest line above that is not more deeply indented than an entry's options."""
+    if not 0 < number <= len(lines):
+        return None
+    here = len(lines[number - 1]) - len(lines[number - 1].lstrip())
     for i in range(number - 2, -1, -1):
         if not lines[i].strip() or lines[i].lstrip().startswith("#"):
             continue
         match = _ENTRY.match(lines[i])
         if match:
             return match, i + 1
-        if (
-            len(lines[i]) - len(lines[i].lstrip())
-            < len(lines[number - 1]) - len(lines[number - 1].lstrip()) - 2
-        ):
+        if len(lines[i]) - len(lines[i].lstrip()) < here - 2:
             return None
     return None
 
