@@ -44,12 +44,17 @@ def test_json_lists_every_file(cli: Cli, in_fixtures: None) -> None:
     doc = cli("lint", ".", "-f", "json").json()
     assert doc["summary"] == {"files": 7, "errors": 5, "warnings": 1} and doc["ok"] is False
     by_file = {f["file"]: f for f in doc["files"]}
-    assert by_file["good.yaml"] == {
+    good = by_file["good.yaml"]
+    assert {k: good[k] for k in ("file", "ok", "dry_run", "problems")} == {
         "file": "good.yaml",
         "ok": True,
         "dry_run": True,
         "problems": [],
     }
+    totals = good["totals"]  # one lint answers "how big is every config here"
+    assert totals["params"] == totals["trainable"] > 0
+    assert totals["param_bytes"] == 4 * totals["params"]
+    assert by_file["no-input.yaml"]["totals"] is None  # not dry-run: sizes unknown
     assert by_file["no-input.yaml"]["ok"] is True and by_file["no-input.yaml"]["dry_run"] is False
     (problem,) = by_file["broken/mismatch.yaml"]["problems"]
     assert problem["code"] == "shape-mismatch" and problem["source"] == {

@@ -162,10 +162,16 @@ def inspect(
             min=0,
             metavar="N",
             help="Show every module down to this depth, torch's own submodules included "
-            "(default: the spec's entries).",
+            "(default: the spec's entries; JSON: every module).",
             show_default=False,
         ),
     ] = None,
+    paths: Annotated[
+        bool,
+        typer.Option(
+            "--paths", help="Add a column with each row's module path (as in JSON and tie:)."
+        ),
+    ] = False,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -188,7 +194,7 @@ def inspect(
         return api.inspect(loaded, inputs, allow_import=allow_import or ())
 
     report = _guarded(run, lambda problems: failed_report(spec.stem, str(spec), (), *problems))
-    _emit(report, fmt, depth)
+    _emit(report, fmt, depth, paths)
     raise typer.Exit(_exit_code(report))
 
 
@@ -354,11 +360,12 @@ def internal_problem(error: BaseException) -> Problem:
     )
 
 
-def _emit(report: Report, fmt: str, depth: int | None) -> None:
+def _emit(report: Report, fmt: str, depth: int | None, paths: bool = False) -> None:
     from shapecli.render import Options, renderers
 
     options = Options(
         depth=depth,
+        paths=paths,
         color=_color(sys.stdout),
         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
     )

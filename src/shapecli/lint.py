@@ -17,6 +17,7 @@ from pathlib import Path
 from shapecli import api
 from shapecli.errors import ExitCode, Problem, ShapecliError, Source, worst_exit_code
 from shapecli.inputs import InputSpec
+from shapecli.report import Totals
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -29,6 +30,7 @@ class FileResult:
     problems: tuple[Problem, ...] = ()
     ran: bool = False  # whether the dry run happened
     found: bool = True  # False for a path that names no file
+    totals: Totals | None = None  # what the dry run counted, when it ran
 
     @property
     def errors(self) -> int:
@@ -116,7 +118,9 @@ def check_file(
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
     report = api.inspect(spec, inputs or None, allow_import=allow_import, static_ok=True)
     problems = tuple(p.located(where) for p in (*report.errors, *report.warnings))
-    return FileResult(str(path), problems, ran=report.ran)
+    return FileResult(
+        str(path), problems, ran=report.ran, totals=report.totals if report.ran else None
+    )
 
 
 def lint(

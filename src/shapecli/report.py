@@ -138,19 +138,24 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "ok": report.ok,
         "layers": [_row_json(row) for row in report.rows],
-        "totals": {
-            "params": report.totals.params,
-            "trainable": report.totals.trainable,
-            "non_trainable": report.totals.non_trainable,
-            "shared": report.totals.shared,
-            "param_bytes": report.totals.param_bytes,
-            "activation_bytes": report.totals.activation_bytes,
-            "flops": report.totals.flops,
-            "param_dtype": report.totals.param_dtype,
-            "complete": report.totals.complete,
-        },
+        "totals": totals_json(report.totals),
         "errors": [problem_json(p) for p in report.errors],
         "warnings": [problem_json(p) for p in report.warnings],
+    }
+
+
+def totals_json(totals: Totals) -> dict[str, Any]:
+    """The totals as JSON: the same in ``inspect`` and in each file of ``lint``."""
+    return {
+        "params": totals.params,
+        "trainable": totals.trainable,
+        "non_trainable": totals.non_trainable,
+        "shared": totals.shared,
+        "param_bytes": totals.param_bytes,
+        "activation_bytes": totals.activation_bytes,
+        "flops": totals.flops,
+        "param_dtype": totals.param_dtype,
+        "complete": totals.complete,
     }
 
 

@@ -15,8 +15,9 @@ from shapecli.report import Report
 
 @dataclass(frozen=True)
 class Options:
-    depth: int | None = None  # None: every spec entry, no torch submodules
+    depth: int | None = None  # None: every spec entry, no torch submodules (JSON: every row)
     color: bool = False
+    paths: bool = False  # a column with each row's module path (what JSON and tie: use)
     width: int | None = None  # None: as wide as the table needs
 
 

@@ -12,7 +12,7 @@ from shapecli.errors import Problem
 from shapecli.lint import FileResult, LintResult
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
-from shapecli.report import problem_json
+from shapecli.report import problem_json, totals_json
 
 LINT_SCHEMA_VERSION = 1
 
@@ -72,6 +72,7 @@ def _file_json(file: FileResult) -> dict[str, object]:
         "file": file.file,
         "ok": file.errors == 0,
         "dry_run": file.ran,
+        "totals": totals_json(file.totals) if file.totals is not None else None,
         "problems": [problem_json(p) for p in file.problems],
     }
 

@@ -27,8 +27,9 @@ def render(report: Report, options: Options) -> Rendered:
         lines += [
             f"### {_cell(title)}",
             "",
-            "| Layer | Type | Input | Output | Parameters | Count |",
-            "|---|---|---|---|---|---:|",
+            "| Layer | " + ("Path | " if options.paths else "") + "Type | Input | Output | "
+            "Parameters | Count |",
+            "|---|" + ("---|" if options.paths else "") + "---|---|---|---|---:|",
         ]
         for row, level in shown:
             failed = row.path in failing and row.status == "failed"
@@ -36,6 +37,7 @@ def render(report: Report, options: Options) -> Rendered:
             output = "cannot take its input" if failed else fmt.shapes(row.output_shapes)
             cells = (
                 name,
+                *([f"`{row.path}`" if row.path else "(root)"] if options.paths else []),
                 f"`{fmt.type_label(row)}`" + ("\\*" if row.inferred else ""),
                 fmt.shapes(row.input_shapes),
                 output,

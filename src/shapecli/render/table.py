@@ -33,12 +33,17 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         header_style="bold",
     )
     table.add_column("Layer", no_wrap=True)
+    if options.paths:
+        table.add_column("Path", no_wrap=True, style="dim")
     table.add_column("Input", no_wrap=True)
     table.add_column("Output", no_wrap=True)
     table.add_column("Parameters")
     table.add_column("Count", justify="right", no_wrap=True)
     for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
-        table.add_row(*_cells(prefix, row, row.path in failing and row.status == "failed"))
+        cells = _cells(prefix, row, row.path in failing and row.status == "failed")
+        if options.paths:
+            cells = (cells[0], Text(row.path or "(root)"), *cells[1:])
+        table.add_row(*cells)
     text = to_text(table, options)
     footer = "\n".join(fmt.summary_lines(report, [row for row, _ in shown]))
     return text + "\n" + to_text(Text(footer, style="dim"), options)

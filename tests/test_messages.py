@@ -1,0 +1,241 @@
+"""Every error leads somewhere, every output is scriptable: the messages a new user
+meets, checked word for word where the words are the point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, Result
+
+Cli = Callable[..., Result]
+
+
+def first_error(cli: Cli, spec: Path, *args: str) -> str:
+    """The whole stderr of ``inspect`` (the first problem and its detail lines)."""
+    return cli("inspect", str(spec), *args).stderr
+
+
+# -- rank before sizes --------------------------------------------------------------------
+
+
+def test_a_missing_batch_dimension_is_a_rank_error(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write(
+        "input: 1x28x28\nmodel:\n  - LazyConv2d: {out_channels: 8, kernel_size: 3}\n"
+        "  - LazyBatchNorm2d\n"
+    )
+    text = first_error(cli, spec)
+    assert "expects a 4-D input (N×C×…), not 3-D" in text
+    assert "probably the batch (N)" in text and "--input 1x1x28x28 instead of 1x28x28" in text
+    assert "num_features: auto" not in text  # the layer is lazy already
+
+
+def test_a_flat_input_to_a_convolution(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write("input: 8x784\nmodel:\n  - LazyConv2d: {out_channels: 8, kernel_size: 3}\n")
+    text = first_error(cli, spec)
+    assert "expects a 4-D or 3-D input (N×C×H×W), not 2-D" in text and "flat" in text
+    assert "C = 0" not in text  # no lazy placeholder leaks out
+
+
+# -- --set mistakes are usage errors that name the option -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("d=abc", "--set d=abc: `d` is a whole number in the spec (64), not text"),
+        ("d=", "--set d=: give a value after `=`, e.g. --set d=64"),
+        ("d=99999999999999999999999", "the number does not fit in 64 bits"),
+        ("layers=true", "`layers` is a whole number in the spec (2), not true or false"),
+        ("dd=3", "no param `dd` (did you mean `d`?)"),
+    ],
+)
+def test_set_mistakes_are_usage_errors(
+    cli: Cli, write: Callable[..., Path], setting: str, says: str
+) -> None:
+    spec = write('params: {d: 64, layers: 2}\ninput: 2x8\nmodel:\n  - LazyLinear: "${d}"\n')
+    result = cli("inspect", str(spec), "--set", setting)
+    assert result.exit_code == 2 and "error[usage] --set " in result.stderr
+    assert says in result.stderr
+
+
+# -- hints that lead somewhere --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "input: 2x5x8\nmodel:\n  - LazyLinear: 8\n  - MultiheadAttention: [8, 2]\n",
+            "`in: [_, _, _]` (query, key, value)",
+        ),
+        (
+            "input: 2x8x4x4\nmodel:\n  - Attention: {dim: auto, heads: 2}\n",
+            "flatten the positions into one sequence first",
+        ),
+        (
+            "input: 2x5x8\nmodel:\n  - LSTM: [8, 4]\n  - Take: 5\n",
+            "cannot take its input (2×5×4, (1×5×4, 1×5×4)): Take(5) got a tuple of 2",
+        ),
+        (
+            "input: 2x8\nmodel:\n  - Parallel: {branches: [[ReLU], [{LSTM: [8, 4]}]], merge: add}\n",
+            "Parallel branch 1 returned a tuple, not a tensor",
+        ),
+        ("input: 2x8\nmodel:\n  - Parallel: {branches: []}\n", "at least one"),
+    ],
+)  # fmt: skip
+def test_hints_lead_somewhere(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
+    result = cli("inspect", str(write(text)))
+    assert result.exit_code == 1 and says in result.stderr, result.stderr
+    assert "torch: LayerInputError" not in result.stderr  # our own words are the message
+
+
+def test_branches_that_pass_through_and_tuples_that_stay_tuples(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    spec = write(
+        "input: 2x8\nmodel:\n"
+        "  - Parallel: {branches: [[], [{LazyLinear: 8}]], merge: add}\n"  # [] passes x on
+        "  - Parallel: {branches: [[{LSTM: [8, 4]}], [ReLU]], merge: tuple}\n"
+    )
+    result = cli("inspect", str(spec), "-f", "json")
+    assert result.exit_code == 0, result.stdout
+    assert result.json()["layers"][0]["output_shapes"] == [[2, 4], [1, 4], [1, 4], [2, 8]]
+
+
+def test_a_layer_given_as_an_argument(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write(
+        "input: 2x5x8\nmodel:\n  - TransformerEncoder:\n"
+        "      encoder_layer: {TransformerEncoderLayer: {d_model: 8, nhead: 2, batch_first: true}}\n"
+        "      num_layers: 2\n"
+    )
+    doc = cli("inspect", str(spec), "-f", "json").json()
+    assert doc["ok"] and doc["totals"]["params"] == 2 * 35_144
+
+
+# -- did you mean, everywhere names are looked up -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("blocks:\n  encoder: [ReLU]\ninput: 2x4\nmodel:\n  - encodr\n", "(did you mean `encoder`?)"),
+        ("input: {shape: 2x3, dtyp: long}\nmodel: [ReLU]\n", "`dtyp` (did you mean `dtype`?)"),
+        ("input: {x: 2x3}\nmodel:\n  - ReLU:\n    in: xx\n", "(did you mean `x`?)"),
+    ],
+)  # fmt: skip
+def test_did_you_mean(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
+    assert says in cli("inspect", str(write(text))).stderr
+
+
+# -- indentation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        ("input: 2x4\nmodel:\n  - LazyLinear: 4\n      name: fc\n", ":4:11:", "check the indentation of `name:`"),
+        ("input: 2x4\nmodel:\n  - LazyLinear:\n      out_features: 4\n     name: fc\n", ":5:6:", "check the indentation of `name:`"),
+        ("input: 2x4\nmodel:\n  - ReLU\n    - Tanh\n", ":3:5:", "`- Tanh` is indented deeper than `- ReLU`"),
+        ("input: 2x4\nmodel:\n  - Mul:\n      in: [_, _]\n", ":4:11:", "`in:` is an entry option, not an argument of Mul"),
+        ("input: 2x4\nmodel:\n  - ReLU\n    name: act\n", ":4:9:", "needs a colon after its type"),
+    ],
+)  # fmt: skip
+def test_indentation_mistakes_say_so(
+    cli: Cli, write: Callable[..., Path], text: str, where: str, says: str
+) -> None:
+    stderr = cli("inspect", str(write(text))).stderr
+    assert where in stderr.splitlines()[0] and says in stderr, stderr
+
+
+# -- expressions and input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('params: {h: 128}\ninput: 2x4\nmodel:\n  - LazyLinear: "${h / 2}"\n', "not 64.0 (write 64; in an expression `//` divides"),
+        ('params: {h: 128}\ninput: 2x4\nmodel:\n  - LazyLinear: "${h}/2"\n', "only a string that is exactly one `${…}` is evaluated"),
+        ("input: 2x4\nmodel:\n", "`model:` is empty; it needs at least one layer"),
+        ('input: [2, "20"]\nmodel: [ReLU]\n', 'dimension "20" is quoted text; write it without quotes'),
+        ("input: 2x4\nmodel:\n  - ReLU:\n    name: слой\n", "must be ASCII letters"),
+    ],
+)  # fmt: skip
+def test_expression_and_spec_messages(
+    cli: Cli, write: Callable[..., Path], text: str, says: str
+) -> None:
+    assert says in cli("inspect", str(write(text))).stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [("[2, 20", "the list is not closed"), ("2X20", "use a lowercase x"), ("2×20", "use the letter x")],
+)  # fmt: skip
+def test_input_grammar_messages(cli: Cli, given: str, says: str) -> None:
+    result = cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", given)
+    assert result.exit_code == 2 and says in result.stderr
+
+
+def test_the_inferred_footnote_only_when_a_shown_row_is_marked(cli: Cli) -> None:
+    assert "* input size inferred" in cli("inspect", str(CONFIGS / "mlp.yaml")).stdout
+    shallow = cli("inspect", str(CONFIGS / "mlp.yaml"), "--depth", "0").stdout
+    assert "*" not in shallow.replace("Dry run", "")  # only the root row: nothing marked
+
+
+def test_a_one_module_model_has_activation_memory(cli: Cli, write: Callable[..., Path]) -> None:
+    doc = cli("inspect", str(write("input: 2x4\nmodel:\n  LazyLinear: 3\n")), "-f", "json").json()
+    assert doc["totals"]["activation_bytes"] == 2 * 3 * 4
+
+
+# -- output and help ------------------------------------------------------------------------
+
+
+def test_markdown_diagnostics_go_to_stderr(cli: Cli) -> None:
+    result = cli("inspect", str(CONFIGS / "mismatch.yaml"), "-f", "markdown")
+    assert result.stdout.startswith("### mismatch · input 2x20\n")
+    assert "error[shape-mismatch]" in result.stderr and "torch: RuntimeError" in result.stderr
+    assert "> **error** `shape-mismatch`" in result.stdout  # the document says it failed
+
+
+def test_help_and_version(cli: Cli) -> None:
+    main = cli("--help").stdout
+    assert "--traceback " in main and "<bool>" not in main and "--version" in main
+    assert cli("--version").stdout.startswith("shapecli ")
+    inspect = cli("inspect", "--help").stdout
+    assert "Usage: shapecli inspect [OPTIONS] SPEC" in inspect and "{SPEC}" not in inspect
+    lint = cli("lint", "--help").stdout
+    assert "[OPTIONS] PATH..." in lint and "list[str]" not in lint
+    assert "[default: github when" in lint
+    assert cli("--traceback", "inspect", str(CONFIGS / "mlp.yaml")).exit_code == 0  # a flag
+
+
+def test_layers_lists_each_type_once(cli: Cli) -> None:
+    text = cli("layers", "MaxPool2d").stdout
+    assert "int | list | list" not in text and "kernel_size: int | list" in text
+    assert cli("layers", "zzz").exit_code == 1
+
+
+# -- scripting --------------------------------------------------------------------------------
+
+
+def test_repeat_groups_keep_their_type(cli: Cli) -> None:
+    layers = cli("inspect", str(CONFIGS / "gpt2.yaml"), "-f", "json").json()["layers"]
+    group = next(row for row in layers if row["path"] == "h")
+    assert group["type"] == "block" and group["repeat"] == 12
+    assert "block ×12" in cli("inspect", str(CONFIGS / "gpt2.yaml")).stdout
+
+
+def test_paths_column_and_json_depth(cli: Cli) -> None:
+    table = cli("inspect", str(CONFIGS / "resnet18.yaml"), "--paths", "-d", "3").stdout
+    assert "Path" in table.splitlines()[1] and "layer1.0.0 " in table
+    doc = cli("inspect", str(CONFIGS / "gpt2.yaml"), "-f", "json", "-d", "1").json()
+    assert {row["depth"] for row in doc["layers"]} == {0, 1}
+    every = cli("inspect", str(CONFIGS / "gpt2.yaml"), "-f", "json").json()
+    assert max(row["depth"] for row in every["layers"]) > 3  # by default: every module
+
+
+def test_a_file_error_report_is_not_complete(cli: Cli) -> None:
+    doc = cli("inspect", "nowhere.yaml", "-f", "json").json()
+    assert doc["errors"][0]["code"] == "file-error" and doc["totals"]["complete"] is False
