@@ -1,53 +1,42 @@
 """Cost of shapecli runs, as ratios to ``python -c "import torch"``.
 
-    python benchmarks/startup.py [--runs N] [SPEC ...]
+    python benchmarks/startup.py [--runs N] [--write FILE] [SPEC ...]
 
 Every command runs N times in a fresh process, round-robin (so drift in the machine's
 speed hits all of them alike), and the medians are compared. Ratios, not seconds, are
 the claim: they hold across machines far better than absolute times. Wall time is
 what a user waits; CPU time (user + system, of the child) is steadier on a shared
-machine.
+machine. ``--write`` also records each command's peak RSS, as a Markdown section.
 
 Besides the CLI itself, two variants isolate what ``shapecli.speedups`` buys: the same
 dry run through the API without it ("plain"), and with it but leaving through normal
-interpreter teardown ("no fast exit").
+interpreter teardown ("no fast exit"). The API applies the speedups itself, inside
+``speedups.lean_meta``; "plain" swaps that block for a no-op before the API is
+imported, and checks that the dry run then did import ``torch._dynamo`` — so a change
+in how the speedups are wired fails the row instead of quietly measuring the fast path.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
 
-PLAIN = "import sys; from shapecli import api; r = api.inspect(sys.argv[1]); assert r.ok"
-PATCHED = (
-    "import sys; from shapecli import api, speedups; speedups.skip_dynamo_import(); "
-    "r = api.inspect(sys.argv[1]); assert r.ok"
+PLAIN = (
+    "import contextlib, sys; from shapecli import speedups; "
+    "speedups.lean_meta = contextlib.nullcontext; "
+    "from shapecli import api; r = api.inspect(sys.argv[1]); assert r.ok; "
+    "assert 'torch._dynamo' in sys.modules, 'the speedups were still on'"
 )
-
-
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one run of ``command``."""
-    before = os.times()
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
-    wall = time.perf_counter() - start
-    after = os.times()
-    cpu = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    )
-    return wall, cpu
+PATCHED = "import sys; from shapecli import api; r = api.inspect(sys.argv[1]); assert r.ok"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=harness.positive, default=7)
+    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
     parser.add_argument("specs", nargs="*", default=["configs/mlp.yaml"])
     args = parser.parse_args()
     python = sys.executable
@@ -62,21 +51,57 @@ def main() -> None:
         commands["  plain API dry run " + spec] = [python, "-c", PLAIN, spec]
         commands["  speedups, no fast exit " + spec] = [python, "-c", PATCHED, spec]
 
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-    for _ in range(args.runs):
-        for name, command in commands.items():
-            samples[name].append(measure(command))
-
-    wall = {n: statistics.median(w for w, _ in s) for n, s in samples.items()}
-    cpu = {n: statistics.median(c for _, c in s) for n, s in samples.items()}
+    results = harness.round_robin(commands, args.runs)
     base = "python -c 'import torch'"
+    harness.require_ok({base: results[base]})
+
     header = f"median of {args.runs} runs"
     print(f"{header:52s} {'wall':>8s} {'ratio':>7s} {'cpu':>8s} {'ratio':>7s}")
-    for name in commands:
+    for name, result in results.items():
+        if not result.ok:  # e.g. a variant whose speedups API has changed: say so, go on
+            print(f"{name:52s} {result.problem}: {result.reason}")
+            continue
+        wall, cpu = result.wall, result.cpu
         print(
-            f"{name:52s} {wall[name]:7.2f}s {wall[name] / wall[base]:6.2f}× "
-            f"{cpu[name]:7.2f}s {cpu[name] / cpu[base]:6.2f}×"
+            f"{name:52s} {wall:7.2f}s {wall / results[base].wall:6.2f}× "
+            f"{cpu:7.2f}s {cpu / results[base].cpu:6.2f}×"
         )
+    harness.write_section(args.write, "Startup and dry-run cost", markdown(results, base))
+    sys.exit(harness.exit_status(results))
+
+
+def markdown(results: dict[str, harness.Result], base: str) -> str:
+    """The printed table as Markdown, with peak RSS, and the command that made it."""
+    rows = []
+    for name, result in results.items():
+        variant = name.startswith("  ")  # a variant of the inspect row above it
+        label = f"↳ {name.strip()}" if variant else f"`{name}`"
+        if not result.ok:
+            rows.append([label, result.problem or "not run", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                label,
+                harness.secs(result.wall),
+                harness.times(result.wall / results[base].wall),
+                harness.secs(result.cpu),
+                harness.times(result.cpu / results[base].cpu),
+                harness.mib(result.peak_rss),
+            ]
+        )
+    runs = len(results[base].samples)
+    table = harness.table(
+        [f"run (median of {runs}, round-robin)", "wall", "ratio", "CPU", "ratio", "peak RSS"],
+        rows,
+        right=(1, 2, 3, 4, 5),
+    )
+    return (
+        f"`{harness.invocation('startup.py')}`\n\n{table}\n\n"
+        "Ratios are to `python -c 'import torch'`. ↳ plain API dry run: the same dry run "
+        "through `shapecli.api` without `shapecli.speedups`; ↳ speedups, no fast exit: with "
+        "them, but leaving through normal interpreter teardown."
+        + "".join(f"\n\n{note}" for note in harness.failure_notes(results))
+    )
 
 
 if __name__ == "__main__":

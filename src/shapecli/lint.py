@@ -9,7 +9,9 @@ a folder of broken YAML never imports it at all.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,5 +133,15 @@ def lint(
     """Check every spec under ``paths``."""
     files, missing = collect(paths)
     allowed = tuple(allow_import)
-    results = [check_file(f, inputs, allowed) for f in files]
+    results = []
+    opened = False
+    with contextlib.ExitStack() as lean:
+        for file in files:
+            results.append(check_file(file, inputs, allowed))
+            if not opened and "torch" in sys.modules:
+                # torch is loaded now: one lean block for all the files after this one
+                from shapecli.speedups import lean_meta
+
+                lean.enter_context(lean_meta())
+                opened = True
     return LintResult((*missing, *results))

@@ -15,7 +15,15 @@ unchanged torch.
    If a torch release changes the wrapper, nothing is patched and nothing breaks: the
    dry run is only slower.
 
-2. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
+2. **A missing NumPy, looked for again and again.** torch's ``sym_max`` (called by
+   meta kernels for every broadcast) runs ``import numpy`` each time and falls back
+   when it is not installed; a failed import is not remembered, so every call searches
+   ``sys.path`` anew — a third of the time of linting a folder of small specs. When
+   NumPy is not installed, inside the block ``sys.modules`` says so at once (an entry
+   of ``None``, which makes ``import numpy`` fail as it would anyway); where NumPy is
+   installed nothing changes.
+
+3. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
    ``nn.RNN`` end in one fused kernel (``_VF.lstm`` …) that has no meta kernel: on the
    meta device it decomposes into one small op per time step, so a 2-layer
    bidirectional LSTM over 2,048 steps costs tens of seconds. Its output shape is a
@@ -26,7 +34,7 @@ unchanged torch.
    ``tests/test_speedups.py`` compares the rule with real CPU runs over batch-first,
    bidirectional, projected, stacked and unbatched layers.
 
-3. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
+4. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
    will look at again. :func:`exit_now` flushes the streams and leaves: the CLI's
    last act, never the API's.
 
@@ -47,13 +55,43 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+_DEPTH = [0]  # how many lean_meta blocks are open: only the outermost does the work
+
 
 @contextlib.contextmanager
 def lean_meta() -> Iterator[None]:
-    """The block a dry run runs in: no dynamo import, recurrent layers by shape rule
-    (see the module docstring)."""
-    with _no_dynamo_import(), recurrent_shape_rules():
+    """The block a dry run runs in: no dynamo import, no search for a missing NumPy,
+    recurrent layers by shape rule (see the module docstring). Blocks nest freely: a
+    command that checks many files opens one around them all."""
+    if _DEPTH[0]:
         yield
+        return
+    _DEPTH[0] += 1
+    try:
+        with _no_dynamo_import(), _numpy_known_missing(), recurrent_shape_rules():
+            yield
+    finally:
+        _DEPTH[0] -= 1
+
+
+@functools.cache
+def _numpy_missing() -> bool:
+    import importlib.util
+
+    return "numpy" not in sys.modules and importlib.util.find_spec("numpy") is None
+
+
+@contextlib.contextmanager
+def _numpy_known_missing() -> Iterator[None]:
+    if not _numpy_missing() or "numpy" in sys.modules:
+        yield
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # "not installed", at once
+    try:
+        yield
+    finally:
+        if "numpy" in sys.modules and sys.modules["numpy"] is None:
+            del sys.modules["numpy"]
 
 
 @functools.cache
