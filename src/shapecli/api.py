@@ -69,12 +69,20 @@ def inspect(
     set: Mapping[str, Value] | None = None,
     allow_import: Iterable[str] = (),
     static_ok: bool = False,
+    flops: bool = False,
+    memory: bool = False,
+    optimizer: str = "adam",
+    dtype: str | None = None,
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
     ``input`` overrides the spec's ``input:``. Without either, the report holds an
     ``input-invalid`` error — or, with ``static_ok`` (what ``lint`` uses), the model is
     built and checked statically and a ``dry-run-skipped`` warning says so.
+
+    ``flops`` counts FLOPs per row and in total; ``memory`` adds the training-memory
+    estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
+    runs the model in that floating-point dtype (parameters and float inputs).
     """
     name = Path(spec.file if isinstance(spec, Spec) else spec).stem
     file = spec.file if isinstance(spec, Spec) else str(spec)
@@ -90,10 +98,12 @@ def inspect(
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
         _refuse_symbolic(inputs)
+        _check_analysis(optimizer, dtype)
         from shapecli.construct import build_modules
+        from shapecli.dryrun import Measure, default_dtype, dry_run
         from shapecli.speedups import lean_meta
 
-        with lean_meta():  # building runs meta ops too (weight init)
+        with lean_meta(), default_dtype(dtype):  # building runs meta ops too (weight init)
             built = build_modules(loaded, allow_import)
         if not inputs:
             return Report(
@@ -113,9 +123,9 @@ def inspect(
                     ),
                 ),
             )
-        from shapecli.dryrun import dry_run
-
-        report = dry_run(built, inputs, name, file)
+        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
+        with default_dtype(dtype):
+            report = dry_run(built, inputs, name, file, measure=measure)
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         return failed_report(name, file, inputs, *e.problems)
@@ -190,6 +200,26 @@ def _check_fits(model: nn.Module) -> None:
             f"the weights need {nbytes(needed)} but only {nbytes(free)} of memory is free; "
             "nothing was allocated",
             hint="inspect the spec instead (it allocates nothing), or build a smaller one",
+        )
+
+
+#: Parameter dtypes a model can be built in.
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _check_analysis(optimizer: str, dtype: str | None) -> None:
+    from shapecli.inputs import DTYPES
+    from shapecli.memory import OPTIMIZER_STATES
+
+    if optimizer not in OPTIMIZER_STATES:
+        raise fail(
+            "usage", f"unknown optimizer {optimizer!r}; one of {', '.join(OPTIMIZER_STATES)}"
+        )
+    if dtype is not None and DTYPES.get(dtype) not in FLOAT_DTYPES:
+        raise fail(
+            "usage",
+            f"--dtype {dtype}: parameters are one of {', '.join(FLOAT_DTYPES)} "
+            "(or half, float, double, bf16 … as in --input)",
         )
 
 

@@ -39,11 +39,9 @@ def assemble(
     name: str,
     failed: set[str],
     inputs: tuple[str, ...] = (),
-    flops: dict[int, int] | None = None,
 ) -> tuple[list[Row], Totals]:
     """Rows for every module and the totals. ``failed`` holds the paths of the calls
-    still open when the pass failed; ``inputs`` names the model's inputs; ``flops``
-    maps a call (by id) to its FLOPs."""
+    still open when the pass failed; ``inputs`` names the model's inputs."""
     modules = list(built.model.named_modules())
     found = _parameters(modules)
     infos = {path: _param_infos(path, module, found.owner) for path, module in modules}
@@ -72,7 +70,7 @@ def assemble(
                 output_shapes=tuple(o.shape for o in call.outputs or ()) if call else (),
                 params=infos[path],
                 param_count=subtree[path],
-                flops=flops.get(id(call)) if flops is not None and call is not None else None,
+                flops=call.flops if call is not None else None,
                 entry=entry is not None,
                 inferred=path in built.lazy,
                 status=status,
@@ -81,7 +79,7 @@ def assemble(
                 sources=_expand(built.sources.get(path, ()), inputs),
             )
         )
-    return rows, _totals(built, modules, found, recorder, flops)
+    return rows, _totals(built, modules, found, recorder)
 
 
 def _expand(origins: tuple[Origin, ...], inputs: tuple[str, ...]) -> tuple[Origin, ...]:
@@ -118,7 +116,6 @@ def _totals(
     modules: list[tuple[str, nn.Module]],
     found: _Params,
     recorder: Recorder | None,
-    flops: dict[int, int] | None,
 ) -> Totals:
     unique = found.unique.values()
     trainable = sum(p.numel() for p in unique if p.requires_grad)
@@ -137,7 +134,7 @@ def _totals(
         shared=sum(p.numel() for i, p in found.unique.items() if found.uses[i] > 1),
         param_bytes=sum(p.numel() * p.element_size() for p in unique),
         activation_bytes=_activation_bytes(built, recorder) if recorder else 0,
-        flops=flops.get(id(root)) if flops is not None and root is not None else None,
+        flops=root.flops if root is not None else None,
         param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         complete=complete,
     )

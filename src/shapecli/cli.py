@@ -83,6 +83,14 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
+class Optimizer(StrEnum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    sgd_momentum = "sgd-momentum"
+    none = "none"
+
+
 class ReportFormat(StrEnum):
     table = "table"
     json = "json"
@@ -98,6 +106,12 @@ InputOption = Annotated[
         help="Input shape, e.g. 2x20, 1x3x224x224, 1x1024:long, instead of the spec's "
         "`input:`. Repeat for models that take several tensors.",
         show_default=False,
+    ),
+]
+FlopsOption = Annotated[
+    bool,
+    typer.Option(
+        "--flops", help="Count FLOPs per layer and in total (2 × multiply-adds, as torch does)."
     ),
 ]
 AllowImportOption = Annotated[
@@ -172,6 +186,27 @@ def inspect(
             "--paths", help="Add a column with each row's module path (as in JSON and tie:)."
         ),
     ] = False,
+    flops: FlopsOption = False,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory",
+            help="Estimate training memory: gradients, optimizer state, saved activations.",
+        ),
+    ] = False,
+    optimizer: Annotated[
+        Optimizer,
+        typer.Option("--optimizer", help="The optimizer whose state --memory counts."),
+    ] = Optimizer.adam,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype",
+            metavar="DTYPE",
+            help="Build the model in this dtype: float32, bfloat16, float16, float64.",
+            show_default=False,
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -191,7 +226,15 @@ def inspect(
 
         inputs = api.parse_inputs(input)  # the command line is checked first
         loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
-        return api.inspect(loaded, inputs, allow_import=allow_import or ())
+        return api.inspect(
+            loaded,
+            inputs,
+            allow_import=allow_import or (),
+            flops=flops,
+            memory=memory,
+            optimizer=optimizer.value,
+            dtype=dtype,
+        )
 
     report = _guarded(run, lambda problems: failed_report(spec.stem, str(spec), (), *problems))
     _emit(report, fmt, depth, paths)
@@ -225,6 +268,7 @@ def lint(
     ] = None,
     input: InputOption = None,
     allow_import: AllowImportOption = None,
+    flops: FlopsOption = False,
 ) -> None:
     """Check every spec under PATHs; exit 1 if any has an error (for CI and pre-commit)."""
     fmt = output_format or (
@@ -237,7 +281,7 @@ def lint(
         from shapecli.render.lint import LINT_FORMATS
 
         inputs = api.parse_inputs(input)
-        result = lint.lint(paths, inputs, allow_import or ())
+        result = lint.lint(paths, inputs, allow_import or (), flops=flops)
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)

@@ -18,32 +18,68 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from shapecli import memory as memory_module
 from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
-from shapecli.errors import Problem
+from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoSized
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
-from shapecli.report import Report
+from shapecli.report import Memory, Report, Totals
 from shapecli.spec.model import Entry
-from shapecli.speedups import lean_meta
+from shapecli.speedups import lean_meta, recurrent_flops
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a dry run measures besides shapes and counts.
+
+    ``flops``: torch's ``FlopCounterMode`` counts every op of the pass (2 × multiply-adds,
+    attention included), per call and in total. ``training``: one more pass, in train
+    mode with gradients, estimates what training holds (see :mod:`shapecli.memory`),
+    with the ``optimizer``'s state.
+    """
+
+    flops: bool = False
+    training: bool = False
+    optimizer: str = "adam"
+
+
+@contextlib.contextmanager
+def default_dtype(name: str | None) -> Iterator[None]:
+    """Within the block, new parameters (and float inputs) are ``name`` (a float dtype)."""
+    if name is None:
+        yield
+        return
+    from shapecli.inputs import DTYPES
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, DTYPES[name]))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def make_inputs(inputs: Sequence[InputSpec]) -> list[torch.Tensor]:
-    """Meta tensors for concrete input declarations."""
-    return [
-        torch.empty(
-            tuple(int(d) for d in spec.dims), dtype=getattr(torch, spec.dtype), device="meta"
-        )
-        for spec in inputs
-    ]
+    """Meta tensors for concrete input declarations. Floating-point inputs declared
+    without a dtype (float32) take the default dtype, so ``--dtype bfloat16`` runs the
+    whole model in bfloat16."""
+    tensors = []
+    for spec in inputs:
+        dtype = getattr(torch, spec.dtype)
+        if dtype == torch.float32:
+            dtype = torch.get_default_dtype()
+        tensors.append(torch.empty(tuple(int(d) for d in spec.dims), dtype=dtype, device="meta"))
+    return tensors
 
 
 def dry_run(
@@ -53,6 +89,7 @@ def dry_run(
     spec_file: str,
     replay: bool = True,
     shortcuts: bool = True,
+    measure: Measure = Measure(),
 ) -> Report:
     """Run the model once on meta tensors and report what every layer did.
 
@@ -60,10 +97,19 @@ def dry_run(
     replicate it instead of running (:mod:`shapecli.replay`); with ``shortcuts``, the
     pass runs in :func:`~shapecli.speedups.lean_meta` (no dynamo or sympy import,
     recurrent layers by shape rule). Either way the report is the same. An exception
-    raised by shapecli's own code propagates (it is a bug, exit 3).
+    raised by shapecli's own code propagates (it is a bug, exit 3). ``measure`` adds
+    FLOPs and the training-memory estimate.
     """
     model = built.model
     recorder = Recorder(model, set(built.entries))
+    counting: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if measure.flops:
+        from torch.utils.flop_counter import FlopCounterMode  # before the lean block
+
+        counter = FlopCounterMode(display=False)
+        counting = counter
+        before = recurrent_flops()  # the recurrent kernels the shape rule answers
+        recorder.flop_total = lambda: counter.get_total_flops() + recurrent_flops() - before
     modes = {path: m.training for path, m in model.named_modules()}
     tensors = make_inputs(inputs)
     copies = repeat_copies(model, built.entries) if replay else []
@@ -74,7 +120,7 @@ def dry_run(
         replayer.install()
         model.eval()
         lean = lean_meta() if shortcuts else contextlib.nullcontext()
-        with torch.no_grad(), warnings.catch_warnings(), lean:
+        with torch.no_grad(), warnings.catch_warnings(), lean, counting:
             warnings.simplefilter("always")
             warnings.showwarning = recorder.warn
             model(*tensors)
@@ -94,8 +140,13 @@ def dry_run(
     errors.extend(built.apply_ties())
     failed = {c.path for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
+    warned = list(_warnings(built, recorder))
     if error is None:
         errors.extend(uninitialized(built))
+    training = None
+    if measure.training and not errors:
+        training = _training(built, make_inputs(inputs), shortcuts, warned)
+    totals = replace(totals, memory=_memory(built, totals, measure, training))
     return Report(
         name=name,
         spec=spec_file,
@@ -103,8 +154,59 @@ def dry_run(
         rows=tuple(rows),
         totals=totals,
         errors=tuple(errors),
-        warnings=_warnings(built, recorder),
+        warnings=tuple(warned),
     )
+
+
+def _training(
+    built: BuiltModel, tensors: list[torch.Tensor], shortcuts: bool, warned: list[Problem]
+) -> int | None:
+    """Bytes saved for backward in a train-mode pass; None (with a warning) when the
+    model cannot run in train mode as declared (BatchNorm over one value per channel)."""
+    # Recurrent layers run step by step here: their saved tensors are measured, not
+    # guessed (a long sequence costs time; the estimate is asked for).
+    lean = lean_meta(recurrent=False) if shortcuts else contextlib.nullcontext()
+    try:
+        with lean, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return memory_module.saved_for_backward(built.model, tensors)
+    except Exception as e:  # what a train-mode forward raises is the model's, not ours
+        warned.append(
+            Problem(
+                "training-estimate",
+                f"the training estimate is missing: in train mode the model failed: "
+                f"{foreign_message(e)}",
+                severity="warning",
+                hint="a layer that needs several values per channel (BatchNorm) may need a "
+                "larger batch",
+            )
+        )
+        return None
+
+
+def _memory(built: BuiltModel, totals: Totals, measure: Measure, saved: int | None) -> Memory:
+    model = built.model
+    memory = Memory(
+        params=totals.param_bytes,
+        buffers=memory_module.buffer_bytes(model) if _sized(model) else 0,
+        forward_activations=totals.activation_bytes,
+    )
+    if not measure.training or saved is None:
+        return memory
+    return replace(
+        memory,
+        gradients=memory_module.gradient_bytes(model),
+        optimizer=measure.optimizer,
+        optimizer_state=memory_module.optimizer_bytes(measure.optimizer, totals.trainable),
+        saved_for_backward=saved,
+    )
+
+
+def _sized(model: nn.Module) -> bool:
+    """Every buffer has a size (a lazy layer that never ran has none yet)."""
+    from torch.nn.parameter import UninitializedBuffer
+
+    return not any(isinstance(b, UninitializedBuffer) for b in model.buffers())
 
 
 def restore_modes(model: nn.Module, modes: dict[str, bool]) -> None:

@@ -41,6 +41,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "dry-run-skipped": ExitCode.OK,
     "layer-warning": ExitCode.OK,
     "unused-input": ExitCode.OK,
+    "training-estimate": ExitCode.OK,
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,

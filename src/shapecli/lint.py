@@ -111,14 +111,17 @@ def check_file(
     path: Path,
     inputs: tuple[InputSpec, ...] = (),
     allow_import: Iterable[str] = (),
+    flops: bool = False,
 ) -> FileResult:
-    """Check one spec; every problem is located in ``path``."""
+    """Check one spec; every problem is located in ``path``; ``flops`` counts them."""
     where = Source(str(path), 0, 0)
     try:
         spec = api.load(path)
     except ShapecliError as e:
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
-    report = api.inspect(spec, inputs or None, allow_import=allow_import, static_ok=True)
+    report = api.inspect(
+        spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops
+    )
     problems = tuple(p.located(where) for p in (*report.errors, *report.warnings))
     return FileResult(
         str(path), problems, ran=report.ran, totals=report.totals if report.ran else None
@@ -129,15 +132,16 @@ def lint(
     paths: Sequence[str],
     inputs: tuple[InputSpec, ...] = (),
     allow_import: Iterable[str] = (),
+    flops: bool = False,
 ) -> LintResult:
-    """Check every spec under ``paths``."""
+    """Check every spec under ``paths`` (counting FLOPs with ``flops``)."""
     files, missing = collect(paths)
     allowed = tuple(allow_import)
     results = []
     opened = False
     with contextlib.ExitStack() as lean:
         for file in files:
-            results.append(check_file(file, inputs, allowed))
+            results.append(check_file(file, inputs, allowed, flops))
             if not opened and "torch" in sys.modules:
                 # torch is loaded now: one lean block for all the files after this one
                 from shapecli.speedups import lean_meta

@@ -115,6 +115,8 @@ class Call:
     returned: object = None
     keywords_seen: bool = False
     arguments: tuple[object, ...] = ()  # the positional arguments, for their structure
+    flops: int | None = None  # counted during the call (submodules' included), when counted
+    flops_at_start: int = 0
 
     @property
     def done(self) -> bool:
@@ -137,9 +139,9 @@ class Recorder:
     #: id of a tensor → the innermost entry call that returned it.
     producers: dict[int, Call] = field(default_factory=dict)
     warnings: list[tuple[str, str]] = field(default_factory=list)
-    #: Called with the call and its module after each call returns: the place for a mode to
-    #: read per-call figures (FLOPs) or check what came out.
-    on_return: Callable[[Call, nn.Module], None] | None = None
+    #: The FLOPs counted so far in this pass (a FLOP counter's running total), or None
+    #: when FLOPs are not counted.
+    flop_total: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         self.modules: dict[str, nn.Module] = dict(self.model.named_modules())
@@ -148,6 +150,7 @@ class Recorder:
         self.handles: list[RemovableHandle] = []
         self._alive: list[object] = []  # keeps ids of recorded tensors unique
         self._count: Counter[str] = Counter()
+        self.replayed_flops = 0  # what replayed copies would have counted
 
     # -- installing ----------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class Recorder:
             tuple(info(t) for t in tensors),
             tensors=tensors,
             arguments=args,
+            flops_at_start=self.flops_now(),
         )
         self._count[path] += 1
         self.calls.append(call)
@@ -228,8 +232,14 @@ class Recorder:
         if path in self.entry_paths:  # the innermost entry that returned a tensor made it
             for tensor in outputs:
                 self.producers.setdefault(id(tensor), call)
-        if self.on_return is not None:
-            self.on_return(call, module)
+        if self.flop_total is not None:
+            call.flops = self.flops_now() - call.flops_at_start
+
+    def flops_now(self) -> int:
+        """The running FLOP total, replayed copies included (0 when not counting)."""
+        if self.flop_total is None:
+            return 0
+        return self.flop_total() + self.replayed_flops
 
     def path_of(self, module: nn.Module) -> str:
         path = self.paths.get(id(module))
@@ -259,6 +269,9 @@ class Recorder:
             call = self.first.get(f"{first_path}.{rel}" if rel else first_path)
             if rel and call is not None:
                 self.first.setdefault(f"{copy_path}.{rel}", call)
+        template = self.first.get(first_path)
+        if template is not None and template.flops:
+            self.replayed_flops += template.flops  # the work the copy did not do again
 
 
 def _guarded(hook: Callable[..., None], *args: Any) -> None:

@@ -75,6 +75,27 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """Estimated bytes (see :mod:`shapecli.memory` for how each is counted). The
+    training figures are None unless the training estimate was asked for."""
+
+    params: int = 0
+    buffers: int = 0
+    forward_activations: int = 0
+    gradients: int | None = None
+    optimizer: str | None = None
+    optimizer_state: int | None = None
+    saved_for_backward: int | None = None
+
+    @property
+    def training_peak(self) -> int | None:
+        parts = (self.gradients, self.optimizer_state, self.saved_for_backward)
+        if any(p is None for p in parts):
+            return None
+        return self.params + self.buffers + sum(p or 0 for p in parts)
+
+
+@dataclass(frozen=True)
 class Totals:
     params: int = 0
     trainable: int = 0
@@ -85,6 +106,7 @@ class Totals:
     flops: int | None = None
     param_dtype: str = "float32"
     complete: bool = True  # False when some lazy parameters never got a size
+    memory: Memory | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,20 @@ def totals_json(totals: Totals) -> dict[str, Any]:
         "flops": totals.flops,
         "param_dtype": totals.param_dtype,
         "complete": totals.complete,
+        "memory": _memory_json(totals.memory) if totals.memory is not None else None,
+    }
+
+
+def _memory_json(memory: Memory) -> dict[str, Any]:
+    return {
+        "params": memory.params,
+        "buffers": memory.buffers,
+        "forward_activations": memory.forward_activations,
+        "gradients": memory.gradients,
+        "optimizer": memory.optimizer,
+        "optimizer_state": memory.optimizer_state,
+        "saved_for_backward": memory.saved_for_backward,
+        "training_peak": memory.training_peak,
     }
 
 

@@ -32,7 +32,9 @@ unchanged torch.
    first — every check of ranks, sizes, dtypes and hidden states — so a bad input
    fails exactly as before. Only meta tensors take the shortcut, and
    ``tests/test_speedups.py`` compares the rule with real CPU runs over batch-first,
-   bidirectional, projected, stacked and unbatched layers.
+   bidirectional, projected, stacked and unbatched layers. The matrix products the
+   skipped steps would have done are counted (:func:`recurrent_flops`), so ``--flops``
+   stays right: ``2 × rows × columns`` of every weight matrix, per step and sample.
 
 4. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
    will look at again. :func:`exit_now` flushes the streams and leaves: the CLI's
@@ -53,25 +55,66 @@ import os
 import sys
 import types
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-_DEPTH = [0]  # how many lean_meta blocks are open: only the outermost does the work
+
+@dataclass
+class _Lean:
+    """The state of the open :func:`lean_meta` blocks: how deep they nest, the
+    functions whose dynamo cache they filled (emptied by the outermost on leaving), and
+    how many modules were loaded when the heap was last searched for such functions."""
+
+    depth: int = 0
+    patched: list[Callable[..., Any]] = field(default_factory=list)
+    modules_seen: int = -1
+
+
+_LEAN = _Lean()
 
 
 @contextlib.contextmanager
-def lean_meta() -> Iterator[None]:
+def lean_meta(recurrent: bool = True) -> Iterator[None]:
     """The block a dry run runs in: no dynamo import, no search for a missing NumPy,
-    recurrent layers by shape rule (see the module docstring). Blocks nest freely: a
-    command that checks many files opens one around them all."""
-    if _DEPTH[0]:
-        yield
+    recurrent layers by shape rule (unless ``recurrent`` is False; see the module
+    docstring). Blocks nest freely — a command that checks many files opens one around
+    them all — and each one entered notices modules loaded since the last."""
+    _fill_dynamo_caches()
+    rules = recurrent_shape_rules(recurrent)
+    if _LEAN.depth:
+        with rules:
+            yield
         return
-    _DEPTH[0] += 1
+    _LEAN.depth += 1
     try:
-        with _no_dynamo_import(), _numpy_known_missing(), recurrent_shape_rules():
+        with _numpy_known_missing(), rules:
             yield
     finally:
-        _DEPTH[0] -= 1
+        _LEAN.depth -= 1
+        _empty_dynamo_caches()
+
+
+def _fill_dynamo_caches() -> None:
+    """Fill the dynamo-disable cache of every loaded wrapped function not yet filled."""
+    if "torch._dynamo" in sys.modules or len(sys.modules) == _LEAN.modules_seen:
+        return  # already paid for; or nothing new was loaded since the last search
+    _LEAN.modules_seen = len(sys.modules)
+    for fn in _dynamo_wrapped():
+        if getattr(fn, "__dynamo_disable", None) is None:
+            try:
+                fn.__dynamo_disable = fn  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                continue
+            _LEAN.patched.append(fn)
+
+
+def _empty_dynamo_caches() -> None:
+    for fn in _LEAN.patched:
+        if getattr(fn, "__dynamo_disable", None) is fn:
+            with contextlib.suppress(AttributeError, TypeError):
+                del fn.__dynamo_disable
+    _LEAN.patched.clear()
+    _LEAN.modules_seen = -1
 
 
 @functools.cache
@@ -94,18 +137,17 @@ def _numpy_known_missing() -> Iterator[None]:
             del sys.modules["numpy"]
 
 
-@functools.cache
-def _dynamo_wrapped() -> tuple[Callable[..., Any], ...]:
-    """Every loaded function behind a ``torch._disable_dynamo`` wrapper (once per
-    process: it walks every object on the heap)."""
+def _dynamo_wrapped() -> list[Callable[..., Any]]:
+    """Every loaded function behind a ``torch._disable_dynamo`` wrapper (it walks every
+    object on the heap: only when modules were loaded since the last walk)."""
     import torch
 
     wrapper = getattr(torch, "_disable_dynamo", None)
     if wrapper is None:
-        return ()
+        return []
     code = wrapper(lambda: None).__code__
     if "fn" not in code.co_freevars:
-        return ()
+        return []
     slot = code.co_freevars.index("fn")
     found = []
     for obj in gc.get_objects():
@@ -113,29 +155,7 @@ def _dynamo_wrapped() -> tuple[Callable[..., Any], ...]:
             fn = obj.__closure__[slot].cell_contents
             if callable(fn):
                 found.append(fn)
-    return tuple(found)
-
-
-@contextlib.contextmanager
-def _no_dynamo_import() -> Iterator[None]:
-    if "torch._dynamo" in sys.modules:  # already paid for: nothing to save
-        yield
-        return
-    patched = []
-    for fn in _dynamo_wrapped():
-        if getattr(fn, "__dynamo_disable", None) is None:
-            try:
-                fn.__dynamo_disable = fn  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):
-                continue
-            patched.append(fn)
-    try:
-        yield
-    finally:
-        for fn in patched:
-            if getattr(fn, "__dynamo_disable", None) is fn:
-                with contextlib.suppress(AttributeError, TypeError):
-                    del fn.__dynamo_disable
+    return found
 
 
 def exit_now(code: int) -> NoReturn:
@@ -151,17 +171,20 @@ def exit_now(code: int) -> NoReturn:
 
 
 @contextlib.contextmanager
-def recurrent_shape_rules() -> Iterator[None]:
-    """Within the block, recurrent layers on meta tensors cost the same at any length."""
+def recurrent_shape_rules(enabled: bool = True) -> Iterator[None]:
+    """Within the block, recurrent layers on meta tensors cost the same at any length
+    (or, ``enabled=False``, step through time as torch does, even inside a block that
+    enabled the rule)."""
     from torch.nn.modules import rnn
 
     namespace = vars(rnn)
-    real = namespace["_VF"]
-    namespace["_VF"] = _RecurrentShapes(real)
+    current = namespace["_VF"]
+    real = current._real if isinstance(current, _RecurrentShapes) else current
+    namespace["_VF"] = _RecurrentShapes(real) if enabled else real
     try:
         yield
     finally:
-        namespace["_VF"] = real
+        namespace["_VF"] = current
 
 
 class _RecurrentShapes:
@@ -187,6 +210,14 @@ class _RecurrentShapes:
         return _shape_rule(self._real.rnn_relu, args)
 
 
+_RECURRENT_FLOPS = [0]
+
+
+def recurrent_flops() -> int:
+    """The FLOPs of the recurrent kernels answered by the shape rule so far."""
+    return _RECURRENT_FLOPS[0]
+
+
 def _shape_rule(kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """``(output, *hidden)`` for ``kernel(input, hx, weights, bias, layers, dropout,
     train, bidirectional, batch_first)``: the output keeps the input's leading dims and
@@ -204,4 +235,6 @@ def _shape_rule(kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         return kernel(*args)
     directions = 2 if args[7] else 1
     output = x.new_empty((*x.shape[:-1], directions * hidden[0].shape[-1]))
+    steps = x.numel() // x.shape[-1]  # time steps × batch
+    _RECURRENT_FLOPS[0] += sum(2 * w.shape[0] * w.shape[1] * steps for w in args[2] if w.dim() == 2)
     return (output, *(torch.empty_like(h) for h in hidden))

@@ -43,6 +43,16 @@ def params(infos: tuple[ParamInfo, ...]) -> str:
     return " · ".join(parts)
 
 
+def si(n: int) -> str:
+    """``291.6 G``: a big count in SI units, for FLOPs."""
+    value = float(n)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if abs(value) < 1000 or unit == "P":
+            return f"{value:,.1f} {unit}".rstrip() if unit else f"{n:,}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
 def nbytes(n: int) -> str:
     """Binary units with one decimal: ``31.0 KiB``."""
     value = float(n)
@@ -86,7 +96,20 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
         f"activation memory: {nbytes(t.activation_bytes)} (one forward pass)",
     ]
     if t.flops is not None:
-        lines.append(f"Multiply-adds: {t.flops:,}")
+        lines.append(
+            f"FLOPs: {t.flops:,} ({si(t.flops)}) in one forward pass "
+            "(2 × multiply-adds, as torch counts them)"
+        )
+    memory = t.memory
+    if memory is not None and memory.training_peak is not None:
+        lines.append(
+            f"Training memory, estimated ({memory.optimizer}): weights {nbytes(memory.params)}"
+            f" + gradients {nbytes(memory.gradients or 0)}"
+            f" + optimizer state {nbytes(memory.optimizer_state or 0)}"
+            f" + saved for backward {nbytes(memory.saved_for_backward or 0)}"
+            + (f" + buffers {nbytes(memory.buffers)}" if memory.buffers else "")
+            + f" = {nbytes(memory.training_peak)}"
+        )
     if any(r.inferred for r in (report.rows if shown is None else shown)):
         lines.append("* input size inferred by the dry run")
     lines.append(f"Dry run on the {report.device} device: no memory was allocated.")

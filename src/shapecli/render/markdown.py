@@ -24,12 +24,16 @@ def render(report: Report, options: Options) -> Rendered:
         failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
         title = f"{report.name} · {fmt.inputs(report.inputs)}" if report.inputs else report.name
         shown = visible_rows(report, options.depth)
+        counted = report.totals.flops is not None
         lines += [
             f"### {_cell(title)}",
             "",
             "| Layer | " + ("Path | " if options.paths else "") + "Type | Input | Output | "
-            "Parameters | Count |",
-            "|---|" + ("---|" if options.paths else "") + "---|---|---|---|---:|",
+            "Parameters | Count |" + (" FLOPs |" if counted else ""),
+            "|---|"
+            + ("---|" if options.paths else "")
+            + "---|---|---|---|---:|"
+            + ("---:|" if counted else ""),
         ]
         for row, level in shown:
             failed = row.path in failing and row.status == "failed"
@@ -43,6 +47,7 @@ def render(report: Report, options: Options) -> Rendered:
                 output,
                 fmt.params(row.params),
                 fmt.count(row.param_count) if row.param_count else "—",
+                *([fmt.count(row.flops) if row.flops else "—"] if counted else []),
             )
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         summary = fmt.summary_lines(report, [row for row, _ in shown])

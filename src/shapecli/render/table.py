@@ -39,10 +39,15 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     table.add_column("Output", no_wrap=True)
     table.add_column("Parameters")
     table.add_column("Count", justify="right", no_wrap=True)
+    counted = report.totals.flops is not None
+    if counted:
+        table.add_column("FLOPs", justify="right", no_wrap=True)
     for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
         cells = _cells(prefix, row, row.path in failing and row.status == "failed")
         if options.paths:
             cells = (cells[0], Text(row.path or "(root)"), *cells[1:])
+        if counted:
+            cells = (*cells, Text(fmt.count(row.flops) if row.flops else "—"))
         table.add_row(*cells)
     text = to_text(table, options)
     footer = "\n".join(fmt.summary_lines(report, [row for row, _ in shown]))
