@@ -97,8 +97,18 @@ def inspect(
                 "input-invalid",
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
-        _refuse_symbolic(inputs)
         _check_analysis(optimizer, dtype)
+        if any(isinstance(d, str) for spec in inputs for d in spec.dims):
+            if flops or memory or dtype:
+                raise fail(
+                    "usage",
+                    "--flops, --memory and --dtype need concrete sizes; give numbers for "
+                    f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
+                )
+            from shapecli.symbolic import inspect_symbolic
+
+            report = inspect_symbolic(loaded, inputs, allow_import)
+            return replace(report, warnings=(*loaded.warnings, *report.warnings))
         from shapecli.construct import build_modules
         from shapecli.dryrun import Measure, default_dtype, dry_run
         from shapecli.speedups import lean_meta
@@ -231,14 +241,14 @@ def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tu
 
 
 def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:
-    """Named dimensions parse (the grammar has them) but cannot be dry-run yet."""
+    """Real weights need real sizes."""
     for spec in inputs:
         names = [d for d in spec.dims if isinstance(d, str)]
         if names:
             raise fail(
                 "input-invalid",
-                f"input {spec}: symbolic sizes ({', '.join(names)}) cannot be dry-run yet; "
-                "give every dimension as a number, e.g. 2x3x224x224",
+                f"input {spec}: real weights need real sizes; give {', '.join(names)} as "
+                "numbers, e.g. 2x3x224x224",
             )
 
 

@@ -189,7 +189,7 @@ def _memory(built: BuiltModel, totals: Totals, measure: Measure, saved: int | No
     memory = Memory(
         params=totals.param_bytes,
         buffers=memory_module.buffer_bytes(model) if _sized(model) else 0,
-        forward_activations=totals.activation_bytes,
+        forward_activations=totals.activation_bytes or 0,
     )
     if not measure.training or saved is None:
         return memory

@@ -36,6 +36,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "unknown-layer": ExitCode.PROBLEMS,
     "bad-arguments": ExitCode.PROBLEMS,
     "shape-mismatch": ExitCode.PROBLEMS,
+    "size-dependent": ExitCode.PROBLEMS,
     "import-denied": ExitCode.PROBLEMS,
     "uninitialized": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,

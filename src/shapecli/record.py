@@ -54,20 +54,17 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def dims(tensor: torch.Tensor) -> Shape:
-    """A tensor's shape as Python ints (or formulas, for symbolic sizes)."""
-    return tuple(d if isinstance(d, int) else _symbolic(d) for d in tensor.shape)
+#: How a size is written down: an int, or (for symbolic sizes) a formula.
+SizeOf = Callable[[object], int | str]
 
 
-def _symbolic(size: object) -> int | str:
-    try:
-        return int(size)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError, RuntimeError):
-        return str(size)
+def plain_size(size: object) -> int | str:
+    return size if isinstance(size, int) else int(size)  # type: ignore[call-overload]
 
 
-def info(tensor: torch.Tensor) -> TensorInfo:
-    return TensorInfo(dims(tensor), dtype_name(tensor.dtype), tensor.element_size())
+def info(tensor: torch.Tensor, size: SizeOf = plain_size) -> TensorInfo:
+    shape = tuple(size(d) for d in tensor.shape)
+    return TensorInfo(shape, dtype_name(tensor.dtype), tensor.element_size())
 
 
 def layout(values: tuple[object, ...], infos: tuple[TensorInfo, ...]) -> list[str]:
@@ -142,6 +139,8 @@ class Recorder:
     #: The FLOPs counted so far in this pass (a FLOP counter's running total), or None
     #: when FLOPs are not counted.
     flop_total: Callable[[], int] | None = None
+    #: How sizes are written down (formulas in a symbolic run; never a guard on them).
+    size: SizeOf = plain_size
 
     def __post_init__(self) -> None:
         self.modules: dict[str, nn.Module] = dict(self.model.named_modules())
@@ -196,7 +195,7 @@ class Recorder:
             path,
             self._count[path],
             self.stack[-1] if self.stack else None,
-            tuple(info(t) for t in tensors),
+            tuple(info(t, self.size) for t in tensors),
             tensors=tensors,
             arguments=args,
             flops_at_start=self.flops_now(),
@@ -214,7 +213,7 @@ class Recorder:
         call.keywords_seen = True
         tensors = tuple(tensors_in(kwargs))
         if tensors:
-            call.inputs += tuple(info(t) for t in tensors)
+            call.inputs += tuple(info(t, self.size) for t in tensors)
             call.tensors += tensors
 
     def end(self, module: nn.Module, output: object) -> None:
@@ -226,7 +225,7 @@ class Recorder:
             return
         call = self.stack.pop()
         outputs = tuple(tensors_in(output))
-        call.outputs = tuple(info(t) for t in outputs)
+        call.outputs = tuple(info(t, self.size) for t in outputs)
         call.returned = output
         self._alive.append(output)
         if path in self.entry_paths:  # the innermost entry that returned a tensor made it

@@ -21,8 +21,11 @@ RowStatus = Literal["ok", "failed", "not-run"]
 
 
 def format_shape(dims: Shape | tuple[int, ...]) -> str:
-    """``2×20``; a scalar tensor is ``()``. One spelling for messages and tables."""
-    return "×".join(str(d) for d in dims) if dims else "()"
+    """``2×20``; a scalar tensor is ``()``; a formula is parenthesized when it is more
+    than a name: ``B×16×((H - 1)//2 + 1)``. One spelling for messages and tables."""
+    if not dims:
+        return "()"
+    return "×".join(str(d) if isinstance(d, int) or d.isidentifier() else f"({d})" for d in dims)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class Totals:
     non_trainable: int = 0
     shared: int = 0
     param_bytes: int = 0
-    activation_bytes: int = 0
+    activation_bytes: int | None = 0  # None when sizes are symbolic
     flops: int | None = None
     param_dtype: str = "float32"
     complete: bool = True  # False when some lazy parameters never got a size
@@ -120,6 +123,11 @@ class Report:
     warnings: tuple[Problem, ...] = ()
     device: str = "meta"
     ran: bool = True  # False when there was no input to dry-run with
+    #: Symbolic sizes: their names, the sizes accepted (``H >= 4``), and the sample
+    #: sizes the concrete runs used.
+    symbols: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    samples: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -159,6 +167,8 @@ def to_json(report: Report) -> dict[str, Any]:
             for name, i in zip(input_names(report.inputs), report.inputs, strict=True)
         ],
         "ok": report.ok,
+        "symbols": list(report.symbols),
+        "constraints": list(report.constraints),
         "layers": [_row_json(row) for row in report.rows],
         "totals": totals_json(report.totals),
         "errors": [problem_json(p) for p in report.errors],

@@ -403,7 +403,8 @@ def broadcasts(*shapes: tuple[int, ...]) -> bool:
     """Do these shapes broadcast together (from the right, each size equal or 1)?"""
     longest = max((len(s) for s in shapes), default=0)
     for i in range(1, longest + 1):
-        if len({s[-i] for s in shapes if len(s) >= i and s[-i] != 1}) > 1:
+        sizes = [s[-i] for s in shapes if len(s) >= i and s[-i] != 1]  # sizes may be symbols
+        if any(d != sizes[0] for d in sizes[1:]):
             return False
     return True
 

@@ -92,9 +92,20 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
         + ("" if t.complete else " (so far: some layers did not run)"),
         f"Trainable: {t.trainable:,} · non-trainable: {t.non_trainable:,} · "
         f"shared: {t.shared:,} (counted once)",
-        f"Parameter memory: {nbytes(t.param_bytes)} ({t.param_dtype}) · "
-        f"activation memory: {nbytes(t.activation_bytes)} (one forward pass)",
+        f"Parameter memory: {nbytes(t.param_bytes)} ({t.param_dtype}) · activation memory: "
+        + (
+            f"{nbytes(t.activation_bytes)} (one forward pass)"
+            if t.activation_bytes is not None
+            else f"depends on {', '.join(report.symbols)}"
+        ),
     ]
+    if report.symbols:
+        accepts = ", ".join(c.replace(">=", "≥").replace("<=", "≤") for c in report.constraints)
+        lines.append(
+            f"Sizes {', '.join(report.symbols)}: formulas in Python integer arithmetic; "
+            + (f"the model accepts {accepts}" if accepts else "the model accepts any sizes")
+            + f" (checked at {', '.join(f'{n} = {v}' for n, v in report.samples)} and around)"
+        )
     if t.flops is not None:
         lines.append(
             f"FLOPs: {t.flops:,} ({si(t.flops)}) in one forward pass "
