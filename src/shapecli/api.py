@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from shapecli.errors import Problem, ShapecliError, fail
 from shapecli.inputs import InputError, InputSpec, merge_inputs, parse_input
+from shapecli.pymodel import is_target
 from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import Spec
@@ -83,12 +84,16 @@ def inspect(
     ``flops`` counts FLOPs per row and in total; ``memory`` adds the training-memory
     estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
     runs the model in that floating-point dtype (parameters and float inputs).
+    ``spec`` may also name a Python model, ``pkg.module:factory`` (see
+    :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow.
     """
     name = Path(spec.file if isinstance(spec, Spec) else spec).stem
     file = spec.file if isinstance(spec, Spec) else str(spec)
     inputs: tuple[InputSpec, ...] = ()
     try:
         inputs = parse_inputs(input)
+        if isinstance(spec, str) and is_target(spec):
+            return _inspect_python(spec, inputs, allow_import, flops, memory, optimizer, dtype)
         loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
         name = loaded.name
         inputs = _merged(loaded.inputs, inputs)
@@ -211,6 +216,56 @@ def _check_fits(model: nn.Module) -> None:
             "nothing was allocated",
             hint="inspect the spec instead (it allocates nothing), or build a smaller one",
         )
+
+
+def _inspect_python(
+    target: str,
+    inputs: tuple[InputSpec, ...],
+    allow_import: Iterable[str],
+    flops: bool,
+    memory: bool,
+    optimizer: str,
+    dtype: str | None,
+) -> Report:
+    """:func:`inspect` for a Python model."""
+    if not inputs:
+        raise fail(
+            "input-invalid", f"no input shape for `{target}`; pass --input (e.g. --input 2x20)"
+        )
+    _refuse_symbolic(inputs)
+    _check_analysis(optimizer, dtype)
+    from shapecli.dryrun import Measure, default_dtype, dry_run
+    from shapecli.pymodel import load_model
+    from shapecli.speedups import lean_meta
+
+    with lean_meta(), default_dtype(dtype):
+        built = load_model(target, allow_import)
+        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
+        return dry_run(built, inputs, target, target, measure=measure)
+
+
+def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
+    """A report to compare: a saved JSON report, a Python model, or a spec (dry-run
+    with ``input`` or its own ``input:``). Raises ShapecliError if it has problems: a
+    comparison needs both models whole."""
+    import json
+
+    from shapecli.errors import Source
+    from shapecli.report import from_json
+
+    if source.endswith(".json") and not is_target(source):
+        where = Source(source, 0, 0)
+        try:
+            report = from_json(json.loads(Path(source).read_text(encoding="utf-8")))
+        except OSError as e:
+            raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
+        except ValueError as e:
+            raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
+    else:
+        report = inspect(source, input, allow_import=allow_import)
+    if report.errors:
+        raise ShapecliError(*report.errors)
+    return report
 
 
 #: Parameter dtypes a model can be built in.

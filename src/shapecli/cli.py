@@ -162,7 +162,13 @@ def _main(
 @app.command(cls=_Command)
 def inspect(
     spec: Annotated[
-        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
+        str,
+        typer.Argument(
+            help="The spec file (YAML), or a Python model pkg.module:factory "
+            "(with --allow-import pkg).",
+            metavar="SPEC",
+            show_default=False,
+        ),
     ],
     input: InputOption = None,
     output_format: Annotated[
@@ -223,9 +229,12 @@ def inspect(
 
     def run() -> Report:
         from shapecli import api
+        from shapecli.pymodel import is_target
 
         inputs = api.parse_inputs(input)  # the command line is checked first
-        loaded = api.load(spec, set=_parse_sets(set_ or []))  # spec errors cost no torch import
+        sets = _parse_sets(set_ or [])
+        # spec errors cost no torch import; a Python model is loaded by the API
+        loaded = spec if is_target(spec) else api.load(spec, set=sets)
         return api.inspect(
             loaded,
             inputs,
@@ -236,7 +245,8 @@ def inspect(
             dtype=dtype,
         )
 
-    report = _guarded(run, lambda problems: failed_report(spec.stem, str(spec), (), *problems))
+    stem = Path(spec).stem
+    report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
     _emit(report, fmt, depth, paths)
     raise typer.Exit(_exit_code(report))
 
@@ -313,6 +323,71 @@ def schema() -> None:
         return 0
 
     raise typer.Exit(_guarded(run, _print_problems))
+
+
+@app.command(cls=_Command)
+def diff(
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="A spec, a saved JSON report (inspect -f json), or a Python model "
+            "pkg.module:factory.",
+            metavar="A",
+            show_default=False,
+        ),
+    ],
+    b: Annotated[str, typer.Argument(help="The same, for B.", metavar="B", show_default=False)],
+    input: InputOption = None,
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ReportFormat.table,
+    every: Annotated[
+        bool, typer.Option("--all", help="Show every layer, not only those that differ.")
+    ] = False,
+    exit_code: Annotated[
+        bool,
+        typer.Option("--exit-code", help="Exit 1 when the models differ (as git diff)."),
+    ] = False,
+    allow_import: AllowImportOption = None,
+) -> None:
+    """Compare two models layer by layer: shapes, parameters, counts."""
+    fmt = output_format.value
+
+    def run() -> int:
+        from shapecli import api
+        from shapecli.diff import diff as compare
+        from shapecli.pymodel import is_target
+        from shapecli.render import Options
+        from shapecli.render.diff import DIFF_FORMATS
+
+        inputs = api.parse_inputs(input)
+        allowed = allow_import or ()
+        # A Python model has no input: of its own: without --input it takes the other's.
+        if not inputs and is_target(a) and not is_target(b):
+            right = api.load_report(b, inputs, allowed)
+            left = api.load_report(a, right.inputs, allowed)
+        else:
+            left = api.load_report(a, inputs, allowed)
+            right = api.load_report(b, inputs or (left.inputs if is_target(b) else ()), allowed)
+        result = compare(left, right)
+        options = Options(color=_color(sys.stdout), every=every)
+        sys.stdout.write(DIFF_FORMATS[fmt](result, options).stdout)
+        return int(ExitCode.PROBLEMS) if exit_code and result.differs else 0
+
+    def on_problem(problems: tuple[Problem, ...]) -> int:
+        if fmt == "json":
+            import json
+
+            from shapecli.report import to_json
+
+            doc = to_json(failed_report("", "", (), *problems))
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        else:
+            _print_problems(problems)
+        worst = worst_exit_code(list(problems))
+        return int(ExitCode.INTERNAL) if worst == ExitCode.INTERNAL else int(ExitCode.USAGE)
+
+    raise typer.Exit(_guarded(run, on_problem))
 
 
 class ListFormat(StrEnum):

@@ -38,6 +38,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "shape-mismatch": ExitCode.PROBLEMS,
     "size-dependent": ExitCode.PROBLEMS,
     "import-denied": ExitCode.PROBLEMS,
+    "python-model": ExitCode.PROBLEMS,
     "uninitialized": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,
     "layer-warning": ExitCode.OK,

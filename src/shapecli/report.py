@@ -260,3 +260,61 @@ def problem_json(problem: Problem) -> dict[str, Any]:
         "detail": problem.detail,
         "notes": list(problem.notes),
     }
+
+
+def from_json(doc: Any) -> Report:
+    """A report saved with ``inspect --format json``, read back (what ``diff`` compares).
+
+    Only what a comparison needs is kept: rows, totals, inputs, errors as messages.
+    Raises ValueError on a document that is not a shapecli report.
+    """
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"not a shapecli report (schema_version {SCHEMA_VERSION})")
+    try:
+        rows = tuple(
+            Row(
+                path=row["path"],
+                name=row["name"],
+                type=row["type"],
+                depth=row["depth"],
+                input_shapes=tuple(tuple(s) for s in row["input_shapes"]),
+                output_shapes=tuple(tuple(s) for s in row["output_shapes"]),
+                params=tuple(
+                    ParamInfo(
+                        p["name"],
+                        tuple(p["shape"]) if p["shape"] is not None else None,
+                        p["count"],
+                        p["trainable"],
+                        p["shared_with"],
+                    )
+                    for p in row["params"]
+                ),
+                param_count=row["param_count"],
+                flops=row.get("flops"),
+                entry=row.get("entry", True),
+                status=row.get("status", "ok"),
+                repeat=row.get("repeat"),
+            )
+            for row in doc["layers"]
+        )
+        totals = doc["totals"]
+        inputs = tuple(
+            InputSpec(tuple(i["shape"]), i["dtype"], i.get("name")) for i in doc["inputs"]
+        )
+        errors = tuple(Problem(e["code"], e["message"]) for e in doc.get("errors", ()))
+        return Report(
+            name=doc["name"],
+            spec=doc["spec"],
+            inputs=inputs,
+            rows=rows,
+            totals=Totals(
+                params=totals["params"],
+                trainable=totals["trainable"],
+                non_trainable=totals["non_trainable"],
+                shared=totals["shared"],
+                param_bytes=totals["param_bytes"],
+            ),
+            errors=errors,
+        )
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"a shapecli report, but {type(e).__name__}: {e}") from None

@@ -18,6 +18,7 @@ class Options:
     depth: int | None = None  # None: every spec entry, no torch submodules (JSON: every row)
     color: bool = False
     paths: bool = False  # a column with each row's module path (what JSON and tie: use)
+    every: bool = False  # diff: every unit, not only those that differ
     width: int | None = None  # None: as wide as the table needs
 
 

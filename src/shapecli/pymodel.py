@@ -1,0 +1,95 @@
+"""A Python model as the thing to inspect: ``pkg.module:factory``.
+
+Wherever a spec is accepted, ``pkg.module:factory`` names a callable — a class or a
+function — that returns an ``nn.Module``: the reference implementation a spec copies,
+say, so ``shapecli diff spec.yaml torchvision.models:resnet18`` answers "is it the same
+network?". The package is imported only when ``--allow-import pkg`` allows it (never
+because a file said so), and the factory is called under ``torch.device("meta")``, so
+a 70B-parameter model costs nothing.
+
+Its rows are its own module tree; with no YAML behind it, problems name module paths
+and the target instead of ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+from shapecli.errors import Source, fail
+
+_TARGET = re.compile(
+    r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
+)
+
+
+def is_target(text: str) -> bool:
+    """Does ``text`` name a Python factory (and not a file that happens to exist)?"""
+    return bool(_TARGET.fullmatch(text)) and not Path(text).exists()
+
+
+def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
+    """The module tree ``target`` makes, on the meta device, as a
+    :class:`~shapecli.construct.BuiltModel` whose entries are all its modules."""
+    import torch
+    from torch import nn
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    from shapecli.construct import BuiltModel
+    from shapecli.errors import foreign_message
+    from shapecli.spec.model import Entry
+
+    match = _TARGET.fullmatch(target)
+    assert match is not None
+    module_name, attribute = match.group("module"), match.group("attribute")
+    package = module_name.split(".")[0]
+    allowed = tuple(allow_import)
+    if not any(module_name == a or module_name.startswith(a + ".") for a in allowed):
+        raise fail(
+            "usage",
+            f"`{target}` is Python code; shapecli imports it only when allowed",
+            hint=f"run with `--allow-import {package}` if you trust that package",
+        )
+    where = Source(target, 0, 0)
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as e:  # user code may raise anything at import
+        raise fail(
+            "python-model", f"cannot import `{module_name}`: {foreign_message(e)}", where
+        ) from e
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise fail("python-model", f"`{module_name}` has no `{attribute}`", where)
+        found = getattr(found, part)
+    if not callable(found):
+        raise fail("python-model", f"`{target}` is not a class or function", where)
+    try:
+        with torch.device("meta"):
+            model = found()
+    except Exception as e:  # a constructor may raise anything; keep its message below ours
+        raise fail(
+            "python-model",
+            f"`{target}()` failed",
+            where,
+            detail=foreign_message(e),
+            hint="the factory is called with no arguments, on the meta device",
+        ) from e
+    if not isinstance(model, nn.Module):
+        raise fail(
+            "python-model",
+            f"`{target}()` returned a {type(model).__name__}, not an nn.Module",
+            where,
+        )
+    entries = {
+        path: Entry(type(module).__name__, path.rsplit(".", 1)[-1] if path else "", where)
+        for path, module in model.named_modules()
+    }
+    lazy = {
+        path
+        for path, module in model.named_modules()
+        if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
+    }
+    return BuiltModel(model, entries, lazy=lazy)

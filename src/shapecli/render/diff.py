@@ -1,0 +1,161 @@
+"""``shapecli diff`` output: a table for people, JSON for scripts, Markdown for a pull
+request comment. Each is a pure function of a :class:`~shapecli.diff.Diff`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from shapecli.diff import Change, Diff, own_shapes
+from shapecli.render import Options, Rendered
+from shapecli.render.console import to_text
+from shapecli.render.format import shapes
+from shapecli.report import Report, Row
+
+DIFF_SCHEMA_VERSION = 1
+MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-"}
+STYLES = {"same": "dim", "changed": "yellow", "added": "green", "removed": "red"}
+
+
+def _shown(result: Diff, options: Options) -> list[Change]:
+    """Every unit with ``--all``, else only those that differ (or changed type)."""
+    return [c for c in result.changes if options.every or c.status != "same" or c.differences]
+
+
+def _label(row: Row | None) -> str:
+    return f"{row.path} ({row.type})" if row is not None else "—"
+
+
+def _side_by_side(a: str, b: str) -> str:
+    return a if a == b else f"{a} → {b}"
+
+
+def _cells(change: Change) -> tuple[str, str, str, str, str]:
+    a, b = change.a, change.b
+    out_a = shapes(a.output_shapes) if a else ""
+    out_b = shapes(b.output_shapes) if b else ""
+    params_a = _params(a)
+    params_b = _params(b)
+    delta = change.delta
+    return (
+        _label(a),
+        _label(b),
+        _side_by_side(out_a, out_b) if a and b else out_a or out_b,
+        _side_by_side(params_a, params_b) if a and b else params_a or params_b,
+        f"{delta:+,}" if delta else "",
+    )
+
+
+def _params(row: Row | None) -> str:
+    if row is None:
+        return ""
+    from shapecli.report import format_shape
+
+    return " · ".join(f"{n} {format_shape(s) if s else '?'}" for n, s in own_shapes(row))
+
+
+def summary(result: Diff) -> str:
+    a, b = result.a.totals.params, result.b.totals.params
+    counts = ", ".join(
+        f"{result.count(status)} {status}" for status in ("changed", "added", "removed")
+    )
+    out_a, out_b = shapes(Diff.output(result.a)), shapes(Diff.output(result.b))
+    output = f" · output {_side_by_side(out_a, out_b)}"
+    verdict = "the models differ" if result.differs else "no differences in shapes or counts"
+    return f"Parameters: {a:,} → {b:,} ({b - a:+,}){output} · {counts}: {verdict}"
+
+
+def _title(report: Report) -> str:
+    return report.name if report.name == report.spec else f"{report.name} ({report.spec})"
+
+
+def render_table(result: Diff, options: Options) -> Rendered:
+    table = Table(
+        title=f"{_title(result.a)} → {_title(result.b)}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
+    for column in ("", "A", "B", "Output", "Parameters"):
+        table.add_column(column, no_wrap=column != "Parameters")
+    table.add_column("Δ params", justify="right", no_wrap=True)
+    for change in _shown(result, options):
+        style = STYLES[change.status]
+        table.add_row(Text(MARKS[change.status], style=style), *(Text(c) for c in _cells(change)))
+    rows = to_text(table, options) if _shown(result, options) else ""
+    return Rendered(rows + to_text(Text(summary(result), style="bold"), options))
+
+
+def render_markdown(result: Diff, options: Options) -> Rendered:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|") or " "
+
+    lines = [
+        f"### `{result.a.spec}` → `{result.b.spec}`",
+        "",
+    ]
+    changes = _shown(result, options)
+    if changes:
+        lines += ["| | A | B | Output | Parameters | Δ params |", "|---|---|---|---|---|---:|"]
+        for change in changes:
+            lines.append(
+                "| " + " | ".join(cell(c) for c in (MARKS[change.status], *_cells(change))) + " |"
+            )
+        lines.append("")
+    lines.append(summary(result))
+    return Rendered("\n".join(lines) + "\n")
+
+
+def render_json(result: Diff, options: Options) -> Rendered:
+    def side(row: Row | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {
+            "path": row.path,
+            "type": row.type,
+            "output_shapes": [list(s) for s in row.output_shapes],
+            "params": [{"name": n, "shape": list(s) if s else None} for n, s in own_shapes(row)],
+            "param_count": sum(p.count or 0 for p in row.params),
+        }
+
+    def model(report: Any) -> dict[str, Any]:
+        return {
+            "name": report.name,
+            "spec": report.spec,
+            "params": report.totals.params,
+            "output_shapes": [list(s) for s in Diff.output(report)],
+        }
+
+    doc = {
+        "schema_version": DIFF_SCHEMA_VERSION,
+        "differ": result.differs,
+        "a": model(result.a),
+        "b": model(result.b),
+        "summary": {s: result.count(s) for s in ("same", "changed", "added", "removed")}
+        | {"param_delta": result.b.totals.params - result.a.totals.params},
+        "changes": [
+            {
+                "status": c.status,
+                "a": side(c.a),
+                "b": side(c.b),
+                "differences": list(c.differences),
+                "param_delta": c.delta,
+            }
+            for c in result.changes
+        ],
+    }
+    return Rendered(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+DIFF_FORMATS: dict[str, Callable[[Diff, Options], Rendered]] = {
+    "table": render_table,
+    "json": render_json,
+    "markdown": render_markdown,
+}

@@ -1,0 +1,45 @@
+"""Python models for tests: the shipped MLP written in plain PyTorch, and variants."""
+
+from torch import nn
+
+
+def mlp() -> nn.Module:
+    """configs/mlp.yaml, layer for layer."""
+    return nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def wider() -> nn.Module:
+    """The MLP with a wider hidden layer: every layer changes."""
+    return nn.Sequential(nn.Linear(20, 512), nn.ReLU(), nn.Linear(512, 10))
+
+
+class Named(nn.Module):
+    """The MLP with its own names (fc1, act, fc2) instead of indices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(20, 256)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(256, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Deeper(Named):
+    """Named, with one more layer at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(10, 3)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.out(super().forward(x))
+
+
+def broken() -> nn.Module:
+    raise RuntimeError("no GPU found")
+
+
+def not_a_module() -> int:
+    return 3
