@@ -27,9 +27,10 @@ def test_import_shapecli_does_not_import_torch() -> None:
     assert done.stdout.strip() == "False"
 
 
-def test_help_does_not_import_torch() -> None:
+def test_help_and_schema_do_not_import_torch() -> None:
     modules = imported_modules("--help")
     assert "typer" in modules and "torch" not in modules
+    assert "torch" not in imported_modules("schema")
 
 
 @pytest.mark.parametrize(

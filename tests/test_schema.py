@@ -77,3 +77,14 @@ def test_the_schema_follows_the_parser() -> None:
     entry = schema["$defs"]["entry"]["anyOf"][2]["properties"]
     assert "Attention" in entry and "LazyLinear" in entry and "ModuleList" not in entry
     assert "auto" in entry["LayerNorm"]["description"]
+
+
+def test_the_shipped_schema_is_what_the_code_generates(request: pytest.FixtureRequest) -> None:
+    """``shapecli schema`` prints a file shipped with the package (no torch import);
+    it must be what the loader and argument checker say today."""
+    from shapecli.schema import SHIPPED, render
+
+    generated = render(spec_schema())
+    if request.config.getoption("--update-golden"):
+        SHIPPED.write_text(generated, encoding="utf-8")
+    assert SHIPPED.read_text(encoding="utf-8") == generated, "run pytest --update-golden"

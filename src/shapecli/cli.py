@@ -315,11 +315,10 @@ def schema() -> None:
     """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
 
     def run() -> int:
-        import json
+        from importlib import resources
 
-        from shapecli.schema import spec_schema
-
-        sys.stdout.write(json.dumps(spec_schema(), indent=2, ensure_ascii=False) + "\n")
+        # shipped with the package: generating it would import torch (tests keep it fresh)
+        sys.stdout.write(resources.files("shapecli").joinpath("spec.schema.json").read_text())
         return 0
 
     raise typer.Exit(_guarded(run, _print_problems))

@@ -7,13 +7,20 @@ what ``shapecli`` accepts. It is a *guide* for completion and early red squiggle
 the loader stays the judge (it also checks what a schema cannot say: one type per
 entry, param expressions, shapes). Point yaml-language-server at it with a first
 line ``# yaml-language-server: $schema=shapecli.schema.json``.
+
+Generating it reads every ``torch.nn`` class, so it needs torch (seconds); the package
+ships the generated text (``spec.schema.json``, next to this module) and ``shapecli
+schema`` prints that, instantly. ``tests/test_schema.py`` checks the shipped text is
+what :func:`spec_schema` generates now (``pytest --update-golden`` rewrites it).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from shapecli.inputs import DTYPES, grammar_pattern
@@ -38,6 +45,13 @@ TENSOR_NAME: Schema = {
     "description": "a model or block input, an earlier entry's name, or _ (the previous output)",
 }
 NAMES: Schema = {"anyOf": [TENSOR_NAME, {"type": "array", "items": TENSOR_NAME, "minItems": 1}]}
+
+
+SHIPPED = Path(__file__).with_name("spec.schema.json")
+
+
+def render(schema: Schema) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 def spec_schema() -> Schema:

@@ -32,7 +32,27 @@ Renderer = Callable[[Report, Options], Rendered]
 
 
 def renderers() -> dict[str, Renderer]:
-    """Every report format by name (imported on use: rich costs time to import)."""
-    from shapecli.render import json, markdown, table
+    """Every report format by name; each module is imported on use (rich costs time)."""
+    return {"table": _table, "json": _json, "markdown": _markdown}
 
-    return {"table": table.render, "json": json.render, "markdown": markdown.render}
+
+def _table(report: Report, options: Options) -> Rendered:
+    if not report.rows:  # nothing to tabulate: only problems, which need no rich
+        from shapecli.render.problems import problems_text
+
+        return Rendered("", problems_text(report, options))
+    from shapecli.render import table
+
+    return table.render(report, options)
+
+
+def _json(report: Report, options: Options) -> Rendered:
+    from shapecli.render import json
+
+    return json.render(report, options)
+
+
+def _markdown(report: Report, options: Options) -> Rendered:
+    from shapecli.render import markdown
+
+    return markdown.render(report, options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
-from shapecli.render.table import problems_text
+from shapecli.render.problems import problems_text
 from shapecli.render.tree import visible_rows
 from shapecli.report import Report
 

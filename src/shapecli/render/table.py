@@ -9,6 +9,7 @@ from rich.text import Text
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
 from shapecli.render.console import to_text
+from shapecli.render.problems import problems_text
 from shapecli.render.tree import guides, visible_rows
 from shapecli.report import Report, Row
 
@@ -77,18 +78,3 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
         Text(fmt.params(row.params), style="magenta" if not failed else style),
         Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
     )
-
-
-def problems_text(report: Report, options: Options) -> str:
-    """Every error and warning, for stderr: the same in every report format."""
-    problems = (*report.errors, *report.warnings)
-    if not problems:
-        return ""
-    text = Text()
-    for problem in problems:
-        lines = fmt.problem_lines(problem)
-        text.append(lines[0] + "\n", style="bold red" if problem.severity == "error" else "yellow")
-        for line in lines[1:]:
-            text.append(line + "\n", style="dim" if line.lstrip().startswith("torch") else "")
-    text.rstrip()
-    return to_text(text, options, wrap=False)
