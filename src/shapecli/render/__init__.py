@@ -35,3 +35,10 @@ def renderers() -> dict[str, Renderer]:
     from shapecli.render import json, markdown, table
 
     return {"table": table.render, "json": json.render, "markdown": markdown.render}
+
+
+def graph_renderers() -> dict[str, Renderer]:
+    """Every picture format of ``shapecli graph`` by name (see :mod:`shapecli.graph`)."""
+    from shapecli.render import dot, html, mermaid, svg
+
+    return {"mermaid": mermaid.render, "dot": dot.render, "svg": svg.render, "html": html.render}
