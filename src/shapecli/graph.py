@@ -267,10 +267,10 @@ class _Builder:
             self.order.append(group_id)
         inner = None if row.path == "" else group_id
         for run in runs:
-            if len(run) == 1 and run[0].same_as is None:
-                self._place(run[0], inner)
-            else:
+            if self.depth is None and run[0].same_as is not None:
                 self._run_node(run, inner)
+            else:
+                self._place(run[0], inner)
         merge = MERGES.get(row.type)
         if merge is not None and row.status == "ok":
             merge_id = f"m{len(self.merges)}"
@@ -288,18 +288,18 @@ class _Builder:
         return group_id
 
     def _layer_node(self, row: Row, group: str | None) -> str:
-        return self._node_for([row], group)
+        return self._node_for([row], group, run=False)
 
     def _run_node(self, run: list[Row], group: str | None) -> str:
         """Repeat copies that did what the first copy did, drawn as one node."""
-        return self._node_for(run, group)
+        return self._node_for(run, group, run=True)
 
-    def _node_for(self, rows: list[Row], group: str | None) -> str:
+    def _node_for(self, rows: list[Row], group: str | None, run: bool) -> str:
         """One layer node for a row, or for a run of repeat copies (``1…11 · block ×11,
         as 0``), standing also for every entry under them."""
         first, last = rows[0], rows[-1]
         node_id = f"n{sum(1 for n in self.nodes.values() if n.kind == 'layer')}"
-        if first.same_as is None:
+        if not run or first.same_as is None:
             name, type_ = first.name, _type_label(first)
         else:
             name = first.name if len(rows) == 1 else f"{first.name}…{last.name}"
@@ -319,7 +319,7 @@ class _Builder:
             last.output_shapes,
             "failed" if "failed" in statuses else "not-run" if "not-run" in statuses else "ok",
             any(p == r.path or _inside(p, r.path) for p in self.failing for r in rows),
-            collapsed=under > 0 or first.same_as is not None,
+            collapsed=under > 0 or run,
             rows=len(rows) + under,
             shared=tuple(f"{p.name} = {p.shared_with}" for p in first.params if p.shared_with),
             source=first.source,
