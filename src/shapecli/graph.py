@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shapecli.errors import Source
-from shapecli.inputs import input_names
+from shapecli.inputs import InputSpec, input_names
 from shapecli.report import Origin, Report, Row, RowStatus, Shape, format_shape
 
 NodeKind = Literal["input", "layer", "merge", "output"]
@@ -108,7 +108,8 @@ class Edge:
 
 @dataclass(frozen=True)
 class Graph:
-    title: str
+    name: str  # the model's
+    inputs: tuple[InputSpec, ...]
     nodes: tuple[Node, ...] = ()
     groups: tuple[Group, ...] = ()
     edges: tuple[Edge, ...] = ()
@@ -182,6 +183,7 @@ class _Builder:
         self.merges: dict[str, str] = {}  # group id → its merge node id
         self.edges: dict[tuple[str, str, bool], Edge] = {}
         self.inputs: dict[str, str] = {}  # model input name → node id
+        self.layer_count = 0
 
     # -- the tree of drawn rows -----------------------------------------------------------
 
@@ -195,14 +197,10 @@ class _Builder:
         return ""
 
     def build(self) -> Graph:
-        title = self.report.name
-        if self.report.inputs:
-            from shapecli.render.format import inputs
-
-            title += f" · {inputs(self.report.inputs)}"
+        named = (self.report.name, self.report.inputs)
         root = self.by_path.get("")
         if root is None:
-            return Graph(title)
+            return Graph(*named)
         for name, spec in zip(input_names(self.report.inputs), self.report.inputs, strict=True):
             node_id = f"i{len(self.inputs)}"
             self.inputs[name] = node_id
@@ -220,7 +218,7 @@ class _Builder:
             for tail in tails:
                 self._edge(tail, "y0")
         return Graph(
-            title,
+            *named,
             tuple(self.nodes.values()),
             tuple(g for g in self.groups.values() if g.path != ""),
             tuple(self.edges.values()),
@@ -298,7 +296,8 @@ class _Builder:
         """One layer node for a row, or for a run of repeat copies (``1…11 · block ×11,
         as 0``), standing also for every entry under them."""
         first, last = rows[0], rows[-1]
-        node_id = f"n{sum(1 for n in self.nodes.values() if n.kind == 'layer')}"
+        node_id = f"n{self.layer_count}"
+        self.layer_count += 1
         if not run or first.same_as is None:
             name, type_ = first.name, _type_label(first)
         else:

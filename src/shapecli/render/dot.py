@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shapecli.graph import Graph, Group, Node, build_graph, walk
 from shapecli.render import Options, Rendered
-from shapecli.render.drawing import group_title, node_lines
+from shapecli.render.drawing import group_title, node_lines, title
 from shapecli.render.table import problems_text
 from shapecli.report import Report, format_shape
 
@@ -41,7 +41,8 @@ def _label(lines: list[str]) -> str:
 
 
 def to_dot(graph: Graph) -> str:
-    lines = [f"digraph {quote(graph.title)} {{", *_HEADER, f"  label={quote(graph.title)};"]
+    name = quote(title(graph))
+    lines = [f"digraph {name} {{", *_HEADER, f"  label={name};"]
     for level, element in walk(graph):
         indent = "  " * (level + 1)
         if element is None:

@@ -7,10 +7,16 @@ and dtype. Lines are plain text: each format escapes them its own way.
 
 from __future__ import annotations
 
-from shapecli.graph import Group, Node
+from shapecli.graph import Graph, Group, Node
+from shapecli.render.format import inputs
 from shapecli.report import format_shape
 
 FAIL_MARK = "✗"
+
+
+def title(graph: Graph) -> str:
+    """The picture's title: ``gpt2 · input 1x1024:int64``, as the table's."""
+    return f"{graph.name} · {inputs(graph.inputs)}" if graph.inputs else graph.name
 
 
 def shapes(node: Node | Group) -> str:

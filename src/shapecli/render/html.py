@@ -23,7 +23,7 @@ from shapecli.graph import Graph, Group, Node, build_graph
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
 from shapecli.render.dot import to_dot
-from shapecli.render.drawing import group_title, node_lines
+from shapecli.render.drawing import group_title, node_lines, title
 from shapecli.render.graphviz import INSTALL_HINT, find_dot, run_dot
 from shapecli.render.layout import draw
 from shapecli.render.table import problems_text
@@ -70,7 +70,7 @@ def page(
     data = json.dumps(_data(report, graph), ensure_ascii=False, separators=(",", ":"))
     layout = "" if by_graphviz else f"<p class=note>{escape(FALLBACK_NOTE)}</p>"
     return _PAGE.format(
-        title=escape(graph.title),
+        title=escape(title(graph)),
         summary="<br>".join(escape(line) for line in summary),
         problems="".join(f"<pre class=problem>{escape(p)}</pre>" for p in problems),
         layout=layout,
@@ -276,10 +276,10 @@ _SCRIPT = """
   const box = svg.viewBox.baseVal;
   const home = {x: box.x, y: box.y, w: box.width, h: box.height};
   const show = () => svg.setAttribute('viewBox', `${cam.x} ${cam.y} ${cam.w} ${cam.h}`);
-  // At first: the whole width, from the top, at no more than life size (a tall network
+  // At first: the whole width, from the top, at most at 1pt = 1px (a tall network
   // fitted whole would be too small to read; `fit` shows it whole).
   const first = () => {
-    const s = Math.max(home.w / view.clientWidth, 1), w = view.clientWidth * s;
+    const s = Math.max(home.w / view.clientWidth, 0.75), w = view.clientWidth * s;
     return {x: home.x + (home.w - w) / 2, y: home.y, w: w, h: view.clientHeight * s};
   };
   let cam = first();

@@ -19,7 +19,7 @@ from html import escape
 
 from shapecli.graph import Graph, Group, Node, walk
 from shapecli.render.dot import classes
-from shapecli.render.drawing import group_title, node_lines
+from shapecli.render.drawing import group_title, node_lines, title
 
 LINE = 13  # px per text line
 CHAR = 6.2  # px per character at font-size 10, generously
@@ -70,11 +70,12 @@ def draw(graph: Graph) -> str:
         tail, head = boxes[edge.tail], boxes[edge.head]
         adjacent = order[edge.head] == order[edge.tail] + 1
         edges.append(_edge(edge.id, edge.label, edge.skip, tail, head, adjacent, right, k))
-    title = f'<text x="10" y="18" font-size="12">{escape(graph.title)}</text>'
+    heading = f'<text x="10" y="18" font-size="12">{escape(title(graph))}</text>'
+    body = "\n".join([heading, *parts, *edges])
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {right + 150:.0f} {y + 10:.0f}" '
         'font-family="Helvetica,Arial,sans-serif" font-size="10">\n'
-        '<g id="graph0" class="graph">\n' + "\n".join([title, *parts, *edges]) + "\n</g>\n</svg>\n"
+        f'<g id="graph0" class="graph">\n{body}\n</g>\n</svg>\n'
     )
 
 

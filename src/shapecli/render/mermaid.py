@@ -14,7 +14,7 @@ import json
 
 from shapecli.graph import Graph, Group, Node, build_graph, walk
 from shapecli.render import Options, Rendered
-from shapecli.render.drawing import group_title, node_lines
+from shapecli.render.drawing import group_title, node_lines, title
 from shapecli.render.table import problems_text
 from shapecli.report import Report
 
@@ -46,7 +46,7 @@ def label(lines: list[str]) -> str:
 
 
 def to_mermaid(graph: Graph) -> str:
-    lines = ["---", f"title: {json.dumps(graph.title, ensure_ascii=False)}", "---"]
+    lines = ["---", f"title: {json.dumps(title(graph), ensure_ascii=False)}", "---"]
     lines.append("flowchart TD")
     for level, element in walk(graph):
         indent = "  " * (level + 1)
