@@ -26,10 +26,7 @@ X = (2, 4)  # every tensor in these reports, unless a test says otherwise
 
 def row(path: str, type_: str, *sources: str, out: tuple[int, ...] = X, **kw: object) -> Row:
     """A row reading ``sources``: row paths, or ``@name`` for a model input."""
-    origins = tuple(
-        Origin(input=s[1:]) if s.startswith("@") else Origin(path=s.split("=")[-1], arg=None)
-        for s in sources
-    )
+    origins = tuple(Origin(input=s[1:]) if s.startswith("@") else Origin(path=s) for s in sources)
     fields: dict[str, object] = {
         "name": path.rpartition(".")[2] or "model",
         "depth": 0 if path == "" else path.count(".") + 1,

@@ -128,9 +128,6 @@ class Graph:
             tree[parent].append(element)
         return tree
 
-    def node(self, node_id: str) -> Node:
-        return next(n for n in self.nodes if n.id == node_id)
-
     @property
     def layers(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.kind == "layer")
