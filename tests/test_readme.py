@@ -111,3 +111,14 @@ def test_the_quick_start_installs_a_cpu_torch_first() -> None:
     assert first.startswith("pip install torch --index-url https://download.pytorch.org/whl/cpu")
     assert "shapecli inspect configs/" in first and second == "pytest"
     assert Path(ROOT / ".ci" / "run").read_text().count("pytest") >= 1
+
+
+def test_the_mermaid_example_is_what_shapecli_graph_prints(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    (shown,) = examples("mermaid")
+    (command,) = [c for c in COMMANDS if c.startswith("$ shapecli graph ")]
+    first, *printed = command.splitlines()
+    assert shown.splitlines() == printed  # the picture GitHub renders is the one shown above
+    assert cli(*first.split()[2:]).stdout == shown

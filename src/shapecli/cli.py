@@ -251,6 +251,91 @@ def inspect(
     raise typer.Exit(_exit_code(report))
 
 
+class GraphFormat(StrEnum):
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+    html = "html"
+
+
+@app.command(cls=_Command)
+def graph(
+    spec: Annotated[
+        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
+    ],
+    output_format: Annotated[
+        GraphFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="mermaid (renders on GitHub), dot (Graphviz source), svg (needs Graphviz), "
+            "html (one self-contained page to explore).",
+        ),
+    ] = GraphFormat.mermaid,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the picture to FILE instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            "-d",
+            min=0,
+            metavar="N",
+            help="Draw every entry down to this depth; what lies deeper is drawn as part of "
+            "its container (default: the spec's entries, repeat copies collapsed).",
+            show_default=False,
+        ),
+    ] = None,
+    input: InputOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="Override a param: --set d_model=512. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_import: AllowImportOption = None,
+) -> None:
+    """Draw the architecture: layers as nodes, the tensors between them as edges."""
+
+    def run() -> int:
+        from shapecli import api
+        from shapecli.render import Options, graph_renderers
+
+        inputs = api.parse_inputs(input)
+        loaded = api.load(spec, set=_parse_sets(set_ or []))
+        report = api.inspect(loaded, inputs, allow_import=allow_import or ())
+        options = Options(depth=depth, color=_color(sys.stderr))
+        rendered = graph_renderers()[output_format.value](report, options)
+        if rendered.stdout:
+            _write_picture(rendered.stdout, output)
+        sys.stderr.write(rendered.stderr)
+        return _exit_code(report)
+
+    raise typer.Exit(_guarded(run, _print_problems))
+
+
+def _write_picture(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise fail("file-error", f"cannot write {output}: {e.strerror or e}") from None
+
+
 class LintFormat(StrEnum):
     text = "text"
     json = "json"

@@ -48,6 +48,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
     "too-large": ExitCode.USAGE,
+    "missing-program": ExitCode.USAGE,  # a program a format needs (Graphviz's dot)
     "internal": ExitCode.INTERNAL,
 }
 

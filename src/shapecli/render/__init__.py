@@ -56,3 +56,10 @@ def _markdown(report: Report, options: Options) -> Rendered:
     from shapecli.render import markdown
 
     return markdown.render(report, options)
+
+
+def graph_renderers() -> dict[str, Renderer]:
+    """Every picture format of ``shapecli graph`` by name (see :mod:`shapecli.graph`)."""
+    from shapecli.render import dot, html, mermaid, svg
+
+    return {"mermaid": mermaid.render, "dot": dot.render, "svg": svg.render, "html": html.render}

@@ -1,0 +1,436 @@
+"""The architecture as a graph: nodes and edges drawn from a :class:`Report` alone.
+
+Every picture format (mermaid, dot, svg, html) draws the same :class:`Graph`, built here
+from the report's rows and their ``sources`` — never by reading the spec again — so the
+picture shows what the dry run saw. Pure data in, pure data out: no torch, no I/O.
+
+What is drawn:
+
+* **Nodes** are the report's rows at the chosen depth. By default that is the spec's
+  entries as ``inspect`` shows them: repeat copies that did what the first copy did
+  become one node (``1…11 · block ×11, as 0``). With ``depth`` every entry down to that
+  depth is drawn and a container cut off by it becomes one node (``h · block ×12``).
+  torch's own submodules have no recorded dataflow, so they are never drawn.
+* **Groups** are containers whose entries are drawn (a block, a ``Residual``, a repeat
+  group): a box around their members.
+* **Edges** come from each row's ``sources``. A row whose source lies inside something
+  drawn as one node gets its edge from that node; an edge that reads a group's output
+  starts at what the group returns. The label is the shape that flows: the producer's
+  output shape.
+* **Merge nodes**: a ``Residual`` adds its body's output to its shortcut's (or to its
+  own input: the dashed *skip* edge); a ``Parallel`` merges its branches. Both are
+  shapecli's own layers, whose module paths (``body``, ``shortcut``, ``branches.i``)
+  are documented, so the merge is drawn as a small node inside the group.
+* **Inputs and the output**: one node per model input, one for the model's output.
+
+What a group returns is not in the report, so it is inferred: the members whose output
+no other member reads (its sinks), plus — for a graph that returns a tuple, such as
+BERT's ``(encoder, pooled)`` — the last member whose output has the shape of an output
+still unaccounted for.
+
+A failing spec is drawn up to the failing row, which is marked (``failed``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shapecli.errors import Source
+from shapecli.inputs import InputSpec, input_names
+from shapecli.report import Origin, Report, Row, RowStatus, Shape, format_shape
+
+NodeKind = Literal["input", "layer", "merge", "output"]
+
+#: shapecli's own layers that combine what their members return, and the merge's label.
+MERGES = {"Residual": "+", "Parallel": "merge"}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One drawn box: a layer (or several rows drawn as one), a merge, an input, the
+    output. ``rows`` counts the entries it stands for (``collapsed`` when more than its
+    own entry hides behind it). An input's ``type`` is its dtype."""
+
+    id: str
+    kind: NodeKind
+    name: str
+    type: str
+    path: str | None = None
+    group: str | None = None  # the id of the innermost group it is drawn in
+    param_count: int = 0
+    input_shapes: tuple[Shape, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    status: RowStatus = "ok"
+    failed: bool = False  # the layer that could not take its input
+    collapsed: bool = False
+    rows: int = 1
+    shared: tuple[str, ...] = ()  # ``weight = wte.weight``: parameters that live elsewhere
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A container whose members are drawn: a box around them."""
+
+    id: str
+    name: str
+    type: str
+    path: str
+    parent: str | None
+    param_count: int = 0
+    input_shapes: tuple[Shape, ...] = ()
+    output_shapes: tuple[Shape, ...] = ()
+    status: RowStatus = "ok"
+    failed: bool = False
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A tensor flowing from ``tail`` to ``head``; ``arg`` is the keyword it is passed
+    as; ``skip`` marks a residual's identity shortcut."""
+
+    id: str
+    tail: str
+    head: str
+    shapes: tuple[Shape, ...]
+    arg: str | None = None
+    skip: bool = False
+
+    @property
+    def label(self) -> str:
+        text = ", ".join(format_shape(s) for s in self.shapes)
+        return f"{self.arg}: {text}" if self.arg else text
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str  # the model's
+    inputs: tuple[InputSpec, ...]
+    nodes: tuple[Node, ...] = ()
+    groups: tuple[Group, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    _order: tuple[str, ...] = field(default=(), repr=False)  # nodes and groups, pre-order
+
+    def contents(self) -> dict[str | None, list[Node | Group]]:
+        """Each group's members (``None``: the top level), in the order they are written."""
+        by_id: dict[str, Node | Group] = {n.id: n for n in self.nodes}
+        by_id.update({g.id: g for g in self.groups})
+        tree: dict[str | None, list[Node | Group]] = {None: []}
+        for group in self.groups:
+            tree[group.id] = []
+        for element_id in self._order:
+            element = by_id[element_id]
+            parent = element.group if isinstance(element, Node) else element.parent
+            tree[parent].append(element)
+        return tree
+
+    @property
+    def layers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.kind == "layer")
+
+
+def build_graph(report: Report, depth: int | None = None) -> Graph:
+    """The graph of ``report``: its entries at ``depth`` (``None``: as ``inspect`` shows
+    them), with every edge the rows' ``sources`` record."""
+    return _Builder(report, depth).build()
+
+
+def rows_up_to_failure(report: Report) -> list[Row]:
+    """The rows the dry run reached: after a failure, the ones after it are left out."""
+    rows = list(report.rows)
+    failing = [i for i, r in enumerate(rows) if r.status == "failed"]
+    return rows[: failing[-1] + 1] if failing else rows
+
+
+def _parent_path(path: str) -> str | None:
+    return None if path == "" else path.rpartition(".")[0]
+
+
+def _inside(path: str, ancestor: str) -> bool:
+    return ancestor == "" or path.startswith(ancestor + ".")
+
+
+class _Builder:
+    def __init__(self, report: Report, depth: int | None) -> None:
+        self.report = report
+        self.depth = depth
+        self.rows = rows_up_to_failure(report)
+        self.by_path = {r.path: r for r in self.rows}
+        self.children: dict[str, list[Row]] = {}  # entry tree: each row's entries
+        for row in self.rows:
+            if row.path != "" and row.entry:
+                self.children.setdefault(self._entry_parent(row.path), []).append(row)
+        self.readers: dict[str, list[str]] = {}  # path → the paths of rows reading it
+        for row in self.rows:
+            for origin in row.sources:
+                if origin.path is not None:
+                    self.readers.setdefault(origin.path, []).append(row.path)
+        self.failing = {
+            p.path for p in report.errors if p.path is not None and p.path in self.by_path
+        }
+        self.nodes: dict[str, Node] = {}
+        self.groups: dict[str, Group] = {}
+        self.order: list[str] = []
+        self.element_of: dict[str, str] = {}  # a drawn row's path → its node or group id
+        self.group_rows: dict[str, Row] = {}  # group id → its row
+        self.merges: dict[str, str] = {}  # group id → its merge node id
+        self.edges: dict[tuple[str, str, bool], Edge] = {}
+        self.inputs: dict[str, str] = {}  # model input name → node id
+        self.layer_count = 0
+
+    # -- the tree of drawn rows -----------------------------------------------------------
+
+    def _entry_parent(self, path: str) -> str:
+        parent = _parent_path(path)
+        while parent:
+            row = self.by_path.get(parent)
+            if row is not None and row.entry:
+                return parent
+            parent = _parent_path(parent)
+        return ""
+
+    def build(self) -> Graph:
+        named = (self.report.name, self.report.inputs)
+        root = self.by_path.get("")
+        if root is None:
+            return Graph(*named)
+        for name, spec in zip(input_names(self.report.inputs), self.report.inputs, strict=True):
+            node_id = f"i{len(self.inputs)}"
+            self.inputs[name] = node_id
+            node = Node(node_id, "input", name, spec.dtype, output_shapes=(spec.dims,))
+            self._add_node(node)
+        top = self._place(root, None)
+        for row in self.rows:
+            self._edges_into(row)
+        for group_id, merge_id in self.merges.items():
+            self._edges_into_merge(group_id, merge_id)
+        if root.status == "ok" and root.output_shapes:
+            out = Node("y0", "output", "output", "output", output_shapes=root.output_shapes)
+            self._add_node(out)
+            tails = self._outputs(top) if top in self.groups else [top]
+            for tail in tails:
+                self._edge(tail, "y0")
+        return Graph(
+            *named,
+            tuple(self.nodes.values()),
+            tuple(g for g in self.groups.values() if g.path != ""),
+            tuple(self.edges.values()),
+            tuple(self.order),
+        )
+
+    def _shown_children(self, row: Row) -> list[list[Row]]:
+        """The entries under ``row`` that are drawn, each as a run: one row, or a run of
+        repeat copies that did what the first copy did (drawn as one node)."""
+        children = self.children.get(row.path, [])
+        if self.depth is not None:
+            return [[c] for c in children if c.depth <= self.depth]
+        runs: list[list[Row]] = []
+        for child in children:
+            if child.same_as is not None and runs and runs[-1][-1].same_as is not None:
+                runs[-1].append(child)
+            else:
+                runs.append([child])
+        return runs
+
+    def _place(self, row: Row, parent: str | None) -> str:
+        """Draw ``row`` in group ``parent``: as a group of its drawn entries, or a node."""
+        runs = self._shown_children(row)
+        if not runs:
+            return self._layer_node(row, parent)
+        group_id = "root" if row.path == "" else f"g{len(self.groups) - 1}"
+        group = Group(
+            group_id,
+            row.name,
+            _type_label(row),
+            row.path,
+            parent,
+            row.param_count,
+            row.input_shapes,
+            row.output_shapes,
+            row.status,
+            row.path in self.failing,
+            row.source,
+        )
+        self.groups[group_id] = group
+        self.group_rows[group_id] = row
+        self.element_of[row.path] = group_id
+        if row.path != "":  # the root is the whole picture, not a box in it
+            self.order.append(group_id)
+        inner = None if row.path == "" else group_id
+        for run in runs:
+            if self.depth is None and run[0].same_as is not None:
+                self._run_node(run, inner)
+            else:
+                self._place(run[0], inner)
+        merge = MERGES.get(row.type)
+        if merge is not None and row.status == "ok":
+            merge_id = f"m{len(self.merges)}"
+            self.merges[group_id] = merge_id
+            node = Node(
+                merge_id,
+                "merge",
+                merge,
+                row.type,
+                path=row.path,
+                group=inner,
+                output_shapes=row.output_shapes,
+            )
+            self._add_node(node)
+        return group_id
+
+    def _layer_node(self, row: Row, group: str | None) -> str:
+        return self._node_for([row], group, run=False)
+
+    def _run_node(self, run: list[Row], group: str | None) -> str:
+        """Repeat copies that did what the first copy did, drawn as one node."""
+        return self._node_for(run, group, run=True)
+
+    def _node_for(self, rows: list[Row], group: str | None, run: bool) -> str:
+        """One layer node for a row, or for a run of repeat copies (``1…11 · block ×11,
+        as 0``), standing also for every entry under them."""
+        first, last = rows[0], rows[-1]
+        node_id = f"n{self.layer_count}"
+        self.layer_count += 1
+        if not run or first.same_as is None:
+            name, type_ = first.name, _type_label(first)
+        else:
+            name = first.name if len(rows) == 1 else f"{first.name}…{last.name}"
+            as_copy = first.same_as.rsplit(".", 1)[-1]
+            type_ = f"{first.type} ×{len(rows)}, as {as_copy}"
+        under = sum(self._count_under(r.path) for r in rows)
+        statuses = {r.status for r in rows}
+        node = Node(
+            node_id,
+            "layer",
+            name,
+            type_,
+            first.path,
+            group,
+            sum(r.param_count for r in rows),
+            first.input_shapes,
+            last.output_shapes,
+            "failed" if "failed" in statuses else "not-run" if "not-run" in statuses else "ok",
+            any(p == r.path or _inside(p, r.path) for p in self.failing for r in rows),
+            collapsed=under > 0 or run,
+            rows=len(rows) + under,
+            shared=tuple(f"{p.name} = {p.shared_with}" for p in first.params if p.shared_with),
+            source=first.source,
+        )
+        self._add_node(node)
+        for row in rows:
+            self.element_of[row.path] = node_id
+        return node_id
+
+    def _count_under(self, path: str) -> int:
+        """How many entries lie under the row at ``path``."""
+        return sum(1 + self._count_under(c.path) for c in self.children.get(path, []))
+
+    def _add_node(self, node: Node) -> None:
+        self.nodes[node.id] = node
+        self.order.append(node.id)
+
+    # -- edges ----------------------------------------------------------------------------
+
+    def _owner(self, path: str) -> str:
+        """The node or group ``path`` is drawn as, or drawn inside of."""
+        probe: str | None = path
+        while probe is not None:
+            element = self.element_of.get(probe)
+            if element is not None:
+                return element
+            probe = _parent_path(probe)
+        raise AssertionError(f"no drawn element for {path!r}")  # the root is always drawn
+
+    def _endpoints(self, path: str) -> list[str]:
+        """Where the tensor the row at ``path`` returns starts in the picture."""
+        element = self._owner(path)
+        if element in self.groups:
+            return self._outputs(element)
+        return [element]
+
+    def _outputs(self, group_id: str) -> list[str]:
+        """What a drawn group returns: its merge node, or the members it returns."""
+        if group_id in self.merges:
+            return [self.merges[group_id]]
+        tails: list[str] = []
+        for child in self._returned(self.group_rows[group_id]):
+            tails += [t for t in self._endpoints(child.path) if t not in tails]
+        return tails
+
+    def _returned(self, row: Row) -> list[Row]:
+        """The entries a container returns: those no other entry inside it reads, and for
+        each of its outputs still unaccounted for, the last entry of that shape."""
+        children = self.children.get(row.path, [])
+        sinks = [
+            c
+            for c in children
+            if not any(_inside(r, row.path) for r in self.readers.get(c.path, []))
+        ]
+        missing = Counter(row.output_shapes) - Counter(s for c in sinks for s in c.output_shapes)
+        for shape in missing:
+            match = [c for c in children if c.output_shapes == (shape,) and c not in sinks]
+            if match:
+                sinks.append(match[-1])
+        return sorted(sinks, key=children.index)
+
+    def _tails(self, origin: Origin) -> list[str]:
+        if origin.path is not None:
+            return self._endpoints(origin.path) if origin.path in self.by_path else []
+        if origin.input == "*":
+            return list(self.inputs.values())
+        return [self.inputs[origin.input]] if origin.input in self.inputs else []
+
+    def _edges_into(self, row: Row) -> None:
+        """The edges of one row's sources, into the node it is drawn as. A group's own
+        sources are read by its members (or its merge), so they draw nothing here."""
+        head = self._owner(row.path)
+        if head in self.groups:
+            return
+        own = self.nodes[head].path == row.path
+        for origin in row.sources:
+            for tail in self._tails(origin):
+                if tail != head:
+                    self._edge(tail, head, origin.arg if own else None)
+
+    def _edges_into_merge(self, group_id: str, merge_id: str) -> None:
+        row = self.group_rows[group_id]
+        for child in self._returned(row):
+            for tail in self._endpoints(child.path):
+                self._edge(tail, merge_id)
+        shortcut = f"{row.path}.shortcut"
+        if row.type == "Residual" and not any(
+            p == shortcut or _inside(p, shortcut) for p in self.by_path
+        ):  # no shortcut: the identity, drawn from the Residual's own input
+            for origin in row.sources:
+                for tail in self._tails(origin):
+                    self._edge(tail, merge_id, skip=True)
+
+    def _edge(self, tail: str, head: str, arg: str | None = None, skip: bool = False) -> None:
+        key = (tail, head, skip)
+        if key in self.edges:
+            return
+        shapes = self.nodes[tail].output_shapes
+        self.edges[key] = Edge(f"e{len(self.edges)}", tail, head, shapes, arg, skip)
+
+
+def _type_label(row: Row) -> str:
+    return f"{row.type} ×{row.repeat}" if row.repeat else row.type
+
+
+def walk(graph: Graph) -> Iterator[tuple[int, Node | Group | None]]:
+    """The graph's nodes and groups in drawing order, with their nesting level; ``None``
+    closes the group opened last (for formats that nest with begin/end)."""
+    tree = graph.contents()
+
+    def visit(parent: str | None, level: int) -> Iterator[tuple[int, Node | Group | None]]:
+        for element in tree[parent]:
+            yield level, element
+            if isinstance(element, Group):
+                yield from visit(element.id, level + 1)
+                yield level, None
+
+    yield from visit(None, 0)
