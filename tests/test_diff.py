@@ -84,6 +84,39 @@ def test_alignment_by_structure_when_names_differ() -> None:
     assert grown.differs and grown.changes[-1].delta == 33
 
 
+def test_what_a_python_model_cannot_show_is_unseen(cli: Cli, tmp_path: Path) -> None:
+    """A module called twice, and a function, are not layers of a module tree: against a
+    Python model, a parameter-free layer on the spec side only does not decide."""
+    spec = tmp_path / "reused.yaml"
+    spec.write_text(
+        "input: 2x20\nmodel:\n  - LazyLinear: [256]\n  - ReLU\n  - LazyLinear: [64]\n  - ReLU\n"
+        "  - Flatten\n  - LazyLinear: [10]\n"
+    )
+    result = cli("diff", str(spec), "shapecli_models:Reused", *ALLOW, "--exit-code", "-f", "json")
+    assert result.exit_code == 0, result.stdout
+    doc = result.json()
+    assert doc["summary"] | {"param_delta": 0} == {
+        "same": 4, "changed": 0, "added": 0, "removed": 0, "unseen": 2, "param_delta": 0
+    }  # fmt: skip
+    assert [c["a"]["type"] for c in doc["changes"] if c["status"] == "unseen"] == [
+        "ReLU",
+        "Flatten",
+    ]
+    table = cli("diff", str(spec), "shapecli_models:Reused", *ALLOW)
+    assert "2 parameter-free unseen in the Python model" in table.stdout
+    # Between two specs, the same missing layers are removed: both sides show every layer.
+    fewer = tmp_path / "fewer.yaml"
+    fewer.write_text(
+        "input: 2x20\nmodel:\n  - LazyLinear: [256]\n  - ReLU\n  - LazyLinear: [64]\n  - LazyLinear: [10]\n"
+    )
+    between = diff(shapecli.inspect(spec), shapecli.inspect(fewer))
+    assert between.count("removed") == 2 and between.differs
+    # A layer with parameters is never unseen.
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(spec.read_text() + "  - LazyLinear: [10]\n")
+    assert cli("diff", str(extra), "shapecli_models:Reused", *ALLOW, "--exit-code").exit_code == 1
+
+
 def test_changes_show_shapes_and_deltas(cli: Cli, golden: Callable[[str, str], None]) -> None:
     args = ("diff", str(CONFIGS / "mlp.yaml"), "shapecli_models:wider", *ALLOW, "-i", "2x20")
     table = cli(*args)

@@ -16,6 +16,12 @@ and ``conv1`` pair up when they are the same convolution, an inserted layer show
 added rather than shifting every name after it, and where a run of units differs,
 they pair in order as changed. Shapes and counts decide whether two units differ;
 their types are shown when they differ, but a ``LazyLinear`` is a ``Linear``.
+
+**What a Python model cannot show.** Its rows are its module tree, and a module tree
+leaves out what ``forward`` does with functions (``F.relu``, ``torch.flatten``) and
+shows a module called twice (one ``self.relu`` after each convolution) once. So when
+one side is a Python model, a parameter-free unit found only on the other side is
+*unseen*, not removed: it is listed, and it does not make the models differ.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Literal
 
 from shapecli.report import Report, Row, Shape
 
-Status = Literal["same", "changed", "added", "removed"]
+Status = Literal["same", "changed", "added", "removed", "unseen"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Diff:
     @property
     def differs(self) -> bool:
         """Do the shapes or counts differ anywhere (units, totals, the model's output)?"""
-        if any(c.status != "same" for c in self.changes):
+        if any(c.status not in ("same", "unseen") for c in self.changes):
             return True
         if self.a.totals.params != self.b.totals.params:
             return True
@@ -103,9 +109,26 @@ def diff(a: Report, b: Report) -> Diff:
             changes += [_compare(left[i1 + k], right[j1 + k]) for k in range(i2 - i1)]
             continue
         changes += [_compare(left[i1 + k], right[j1 + k]) for k in range(pairs)]
-        changes += [Change("removed", row, None) for row in left[i1 + pairs : i2]]
-        changes += [Change("added", None, row) for row in right[j1 + pairs : j2]]
+        changes += [_only(row, None, "removed", b) for row in left[i1 + pairs : i2]]
+        changes += [_only(None, row, "added", a) for row in right[j1 + pairs : j2]]
     return Diff(a, b, tuple(changes))
+
+
+def _only(a: Row | None, b: Row | None, status: Status, other: Report) -> Change:
+    """A unit on one side only: unseen when it owns no parameters and the other side is
+    a Python model, which cannot show such a layer (see the module docstring)."""
+    row = a or b
+    assert row is not None
+    if not row.params and is_python_model(other):
+        return Change("unseen", a, b)
+    return Change(status, a, b)
+
+
+def is_python_model(report: Report) -> bool:
+    """Was ``report`` made from a Python model (directly or through its saved JSON)?"""
+    from shapecli.pymodel import TARGET
+
+    return bool(TARGET.fullmatch(report.spec))
 
 
 def _compare(a: Row, b: Row) -> Change:

@@ -21,14 +21,14 @@ from typing import Any, cast
 
 from shapecli.errors import Source, fail
 
-_TARGET = re.compile(
+TARGET = re.compile(
     r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
 )
 
 
 def is_target(text: str) -> bool:
     """Does ``text`` name a Python factory (and not a file that happens to exist)?"""
-    return bool(_TARGET.fullmatch(text)) and not Path(text).exists()
+    return bool(TARGET.fullmatch(text)) and not Path(text).exists()
 
 
 def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
@@ -42,7 +42,7 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
     from shapecli.errors import foreign_message
     from shapecli.spec.model import Entry
 
-    match = _TARGET.fullmatch(target)
+    match = TARGET.fullmatch(target)
     assert match is not None
     module_name, attribute = match.group("module"), match.group("attribute")
     package = module_name.split(".")[0]

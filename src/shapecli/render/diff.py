@@ -18,8 +18,8 @@ from shapecli.render.format import shapes
 from shapecli.report import Report, Row
 
 DIFF_SCHEMA_VERSION = 1
-MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-"}
-STYLES = {"same": "dim", "changed": "yellow", "added": "green", "removed": "red"}
+MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-", "unseen": "·"}
+STYLES = {"same": "dim", "changed": "yellow", "added": "green", "removed": "red", "unseen": "dim"}
 
 
 def _shown(result: Diff, options: Options) -> list[Change]:
@@ -64,6 +64,8 @@ def summary(result: Diff) -> str:
     counts = ", ".join(
         f"{result.count(status)} {status}" for status in ("changed", "added", "removed")
     )
+    if unseen := result.count("unseen"):
+        counts += f", {unseen} parameter-free unseen in the Python model"
     out_a, out_b = shapes(Diff.output(result.a)), shapes(Diff.output(result.b))
     output = f" · output {_side_by_side(out_a, out_b)}"
     verdict = "the models differ" if result.differs else "no differences in shapes or counts"
@@ -138,7 +140,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
         "differ": result.differs,
         "a": model(result.a),
         "b": model(result.b),
-        "summary": {s: result.count(s) for s in ("same", "changed", "added", "removed")}
+        "summary": {s: result.count(s) for s in ("same", "changed", "added", "removed", "unseen")}
         | {"param_delta": result.b.totals.params - result.a.totals.params},
         "changes": [
             {

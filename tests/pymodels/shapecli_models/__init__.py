@@ -43,3 +43,20 @@ def broken() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+class Reused(nn.Module):
+    """Two ReLUs that are one module, and a flatten that is a function: neither is a
+    layer of the module tree a second time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(20, 256)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(256, 64)
+        self.fc3 = nn.Linear(64, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        import torch
+
+        return self.fc3(torch.flatten(self.act(self.fc2(self.act(self.fc1(x)))), 1))
