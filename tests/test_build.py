@@ -124,6 +124,24 @@ def test_init_in_the_spec_top_level_per_entry_and_from_the_caller() -> None:
     assert model[1].weight.std().item() == pytest.approx(math.sqrt(2 / 64), rel=0.1)
 
 
+def test_an_unknown_init_is_a_located_spec_error(
+    cli: Cli, write: Callable[[str], Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ShapecliError) as info:
+        spec("model:\n  - LazyLinear: 3\n    init: xavier\n")
+    problem = info.value.problem
+    assert problem.code == "spec-invalid" and problem.source is not None
+    assert (problem.source.line, problem.source.column) == (3, 11)
+    assert "not xavier (did you mean `xavier_normal` or `xavier_uniform`?)" in problem.message
+    out = str(tmp_path / "x.pt")
+    result = cli("build", str(write("init: Orthogonal\ninput: 2x3\nmodel: [ReLU]\n")), "-o", out)
+    assert result.exit_code == 1 and "spec.yaml:1:7: error[spec-invalid]" in result.stderr
+    assert "(did you mean `orthogonal`?)" in result.stderr
+    result = cli("build", str(CONFIGS / "mlp.yaml"), "-o", out, "--init", "ortho")
+    assert result.exit_code == 2 and "(did you mean `orthogonal`?)" in result.stderr
+    assert leftovers(tmp_path) == ["spec.yaml"]
+
+
 def test_a_param_keeps_its_own_init_unless_its_entry_names_one() -> None:
     text = (
         "input: 2x3x4\nmodel:\n  - Param: {shape: [3, 4], init: zeros}\n    name: scale\n"
@@ -278,16 +296,22 @@ def test_saving_never_overwrites_without_force_and_leaves_nothing_on_failure(
     assert same_tensors(model, shapecli.build(CONFIGS / "mlp.yaml", weights=target))
 
 
-def test_a_failed_write_is_a_file_error_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_target_that_is_not_a_file_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    import os
+
     model = shapecli.build(CONFIGS / "mlp.yaml")
-    for target, message in [
-        (tmp_path, "is a folder"),
-        (tmp_path / "no" / "m.pt", "there is no folder"),
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for target, force, message in [
+        (tmp_path, False, "is a folder"),
+        (tmp_path / "no" / "m.pt", False, "there is no folder"),
+        (tmp_path / "fifo", True, "is not a regular file"),  # as /dev/null would be, for root
+        (tmp_path / "dangling", False, "already exists"),
     ]:
         with pytest.raises(ShapecliError, match=message) as info:
-            shapecli.save(model, target)
+            shapecli.save(model, target, force=force)
         assert info.value.problem.code == "file-error"
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["dangling", "fifo"]
 
 
 def test_saved_files_get_the_permissions_of_a_new_file(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from shapecli.errors import Source, fail
 
 def check_target(target: Path, force: bool) -> None:
     """Refuse at once what the final move would refuse after all the work: an existing
-    file without ``force``, a folder, a folder that does not exist."""
+    file (or symlink) without ``force``, a folder, a folder that does not exist, and
+    what is not a regular file (a device, a FIFO) even with ``force``."""
     where = Source(str(target), 0, 0)
     if target.is_dir():
         raise fail(
@@ -33,7 +34,10 @@ def check_target(target: Path, force: bool) -> None:
         )
     if not target.parent.is_dir():
         raise fail("file-error", f"cannot write here: there is no folder {target.parent}", where)
-    if target.exists() and not force:
+    if target.exists() and not target.is_file():
+        # Renaming a file over /dev/null or a FIFO is never what was meant.
+        raise fail("file-error", "is not a regular file; weights are written to a file", where)
+    if (target.exists() or target.is_symlink()) and not force:
         raise fail(
             "file-error",
             "already exists; nothing was written",

@@ -283,7 +283,10 @@ def build(
         limit = parse_size(max_memory) if max_memory is not None else None
         api.dtype_name(dtype)
         if init is not None and init not in api.INITS:
-            raise fail("usage", f"--init {init!r}: one of {', '.join(api.INITS)}")
+            from shapecli.spec.parse import did_you_mean
+
+            near = did_you_mean(init, api.INITS)
+            raise fail("usage", f"--init {init!r}: one of {', '.join(api.INITS)}{near}")
         check_target(output, force)
         loaded = api.load(spec, set=_parse_sets(set_ or []))
         result = api.build_file(

@@ -146,7 +146,10 @@ def unset(model: nn.Module) -> list[str]:
     with torch.no_grad():
         for name, tensor in _tensors(model):
             if tensor.is_floating_point():
-                marked = bool(torch.isnan(tensor).any())
+                # A sum is NaN when any element is, and reads the tensor once without
+                # allocating a mask as large as it; only then is the mask worth making
+                # (inf - inf is NaN too).
+                marked = bool(torch.isnan(tensor.sum())) and bool(torch.isnan(tensor).any())
             elif tensor.dtype == torch.bool or tensor.is_complex():
                 marked = False
             else:
