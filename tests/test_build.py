@@ -21,6 +21,7 @@ from torch import nn
 import shapecli
 from conftest import CONFIGS, Result, run_process
 from shapecli.errors import ShapecliError
+from shapecli.materialize import Materialized
 from shapecli.memory import parse_size
 from shapecli.spec.model import Spec
 from shapecli.spec.parse import parse_spec
@@ -393,10 +394,10 @@ def test_free_memory_is_what_the_kernel_calls_available(tmp_path: Path) -> None:
 # -- verify --------------------------------------------------------------------------------
 
 
-def materialized(path: Path, input: str) -> object:
+def materialized(path: Path, input: str) -> Materialized:
     from shapecli import api
 
-    return api._materialize(path, input, None, 0, "float32", None, None, None, (), True)
+    return api._materialize(path, input, room_for_forward=True)
 
 
 @pytest.mark.parametrize(
@@ -406,20 +407,20 @@ def test_verify_passes_on_real_models(config: str, input: str) -> None:
     from shapecli.verify import verify
 
     made = materialized(CONFIGS / config, input)
-    rows = verify(made.model, made.report, made.inputs)  # type: ignore[attr-defined]
-    assert rows == sum(r.status == "ok" for r in made.report.rows) > 10  # type: ignore[attr-defined]
+    rows = verify(made.model, made.report, made.inputs)
+    assert rows == sum(r.status == "ok" for r in made.report.rows) > 10
 
 
 def test_verify_fails_on_a_wrong_meta_report() -> None:
     from shapecli.verify import verify
 
     made = materialized(CONFIGS / "lenet5.yaml", "2x1x32x32")
-    report = made.report  # type: ignore[attr-defined]
+    report = made.report
     i = next(i for i, r in enumerate(report.rows) if r.path == "3")
     wrong = replace(report.rows[i], output_shapes=((2, 16, 11, 11),))
     bad = replace(report, rows=(*report.rows[:i], wrong, *report.rows[i + 1 :]))
     with pytest.raises(ShapecliError) as info:
-        verify(made.model, bad, made.inputs)  # type: ignore[attr-defined]
+        verify(made.model, bad, made.inputs)
     problem = info.value.problem
     assert problem.code == "verify-mismatch" and problem.exit_code == 1
     assert problem.message == (
@@ -439,7 +440,7 @@ def test_verify_reports_a_real_forward_that_raises(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(nn.MaxPool2d, "forward", broken)
     with pytest.raises(ShapecliError) as info:
-        verify(made.model, made.report, made.inputs)  # type: ignore[attr-defined]
+        verify(made.model, made.report, made.inputs)
     problem = info.value.problem
     assert (
         problem.message

@@ -146,9 +146,18 @@ def build(
     :func:`save` (or ``torch.save(model.state_dict())`` to a ``.pt``) into the fresh
     model: names and shapes must match exactly (``weights-mismatch``).
     """
-    return _materialize(
-        spec, input, init, seed, dtype, weights, max_memory, set, allow_import, False
-    ).model
+    made = _materialize(
+        spec,
+        input,
+        init=init,
+        seed=seed,
+        dtype=dtype,
+        weights=weights,
+        max_memory=max_memory,
+        set=set,
+        allow_import=allow_import,
+    )
+    return made.model
 
 
 def save(model: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> str:
@@ -182,7 +191,17 @@ def build_file(
 
     target = Path(output)
     check_target(target, force)  # before any work: refusing at the end wastes minutes
-    made = _materialize(spec, input, init, seed, dtype, None, max_memory, set, allow_import, verify)
+    made = _materialize(
+        spec,
+        input,
+        init=init,
+        seed=seed,
+        dtype=dtype,
+        max_memory=max_memory,
+        set=set,
+        allow_import=allow_import,
+        room_for_forward=verify,
+    )
     rows = None
     if verify:
         from shapecli.verify import verify as check
@@ -221,15 +240,18 @@ def dtype_name(dtype: str) -> str:
 def _materialize(
     spec: SpecLike,
     input: InputLike,
-    init: str | None,
-    seed: int,
-    dtype: str,
-    weights: str | os.PathLike[str] | None,
-    max_memory: int | str | None,
-    set: Mapping[str, Value] | None,
-    allow_import: Iterable[str],
-    room_for_forward: bool,
+    *,
+    init: str | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    weights: str | os.PathLike[str] | None = None,
+    max_memory: int | str | None = None,
+    set: Mapping[str, Value] | None = None,
+    allow_import: Iterable[str] = (),
+    room_for_forward: bool = False,
 ) -> Materialized:
+    """What :func:`build` and :func:`build_file` share: the arguments checked (before
+    torch is imported), then :func:`shapecli.materialize.materialize`."""
     if init is not None and init not in INITS:
         raise fail("usage", f"unknown init {init!r}; one of {', '.join(INITS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
