@@ -569,3 +569,16 @@ def test_a_refused_target_costs_no_torch_import(tmp_path: Path) -> None:
     args = ["configs/mlp.yaml", "-o", str(tmp_path / "taken.pt"), "--max-memory", "1GiB"]
     assert "torch" not in imported_modules("build", *args)
     assert leftovers(tmp_path) == ["taken.pt"]
+
+
+def test_the_schema_knows_init() -> None:
+    import jsonschema
+    import yaml
+
+    from shapecli.schema import spec_schema
+
+    validator = jsonschema.Draft202012Validator(spec_schema())
+    good = "init: orthogonal\nmodel:\n  - LazyLinear: 3\n    init: normal\n"
+    assert validator.is_valid(yaml.safe_load(good))
+    for bad in ("init: xavier\nmodel: [ReLU]\n", "model:\n  - LazyLinear: 3\n    init: 3\n"):
+        assert not validator.is_valid(yaml.safe_load(bad)), bad
