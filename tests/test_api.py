@@ -65,11 +65,11 @@ def test_load_and_inspect_a_spec_object_with_set() -> None:
 
 
 def test_build_refuses_weights_that_would_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shapecli import api
+    from shapecli import budget
 
-    monkeypatch.setattr(api, "available_memory", lambda: 10_000)  # bytes
+    monkeypatch.setattr(budget, "available_memory", lambda: 10_000)  # bytes
     with pytest.raises(shapecli.ShapecliError) as info:
         shapecli.build(CONFIGS / "mlp.yaml")
     problem = info.value.problem
-    assert problem.code == "too-large" and problem.exit_code == 2
+    assert problem.code == "too-large" and problem.exit_code == 1
     assert "need 31.0 KiB but only 9.8 KiB" in problem.message

@@ -1,7 +1,8 @@
 """The README cannot drift: every example in it runs here.
 
 * each ``$ shapecli …`` example runs through the CLI's entry point, and its output must
-  match what the README shows (a line ``…`` stands for any number of lines);
+  match what the README shows (a line ``…`` stands for any number of lines); a file it
+  writes (``-o FILE``) is removed again;
 * each ``python`` block runs;
 * each YAML block that is a spec (it has ``model:``) is loaded, and dry-run when it
   declares its input; a YAML block of entries (a list) must parse as a model;
@@ -56,9 +57,16 @@ def test_command_examples_print_what_the_readme_shows(
     command, *shown = example.rstrip("\n").splitlines()
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    args = command.split()[2:]  # after "$ shapecli"
+    written = ROOT / args[args.index("-o") + 1] if "-o" in args else None
+    assert written is None or not written.exists(), f"{written} is in the way of the example"
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        run_cli(command.split()[2:])  # after "$ shapecli"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_cli(args)
+    finally:
+        if written is not None:  # an example that writes a file (`build -o`) leaves none
+            written.unlink(missing_ok=True)
     printed = (out.getvalue() + err.getvalue()).rstrip("\n").splitlines()
     assert matches(shown, printed), "\n".join(printed)
 

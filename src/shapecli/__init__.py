@@ -15,18 +15,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shapecli.api import build, inspect, load
+    from shapecli.api import build, inspect, load, save
     from shapecli.errors import Problem, ShapecliError
     from shapecli.inputs import InputSpec
     from shapecli.report import Report
 
-__all__ = ["InputSpec", "Problem", "Report", "ShapecliError", "build", "inspect", "load"]
+__all__ = [
+    "InputSpec",
+    "Problem",
+    "Report",
+    "ShapecliError",
+    "build",
+    "inspect",
+    "load",
+    "save",
+]
 __version__ = "0.1.0"
 
 _HOMES = {
     "build": "shapecli.api",
     "inspect": "shapecli.api",
     "load": "shapecli.api",
+    "save": "shapecli.api",
     "Problem": "shapecli.errors",
     "ShapecliError": "shapecli.errors",
     "InputSpec": "shapecli.inputs",

@@ -1,11 +1,13 @@
-"""The public Python API — ``load``, ``inspect``, ``build`` — which the CLI also uses.
+"""The public Python API — ``load``, ``inspect``, ``build``, ``save`` — which the CLI
+also uses.
 
 * :func:`load` reads a spec and raises :class:`~shapecli.errors.ShapecliError` if it
   cannot.
 * :func:`inspect` never raises for a problem with its inputs: every problem is in the
   returned report's ``errors`` (with ``report.ok`` false), so a caller handles one
   outcome, and ``lint`` checks many files the same way.
-* :func:`build` returns real, initialized weights on the CPU, or raises.
+* :func:`build` returns real, initialized weights on the CPU (or loaded from a file),
+  or raises; :func:`save` writes them; :func:`build_file` is ``shapecli build``.
 
 torch is imported only inside the functions that need it.
 """
@@ -13,35 +15,33 @@ torch is imported only inside the functions that need it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from shapecli.budget import parse_size
+from shapecli.build_result import BuildResult
 from shapecli.errors import Problem, ShapecliError, fail
-from shapecli.inputs import InputError, InputSpec, merge_inputs, parse_input
+from shapecli.inputs import DTYPES, InputError, InputSpec, merge_inputs, parse_input
 from shapecli.pymodel import is_target
 from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
-from shapecli.spec.model import Spec
+from shapecli.spec.model import INIT_SCHEMES, Spec
 from shapecli.spec.parse import read_spec
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from shapecli.materialize import Materialized
+
 SpecLike = str | os.PathLike[str] | Spec
 InputLike = str | InputSpec | Sequence[str | InputSpec] | None
 
-#: Weight initializations :func:`build` knows, applied to every weight of 2+ dims.
-INITS = (
-    "default",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "normal",
-)
+#: Weight initializations :func:`build` knows (see :data:`INIT_SCHEMES`).
+INITS = INIT_SCHEMES
+#: The floating-point types weights may have (``dtype=``, ``--dtype``).
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def load(spec: str | os.PathLike[str], *, set: Mapping[str, Value] | None = None) -> Spec:
@@ -150,72 +150,157 @@ def build(
     spec: SpecLike,
     input: InputLike = None,
     *,
-    init: str = "default",
+    init: str | None = None,
     seed: int = 0,
+    dtype: str = "float32",
+    weights: str | os.PathLike[str] | None = None,
+    max_memory: int | str | None = None,
     set: Mapping[str, Value] | None = None,
     allow_import: Iterable[str] = (),
 ) -> nn.Module:
     """The spec's model with real weights on the CPU, initialized reproducibly.
 
     The sizes come from a meta dry run (so a bad spec fails before anything is
-    allocated); then storage is allocated and every layer initialized: its own
-    ``reset_parameters`` for ``init="default"``, or the named ``torch.nn.init``
-    scheme for every weight of two or more dimensions.
+    allocated); weights that would not fit in free memory or ``max_memory`` (bytes, or
+    a size like ``"8GiB"``) are refused with the estimate (``too-large``). Then every
+    layer is initialized: its own ``reset_parameters``, then ``init`` — or the spec's
+    ``init:``, else ``"default"`` — for every weight of two or more dimensions (an
+    entry's own ``init:`` wins for its layers). The same ``seed`` gives the same
+    weights, bit for bit; the global random state is left as it was. ``dtype`` is the
+    floating-point type of the weights. ``weights`` loads a file written by
+    :func:`save` (or ``torch.save(model.state_dict())`` to a ``.pt``) into the fresh
+    model: names and shapes must match exactly (``weights-mismatch``).
     """
-    if init not in INITS:
+    made = _materialize(
+        spec,
+        input,
+        init=init,
+        seed=seed,
+        dtype=dtype,
+        weights=weights,
+        max_memory=max_memory,
+        set=set,
+        allow_import=allow_import,
+    )
+    return made.model
+
+
+def save(model: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> str:
+    """Write ``model``'s ``state_dict`` to ``path``: safetensors, or ``torch.save`` for a
+    ``.pt``/``.pth``/``.bin`` name; return which. Atomic (a complete file or none);
+    an existing file is replaced only with ``force``; tied parameters are stored once.
+    """
+    from shapecli.weights import save_weights
+
+    return save_weights(model, Path(path), force)
+
+
+def build_file(
+    spec: SpecLike,
+    output: str | os.PathLike[str],
+    input: InputLike = None,
+    *,
+    init: str | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    force: bool = False,
+    max_memory: int | str | None = None,
+    verify: bool = False,
+    set: Mapping[str, Value] | None = None,
+    allow_import: Iterable[str] = (),
+) -> BuildResult:
+    """``shapecli build``: :func:`build`, then — with ``verify`` — one real forward pass
+    checked against the dry run row by row (``verify-mismatch``), then :func:`save`.
+    Nothing is written unless every step succeeded."""
+    from shapecli.atomic import check_target
+
+    target = Path(output)
+    check_target(target, force)  # before any work: refusing at the end wastes minutes
+    made = _materialize(
+        spec,
+        input,
+        init=init,
+        seed=seed,
+        dtype=dtype,
+        max_memory=max_memory,
+        set=set,
+        allow_import=allow_import,
+        room_for_forward=verify,
+    )
+    rows = None
+    if verify:
+        from shapecli.verify import verify as check
+
+        rows = check(made.model, made.report, made.inputs, seed, made.dtype)
+    kind = save(made.model, target, force=force)
+    from shapecli.materialize import unique_params
+
+    return BuildResult(
+        name=made.report.name,
+        spec=made.report.spec,
+        output=str(output),
+        format=kind,
+        file_bytes=target.stat().st_size,
+        params=unique_params(made.model),
+        dtype=dtype_name(dtype),
+        init=made.init,
+        seed=seed,
+        verified_rows=rows,
+    )
+
+
+def dtype_name(dtype: str) -> str:
+    """A weights dtype by any of its names (``half``) → its name (``float16``); only
+    floating-point types hold weights (``usage`` otherwise)."""
+    name = DTYPES.get(dtype)
+    if name not in WEIGHT_DTYPES:
+        raise fail(
+            "usage",
+            f"--dtype {dtype!r}: weights are one of {', '.join(WEIGHT_DTYPES)} "
+            "(or half, double, float)",
+        )
+    return name
+
+
+def _materialize(
+    spec: SpecLike,
+    input: InputLike,
+    *,
+    init: str | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    weights: str | os.PathLike[str] | None = None,
+    max_memory: int | str | None = None,
+    set: Mapping[str, Value] | None = None,
+    allow_import: Iterable[str] = (),
+    room_for_forward: bool = False,
+) -> Materialized:
+    """What :func:`build` and :func:`build_file` share: the arguments checked (before
+    torch is imported), then :func:`shapecli.materialize.materialize`."""
+    if init is not None and init not in INITS:
         raise fail("usage", f"unknown init {init!r}; one of {', '.join(INITS)}")
-    import torch
-
-    from shapecli.construct import build_modules
-    from shapecli.dryrun import dry_run
-    from shapecli.speedups import lean_meta
-
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise fail("usage", f"seed {seed!r}: a whole number from 0 to 2**63 - 1")
+    name = dtype_name(dtype)
+    limit = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
     inputs = _merged(loaded.inputs, parse_inputs(input))
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
-    with lean_meta():
-        built = build_modules(loaded, allow_import)
-    # Every repeat copy runs (no replay): the model handed over is made of modules
-    # constructed the ordinary way, each in train mode.
-    report = dry_run(built, inputs, loaded.name, loaded.file, replay=False)
-    if report.errors:
-        raise ShapecliError(report.errors[0])
-    _check_fits(built.model)
-    model = built.model.to_empty(device="cpu")
-    built.apply_ties()  # to_empty makes a tied parameter two again
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        _initialize(model, init)
-    finally:
-        torch.random.set_rng_state(generator_state)
-    return model
+    from shapecli.materialize import materialize
 
-
-def available_memory() -> int | None:
-    """Bytes of memory free for new allocations, where the platform says (Linux)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _check_fits(model: nn.Module) -> None:
-    """Refuse, with the estimate, to allocate weights that would not fit in memory."""
-    from shapecli.render.format import nbytes
-
-    tensors = [*model.parameters(), *model.buffers()]
-    needed = sum(t.numel() * t.element_size() for t in tensors)
-    free = available_memory()
-    if free is not None and needed > free:
-        raise fail(
-            "too-large",
-            f"the weights need {nbytes(needed)} but only {nbytes(free)} of memory is free; "
-            "nothing was allocated",
-            hint="inspect the spec instead (it allocates nothing), or build a smaller one",
-        )
+    return materialize(
+        loaded,
+        inputs,
+        init=init or loaded.init or "default",
+        seed=seed,
+        dtype=name,
+        weights=Path(weights) if weights is not None else None,
+        max_memory=limit,
+        room_for_forward=room_for_forward,
+        allow_import=allow_import,
+    )
 
 
 def _inspect_python(
@@ -305,25 +390,3 @@ def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:
                 f"input {spec}: real weights need real sizes; give {', '.join(names)} as "
                 "numbers, e.g. 2x3x224x224",
             )
-
-
-def _initialize(model: nn.Module, init: str) -> None:
-    import torch
-    from torch import nn
-
-    with torch.no_grad():
-        for module in model.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                cast(Callable[[], None], reset)()
-            elif isinstance(module, nn.modules.batchnorm._NormBase):
-                module.reset_running_stats()
-        if init == "default":
-            return
-        for param in model.parameters():
-            if param.dim() < 2:
-                continue  # biases and norm scales keep their layer's own init
-            if init == "normal":
-                nn.init.normal_(param, std=0.02)  # GPT-2's scheme
-            else:
-                getattr(nn.init, f"{init}_")(param)

@@ -251,6 +251,116 @@ def inspect(
     raise typer.Exit(_exit_code(report))
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="NAME=VALUE",
+        help="Override a param: --set d_model=512. Repeatable.",
+        show_default=False,
+    ),
+]
+
+
+@app.command(cls=_Command)
+def build(
+    spec: Annotated[
+        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write the weights: safetensors, or torch.save for .pt/.pth/.bin.",
+            show_default=False,
+        ),
+    ],
+    input: InputOption = None,
+    set_: SetOption = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            metavar="NAME",
+            help="Weight initialization: default (each layer's own), xavier_uniform, "
+            "xavier_normal, kaiming_uniform, kaiming_normal, orthogonal or normal (std 0.02). "
+            "[default: the spec's `init:`, else default]",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, metavar="N", help="Random seed: same seed, same weights."),
+    ] = 0,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            metavar="NAME",
+            help="Weights dtype: float32, float16, bfloat16 or float64.",
+        ),
+    ] = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            help="Refuse to allocate more than this, e.g. 8GiB or 500MB (free memory is "
+            "always a limit).",
+            show_default=False,
+        ),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Run one real forward pass on the CPU and check every row's shapes "
+            "against the dry run before writing.",
+        ),
+    ] = False,
+    allow_import: AllowImportOption = None,
+) -> None:
+    """Build the model with real, initialized weights on the CPU and save them."""
+
+    def run() -> int:
+        from shapecli import api
+        from shapecli.atomic import check_target
+        from shapecli.budget import parse_size
+        from shapecli.render.build import render_text
+
+        # Everything the command line says is checked before torch is imported.
+        inputs = api.parse_inputs(input)
+        limit = parse_size(max_memory) if max_memory is not None else None
+        api.dtype_name(dtype)
+        if init is not None and init not in api.INITS:
+            from shapecli.spec.parse import did_you_mean
+
+            near = did_you_mean(init, api.INITS)
+            raise fail("usage", f"--init {init!r}: one of {', '.join(api.INITS)}{near}")
+        check_target(output, force)
+        loaded = api.load(spec, set=_parse_sets(set_ or []))
+        result = api.build_file(
+            loaded,
+            output,
+            inputs,
+            init=init,
+            seed=seed,
+            dtype=dtype,
+            force=force,
+            max_memory=limit,
+            verify=verify,
+            allow_import=allow_import or (),
+        )
+        sys.stdout.write(render_text(result).stdout)
+        sys.stdout.flush()
+        return 0
+
+    raise typer.Exit(_guarded(run, _print_problems))
+
+
 class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"

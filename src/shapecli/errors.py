@@ -40,6 +40,14 @@ EXIT_CODES: dict[str, ExitCode] = {
     "import-denied": ExitCode.PROBLEMS,
     "python-model": ExitCode.PROBLEMS,
     "uninitialized": ExitCode.PROBLEMS,
+    # `build`: a model too large for the memory it may use (a verdict on the model's
+    # size against a budget, like a lint finding; see the README), weights that do not
+    # fit the spec, a real forward pass that disagrees with the dry run, a layer whose
+    # tensors nothing initializes
+    "too-large": ExitCode.PROBLEMS,
+    "weights-mismatch": ExitCode.PROBLEMS,
+    "verify-mismatch": ExitCode.PROBLEMS,
+    "no-initializer": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,
     "layer-warning": ExitCode.OK,
     "unused-input": ExitCode.OK,
@@ -47,7 +55,6 @@ EXIT_CODES: dict[str, ExitCode] = {
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
-    "too-large": ExitCode.USAGE,
     "missing-program": ExitCode.USAGE,  # a program a format needs (Graphviz's dot)
     "internal": ExitCode.INTERNAL,
 }

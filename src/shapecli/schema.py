@@ -28,6 +28,7 @@ from shapecli.layers import arguments
 from shapecli.layers.auto import auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.registry import all_layers
+from shapecli.spec.model import INIT_SCHEMES
 from shapecli.spec.parse import BLOCK_KEYS, MAX_REPEAT, RESERVED_KEYS, TOP_LEVEL_KEYS
 
 Schema = dict[str, Any]
@@ -45,6 +46,7 @@ TENSOR_NAME: Schema = {
     "description": "a model or block input, an earlier entry's name, or _ (the previous output)",
 }
 NAMES: Schema = {"anyOf": [TENSOR_NAME, {"type": "array", "items": TENSOR_NAME, "minItems": 1}]}
+INIT: Schema = {"anyOf": [{"enum": list(INIT_SCHEMES)}, EXPRESSION]}
 
 
 SHIPPED = Path(__file__).with_name("spec.schema.json")
@@ -78,6 +80,7 @@ def spec_schema() -> Schema:
         },
         "model": {"$ref": "#/$defs/entry"},
         "output": {**NAMES, "description": "the tensors the model returns (a list: a tuple)"},
+        "init": {**INIT, "description": "how `shapecli build` initializes the weights"},
     }
     assert list(top) == list(TOP_LEVEL_KEYS), "schema and parser disagree on top-level keys"
     return {
@@ -126,6 +129,7 @@ def _entry() -> Schema:
             "anyOf": [{"type": "boolean"}, EXPRESSION],
             "description": "the entry exists only when this is true",
         },
+        "init": {**INIT, "description": "how `shapecli build` initializes this layer's weights"},
     }
     assert list(options) == list(RESERVED_KEYS), "schema and parser disagree on entry options"
     properties = {**options, **{name: _arguments(name, cls) for name, cls in layers.items()}}

@@ -872,12 +872,22 @@ class RelativePositionBias(nn.Module):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
-        coords = torch.stack(
-            torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        ).flatten(1)
+        self.register_buffer("index", self._index(None), persistent=False)
+
+    def reset_parameters(self) -> None:
+        """Compute the index again: real weights are allocated empty (``to_empty``), and
+        a buffer made in the constructor on the meta device has no values to keep."""
+        index = cast(torch.Tensor, self.index)
+        with torch.no_grad():
+            index.copy_(self._index(index.device))
+
+    def _index(self, device: torch.device | None) -> torch.Tensor:
+        size = self.size
+        positions = torch.arange(size, device=device)
+        coords = torch.stack(torch.meshgrid(positions, positions, indexing="ij")).flatten(1)
         relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (size - 1)
         index = relative[..., 0] * (2 * size - 1) + relative[..., 1]
-        self.register_buffer("index", index.flatten(), persistent=False)
+        return index.flatten()
 
     def forward(self, table: torch.Tensor) -> torch.Tensor:
         rows = (2 * self.size - 1) ** 2

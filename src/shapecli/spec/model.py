@@ -31,6 +31,19 @@ class Auto:
 
 AUTO: Final = Auto()
 
+#: Weight initializations a spec (``init:``) and ``build`` may name. ``default`` is each
+#: layer's own ``reset_parameters``; the others are ``torch.nn.init`` schemes (``normal``
+#: with std 0.02, GPT-2's) for every weight of two or more dimensions.
+INIT_SCHEMES: Final = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "normal",
+)
+
 
 @dataclass(frozen=True)
 class TensorRef:
@@ -97,6 +110,9 @@ class Entry:
     inputs: tuple[str, ...] = ("#0",)
     output: tuple[TensorRef, ...] | None = None
     closed: bool = False
+    #: ``init:`` — the scheme for the weights of this entry (and everything in it) when
+    #: real weights are made; None: the enclosing entry's, or the spec's.
+    init: str | None = None
 
     @property
     def display_type(self) -> str:
@@ -138,3 +154,4 @@ class Spec:
     module_count: int = 0
     warnings: tuple[Problem, ...] = ()
     blocks: tuple[str, ...] = ()  # the names of the spec's blocks (for "did you mean")
+    init: str | None = None  # the top-level ``init:``; None: not given

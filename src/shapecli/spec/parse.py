@@ -1,8 +1,8 @@
 """Located YAML nodes → a resolved :class:`~shapecli.spec.model.Spec`.
 
 This is where the spec format of the README is enforced: top-level keys, the four
-entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``, and in
-format 2 ``in`` and ``if``), ``params`` with ``${…}`` expressions and ``--set``
+entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``, ``init``,
+and in format 2 ``in`` and ``if``), ``params`` with ``${…}`` expressions and ``--set``
 overrides, parametric ``blocks`` (each use a fresh copy), ``input:`` and ``output:``.
 Names an entry reads are resolved here (:mod:`shapecli.spec.dataflow`). Every error
 carries the ``file:line:col`` of the node it is about.
@@ -28,7 +28,7 @@ from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
 from shapecli.spec.dataflow import PREVIOUS, ListNames
 from shapecli.spec.expressions import ExpressionError, Value, substitute
-from shapecli.spec.model import AUTO, ArgValue, Entry, Spec, TensorRef, Wiring
+from shapecli.spec.model import AUTO, INIT_SCHEMES, ArgValue, Entry, Spec, TensorRef, Wiring
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
 
 FORMAT_VERSION = 2
@@ -42,8 +42,9 @@ TOP_LEVEL_KEYS = (
     "imports",
     "model",
     "output",
+    "init",
 )
-RESERVED_KEYS = ("name", "repeat", "tie", "trainable", "in", "if")
+RESERVED_KEYS = ("name", "repeat", "tie", "trainable", "in", "if", "init")
 BLOCK_KEYS = ("params", "body", "description", "inputs", "output")
 #: What format version 1 does not have, and the version that does.
 VERSION_2 = "needs format version 2 (`shapecli: 2`, the default when `shapecli:` is left out)"
@@ -248,6 +249,7 @@ class _SpecParser:
                 )
             )
         count = self._count(model)
+        init = self._init(values["init"], _Scope(params)) if "init" in values else None
         return Spec(
             name=name,
             file=self.file,
@@ -261,6 +263,7 @@ class _SpecParser:
             module_count=count,
             warnings=tuple(self.warnings),
             blocks=tuple(self.blocks),
+            init=init,
         )
 
     def _version_2(self, what: str, source: Source) -> None:
@@ -653,6 +656,8 @@ class _SpecParser:
         if "tie" in options:
             tie, tie_sources = self._tie(options["tie"])
             entry = replace(entry, tie=tie, tie_sources=tie_sources)
+        if "init" in options:
+            entry = replace(entry, init=self._init(options["init"], scope))
         return entry
 
     def _wiring(self, node: Node, names: ListNames) -> Wiring:
@@ -956,6 +961,19 @@ class _SpecParser:
             )
             raise fail(
                 "spec-invalid", f"`trainable` is true or false, not {value!r}{hint}", node.source
+            )
+        return value
+
+    def _init(self, node: Node, scope: _Scope) -> str:
+        """``init: xavier_uniform`` — one of :data:`INIT_SCHEMES` (an expression may
+        give it)."""
+        value = self._resolve(node, scope)
+        if not isinstance(value, str) or value not in INIT_SCHEMES:
+            near = did_you_mean(value, INIT_SCHEMES) if isinstance(value, str) else ""
+            raise fail(
+                "spec-invalid",
+                f"`init` is one of {', '.join(INIT_SCHEMES)}, not {_show_value(value)}{near}",
+                node.source,
             )
         return value
 
