@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import traceback
-import warnings
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -155,8 +154,6 @@ def _main(
     ] = False,
 ) -> None:
     STATE.traceback = show_traceback
-    # torch warns at import when NumPy is missing; shapecli never uses NumPy.
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 
 @app.command(cls=_Command)

@@ -15,15 +15,7 @@ unchanged torch.
    If a torch release changes the wrapper, nothing is patched and nothing breaks: the
    dry run is only slower.
 
-2. **A missing NumPy, looked for again and again.** torch's ``sym_max`` (called by
-   meta kernels for every broadcast) runs ``import numpy`` each time and falls back
-   when it is not installed; a failed import is not remembered, so every call searches
-   ``sys.path`` anew — a third of the time of linting a folder of small specs. When
-   NumPy is not installed, inside the block ``sys.modules`` says so at once (an entry
-   of ``None``, which makes ``import numpy`` fail as it would anyway); where NumPy is
-   installed nothing changes.
-
-3. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
+2. **Recurrent layers step through time on meta.** ``nn.LSTM``, ``nn.GRU`` and
    ``nn.RNN`` end in one fused kernel (``_VF.lstm`` …) that has no meta kernel: on the
    meta device it decomposes into one small op per time step, so a 2-layer
    bidirectional LSTM over 2,048 steps costs tens of seconds. Its output shape is a
@@ -36,7 +28,7 @@ unchanged torch.
    skipped steps would have done are counted (:func:`recurrent_flops`), so ``--flops``
    stays right: ``2 × rows × columns`` of every weight matrix, per step and sample.
 
-4. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
+3. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
    will look at again. :func:`exit_now` flushes the streams and leaves: the CLI's
    last act, never the API's.
 
@@ -49,7 +41,6 @@ meta kernels call, imports ``torch.fx.experimental.symbolic_shapes`` and with it
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import os
 import sys
@@ -75,7 +66,7 @@ _LEAN = _Lean()
 
 @contextlib.contextmanager
 def lean_meta(recurrent: bool = True) -> Iterator[None]:
-    """The block a dry run runs in: no dynamo import, no search for a missing NumPy,
+    """The block a dry run runs in: no dynamo import, and
     recurrent layers by shape rule (unless ``recurrent`` is False; see the module
     docstring). Blocks nest freely — a command that checks many files opens one around
     them all — and each one entered notices modules loaded since the last."""
@@ -87,7 +78,7 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
         return
     _LEAN.depth += 1
     try:
-        with _numpy_known_missing(), rules:
+        with rules:
             yield
     finally:
         _LEAN.depth -= 1
@@ -115,26 +106,6 @@ def _empty_dynamo_caches() -> None:
                 del fn.__dynamo_disable
     _LEAN.patched.clear()
     _LEAN.modules_seen = -1
-
-
-@functools.cache
-def _numpy_missing() -> bool:
-    import importlib.util
-
-    return "numpy" not in sys.modules and importlib.util.find_spec("numpy") is None
-
-
-@contextlib.contextmanager
-def _numpy_known_missing() -> Iterator[None]:
-    if not _numpy_missing() or "numpy" in sys.modules:
-        yield
-        return
-    sys.modules["numpy"] = None  # type: ignore[assignment]  # "not installed", at once
-    try:
-        yield
-    finally:
-        if "numpy" in sys.modules and sys.modules["numpy"] is None:
-            del sys.modules["numpy"]
 
 
 def _dynamo_wrapped() -> list[Callable[..., Any]]:
