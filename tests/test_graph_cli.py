@@ -106,6 +106,9 @@ def test_output_file(cli: Cli, tmp_path: Path) -> None:
     result = cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(out))
     assert (result.exit_code, result.stdout) == (0, "")
     assert out.read_text(encoding="utf-8").startswith("---\ntitle: ")
+    again = cli("graph", str(CONFIGS / "gpt2.yaml"), "-o", str(out))  # a picture is replaced
+    assert again.exit_code == 0 and "gpt2" in out.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.mmd"]  # no temporary left
     nowhere = cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(tmp_path / "no" / "such.mmd"))
     assert nowhere.exit_code == 2 and "file-error" in nowhere.stderr
 

@@ -124,6 +124,17 @@ AllowImportOption = Annotated[
 ]
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="NAME=VALUE",
+        help="Override a param: --set d_model=512. Repeatable.",
+        show_default=False,
+    ),
+]
+
+
 class _State:
     traceback = False
 
@@ -210,15 +221,7 @@ def inspect(
             show_default=False,
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="NAME=VALUE",
-            help="Override a param: --set d_model=512. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    set_: SetOption = None,
     allow_import: AllowImportOption = None,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
@@ -246,17 +249,6 @@ def inspect(
     report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
     _emit(report, fmt, depth, paths)
     raise typer.Exit(_exit_code(report))
-
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="NAME=VALUE",
-        help="Override a param: --set d_model=512. Repeatable.",
-        show_default=False,
-    ),
-]
 
 
 @app.command(cls=_Command)
@@ -402,15 +394,7 @@ def graph(
         ),
     ] = None,
     input: InputOption = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="NAME=VALUE",
-            help="Override a param: --set d_model=512. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    set_: SetOption = None,
     allow_import: AllowImportOption = None,
 ) -> None:
     """Draw the architecture: layers as nodes, the tensors between them as edges."""
@@ -437,10 +421,10 @@ def _write_picture(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise fail("file-error", f"cannot write {output}: {e.strerror or e}") from None
+    from shapecli.atomic import atomic_file
+
+    with atomic_file(output, force=True) as temp:  # whole or not at all; a picture is replaced
+        temp.write_text(text, encoding="utf-8")
 
 
 class LintFormat(StrEnum):
