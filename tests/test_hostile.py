@@ -166,14 +166,25 @@ def make_package(root: Path) -> None:
         ),  # a prefix is not the package
     ],
 )
-def test_user_packages(tmp_path: Path, layer: str, allow: str, code: int, says: str) -> None:
+def test_user_packages(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+    layer: str,
+    allow: str,
+    code: int,
+    says: str,
+) -> None:
+    """In-process, with the package on sys.path as PYTHONPATH would put it (the process
+    case of ``--allow-import`` is in test_process.py)."""
     make_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"input: 2x3\nmodel:\n  - {layer}\n")
-    args = ["inspect", str(spec), *(["--allow-import", allow] if allow else [])]
-    done = subprocess.run(
-        [sys.executable, "-m", "shapecli", *args], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}"}, check=False,
-    )  # fmt: skip
-    assert done.returncode == code, done.stdout + done.stderr
+    try:
+        done = cli("inspect", str(spec), *(["--allow-import", allow] if allow else []))
+    finally:
+        for name in ("userlayers", "explodes"):
+            sys.modules.pop(name, None)
+    assert done.exit_code == code, done.stdout + done.stderr
     assert says in done.stdout + done.stderr and "Traceback" not in done.stderr
