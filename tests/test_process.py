@@ -87,6 +87,21 @@ def test_the_current_directory_is_not_importable(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_a_user_package_on_pythonpath(tmp_path: Path) -> None:
+    """The way a user brings their own layer: PYTHONPATH and --allow-import."""
+    (tmp_path / "mylayers.py").write_text(
+        "import torch\nclass Double(torch.nn.Module):\n"
+        "    def forward(self, x):\n        return torch.cat([x, x], -1)\n"
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: 1x2\nmodel: [mylayers.Double]\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = run_process("inspect", str(spec), "--allow-import", "mylayers", env=env)
+    assert done.returncode == 0 and "1×4" in done.stdout, done.stderr
+    refused = run_process("inspect", str(spec), env=env)
+    assert refused.returncode == 1 and "--allow-import mylayers" in refused.stderr
+
+
 SPEEDUP_CHECK = """
 import json, sys
 import torch
