@@ -96,6 +96,17 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
 
 
+SpecArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The spec file (YAML), or a Python model pkg.module:factory "
+        "(with --allow-import pkg).",
+        metavar="SPEC",
+        show_default=False,
+    ),
+]
+
+
 InputOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -169,15 +180,7 @@ def _main(
 
 @app.command(cls=_Command)
 def inspect(
-    spec: Annotated[
-        str,
-        typer.Argument(
-            help="The spec file (YAML), or a Python model pkg.module:factory "
-            "(with --allow-import pkg).",
-            metavar="SPEC",
-            show_default=False,
-        ),
-    ],
+    spec: SpecArgument,
     input: InputOption = None,
     output_format: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="Output format.")
@@ -359,9 +362,7 @@ class GraphFormat(StrEnum):
 
 @app.command(cls=_Command)
 def graph(
-    spec: Annotated[
-        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
-    ],
+    spec: SpecArgument,
     output_format: Annotated[
         GraphFormat,
         typer.Option(
@@ -401,10 +402,12 @@ def graph(
 
     def run() -> int:
         from shapecli import api
+        from shapecli.pymodel import is_target
         from shapecli.render import Options, graph_renderers
 
         inputs = api.parse_inputs(input)
-        loaded = api.load(spec, set=_parse_sets(set_ or []))
+        sets = _parse_sets(set_ or [])
+        loaded = spec if is_target(spec) else api.load(spec, set=sets)
         report = api.inspect(loaded, inputs, allow_import=allow_import or ())
         options = Options(depth=depth, color=_color(sys.stderr))
         rendered = graph_renderers()[output_format.value](report, options)
