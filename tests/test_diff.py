@@ -37,6 +37,13 @@ def test_a_python_model_is_inspected_on_meta() -> None:
     assert report.ok and report.totals.params == 7_946
     assert [r.path for r in report.rows] == ["", "fc1", "act", "fc2"]
     assert report.rows[1].output_shapes == ((2, 256),)
+    # where each layer's input came from, traced in the pass (no spec says it)
+    assert [[o.path or o.input for o in r.sources] for r in report.rows] == [
+        ["input"], ["input"], ["fc1"], ["act"],
+    ]  # fmt: skip
+    reused = shapecli.inspect("shapecli_models:Reused", "2x20", allow_import=["shapecli_models"])
+    act = next(r for r in reused.rows if r.path == "act")
+    assert [o.path for o in act.sources] == ["fc1", "fc2"]  # one module, called twice
 
 
 @pytest.mark.parametrize(

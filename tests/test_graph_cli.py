@@ -77,6 +77,39 @@ def test_named_tensors_flow_along_their_own_edges(cli: Cli) -> None:
     assert len(re.findall(rf"^  {encoder_output[1]} -->", t5, re.M)) == 2
 
 
+def test_a_python_model_is_drawn_from_its_traced_dataflow(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python model's sources are traced in the dry run: an in-place residual add
+    makes the block's input a second source of the activation after it."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "pymodels"))
+    allow = ("--allow-import", "shapecli_models")
+    try:
+        doc = cli("inspect", "shapecli_models:residual", "-i", "2x20", *allow, "-f", "json").json()
+        picture = cli("graph", "shapecli_models:residual", "-i", "2x20", *allow).stdout
+    finally:
+        for name in [n for n in sys.modules if n.startswith("shapecli_models")]:
+            del sys.modules[name]
+    sources = {
+        row["path"]: [s["path"] or s["input"] for s in row["sources"]] for row in doc["layers"]
+    }
+    assert sources == {
+        "": ["input"],
+        "0": ["input"],
+        "1": ["0"],
+        "1.fc": ["0"],
+        "1.act": ["1.fc", "0"],  # out = fc(x); out += x
+        "2": ["1.act"],  # a block's output comes from the layer inside that returned it
+    }
+    nodes = dict(re.findall(r'^\s+(n\d+)\["(\S+) · ', picture, re.M))
+    edges = set(re.findall(r"^\s+(\w+) -->\|\"[^\"]+\"\| (\w+)$", picture, re.M))
+    by_name = {name: node for node, name in nodes.items()}
+    assert (by_name["0"], by_name["act"]) in edges and (by_name["fc"], by_name["act"]) in edges
+    assert (by_name["act"], by_name["2"]) in edges
+
+
 def test_depth_collapses_blocks_into_nodes(cli: Cli) -> None:
     at_1 = cli("graph", str(CONFIGS / "gpt2.yaml"), "--depth", "1").stdout
     assert 'n3[["h · block ×12<br/>85,054,464 params"]]' in at_1

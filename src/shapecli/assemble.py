@@ -49,6 +49,7 @@ def assemble(
     subtree = _subtree_sums(own_counts)
     first = recorder.first if recorder else {}
     same_as = _same_as(built, first)
+    sources = recorder.traced_sources() if built.traced and recorder else built.sources
     rows = []
     for path, module in modules:
         entry = built.entries.get(path)
@@ -76,7 +77,7 @@ def assemble(
                 status=status,
                 same_as=same_as.get(path),
                 repeat=entry.repeat if entry is not None else None,
-                sources=_expand(built.sources.get(path, ()), inputs),
+                sources=_expand(sources.get(path, ()), inputs),
             )
         )
     return rows, _totals(built, modules, found, recorder)

@@ -58,6 +58,8 @@ class BuiltModel:
     ties: list[Tie] = field(default_factory=list)
     #: Where each entry's inputs come from (the report's ``sources``).
     sources: dict[str, tuple[Origin, ...]] = field(default_factory=dict)
+    #: No ``sources`` are known before the pass: trace them in it (a Python model).
+    traced: bool = False
 
     def apply_ties(self) -> list[Problem]:
         """Make every tied parameter the very object it is tied to.

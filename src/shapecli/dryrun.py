@@ -102,6 +102,11 @@ def dry_run(
     """
     model = built.model
     recorder = Recorder(model, set(built.entries))
+    tracing: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if built.traced:
+        from shapecli.trace import Dataflow
+
+        recorder.dataflow = tracing = Dataflow()
     counting: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if measure.flops:
         from torch.utils.flop_counter import FlopCounterMode  # before the lean block
@@ -112,6 +117,8 @@ def dry_run(
         recorder.flop_total = lambda: counter.get_total_flops() + recurrent_flops() - before
     modes = {path: m.training for path, m in model.named_modules()}
     tensors = make_inputs(inputs)
+    if recorder.dataflow:
+        recorder.dataflow.enter_inputs(tensors, input_names(tuple(inputs)))
     copies = repeat_copies(model, built.entries) if replay else []
     replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
     error: BaseException | None = None
@@ -120,7 +127,7 @@ def dry_run(
         replayer.install()
         model.eval()
         lean = lean_meta() if shortcuts else contextlib.nullcontext()
-        with torch.no_grad(), warnings.catch_warnings(), lean, counting:
+        with torch.no_grad(), warnings.catch_warnings(), lean, counting, tracing:
             warnings.simplefilter("always")
             warnings.showwarning = recorder.warn
             model(*tensors)

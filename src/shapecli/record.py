@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,7 +30,10 @@ from torch.nn.modules.module import (
 )
 from torch.utils.hooks import RemovableHandle
 
-from shapecli.report import Shape
+from shapecli.report import Origin, Shape
+
+if TYPE_CHECKING:
+    from shapecli.trace import Dataflow
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,15 @@ class Call:
     arguments: tuple[object, ...] = ()  # the positional arguments, for their structure
     flops: int | None = None  # counted during the call (submodules' included), when counted
     flops_at_start: int = 0
+    #: Where its inputs were made (when the pass traces dataflow: :mod:`shapecli.trace`).
+    places: tuple[Origin, ...] = ()
+
+    def inside(self, other: Call) -> bool:
+        """Did this call happen during ``other`` (and is not ``other`` itself)?"""
+        parent = self.parent
+        while parent is not None and parent is not other:
+            parent = parent.parent
+        return parent is other
 
     @property
     def done(self) -> bool:
@@ -141,6 +153,8 @@ class Recorder:
     flop_total: Callable[[], int] | None = None
     #: How sizes are written down (formulas in a symbolic run; never a guard on them).
     size: SizeOf = plain_size
+    #: Traces where tensors come from (a Python model's dataflow), or None.
+    dataflow: Dataflow | None = None
 
     def __post_init__(self) -> None:
         self.modules: dict[str, nn.Module] = dict(self.model.named_modules())
@@ -150,6 +164,7 @@ class Recorder:
         self._alive: list[object] = []  # keeps ids of recorded tensors unique
         self._count: Counter[str] = Counter()
         self.replayed_flops = 0  # what replayed copies would have counted
+        self._made: dict[int, Call] = {}  # id of a tensor → the call that returned it
 
     # -- installing ----------------------------------------------------------------------
 
@@ -199,6 +214,7 @@ class Recorder:
             tensors=tensors,
             arguments=args,
             flops_at_start=self.flops_now(),
+            places=self.dataflow.places(tensors) if self.dataflow else (),
         )
         self._count[path] += 1
         self.calls.append(call)
@@ -215,6 +231,8 @@ class Recorder:
         if tensors:
             call.inputs += tuple(info(t, self.size) for t in tensors)
             call.tensors += tensors
+            if self.dataflow:
+                call.places = (*call.places, *self.dataflow.places(tensors))
 
     def end(self, module: nn.Module, output: object) -> None:
         path = self.path_of(module)
@@ -231,8 +249,26 @@ class Recorder:
         if path in self.entry_paths:  # the innermost entry that returned a tensor made it
             for tensor in outputs:
                 self.producers.setdefault(id(tensor), call)
+        if self.dataflow:
+            self._made_here(call, outputs)
         if self.flop_total is not None:
             call.flops = self.flops_now() - call.flops_at_start
+
+    def _made_here(self, call: Call, outputs: tuple[torch.Tensor, ...]) -> None:
+        """A returned tensor comes from this call, unless a call inside it returned it."""
+        assert self.dataflow is not None
+        for tensor in outputs:
+            maker = self._made.get(id(tensor))
+            if maker is None or not maker.inside(call):
+                self.dataflow.set(tensor, (Origin(path=call.path),))
+                self._made[id(tensor)] = call
+
+    def traced_sources(self) -> dict[str, tuple[Origin, ...]]:
+        """Each path's sources: where the inputs of all its calls were made, in order."""
+        sources: dict[str, tuple[Origin, ...]] = {}
+        for call in self.calls:
+            sources[call.path] = tuple(dict.fromkeys((*sources.get(call.path, ()), *call.places)))
+        return sources
 
     def flops_now(self) -> int:
         """The running FLOP total, replayed copies included (0 when not counting)."""

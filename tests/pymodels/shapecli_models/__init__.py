@@ -60,3 +60,22 @@ class Reused(nn.Module):
         import torch
 
         return self.fc3(torch.flatten(self.act(self.fc2(self.act(self.fc1(x)))), 1))
+
+
+class Block(nn.Module):
+    """A residual block written as torchvision writes them: an in-place add of the
+    block's input, then one activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(20, 20)
+        self.act = nn.ReLU()
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        out = self.fc(x)
+        out += x
+        return self.act(out)
+
+
+def residual() -> nn.Module:
+    return nn.Sequential(nn.Linear(20, 20), Block(), nn.Linear(20, 10))
