@@ -107,14 +107,7 @@ def dry_run(
         from shapecli.trace import Dataflow
 
         recorder.dataflow = tracing = Dataflow()
-    counting: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    if measure.flops:
-        from torch.utils.flop_counter import FlopCounterMode  # before the lean block
-
-        counter = FlopCounterMode(display=False)
-        counting = counter
-        before = recurrent_flops()  # the recurrent kernels the shape rule answers
-        recorder.flop_total = lambda: counter.get_total_flops() + recurrent_flops() - before
+    counting = _flop_counter(recorder) if measure.flops else contextlib.nullcontext()
     modes = {path: m.training for path, m in model.named_modules()}
     tensors = make_inputs(inputs)
     if recorder.dataflow:
@@ -163,6 +156,17 @@ def dry_run(
         errors=tuple(errors),
         warnings=tuple(warned),
     )
+
+
+def _flop_counter(recorder: Recorder) -> contextlib.AbstractContextManager[object]:
+    """A FLOP counter for the pass, whose running total the recorder reads per call
+    (with what the recurrent shape rule answered without running)."""
+    from torch.utils.flop_counter import FlopCounterMode  # before the lean block
+
+    counter = FlopCounterMode(display=False)
+    before = recurrent_flops()
+    recorder.flop_total = lambda: counter.get_total_flops() + recurrent_flops() - before
+    return counter
 
 
 def _training(
