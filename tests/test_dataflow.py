@@ -300,6 +300,13 @@ def test_an_input_nothing_reads_is_a_warning() -> None:
     assert report.ok
     (warning,) = report.warnings
     assert warning.code == "unused-input" and "`unused`" in warning.message
+    # a first entry without `in:` reads every input of its list: nothing is unused
+    for spec in (
+        "input: {x: 2x20}\nmodel:\n  - LazyLinear: 5\n",
+        "input: {x: 2x4, y: 2x4}\nmodel:\n  - Add\n",
+        "input: {x: 2x4}\nmodel:\n  - Residual: [ReLU]\n",
+    ):
+        assert inspect(spec).warnings == (), spec
 
 
 def test_a_ref_to_a_list_that_reads_outer_names() -> None:

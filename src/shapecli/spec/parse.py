@@ -642,6 +642,8 @@ class _SpecParser:
             shape = OWN_LAYERS.get(type_name)
             if wiring is None and shape is not None and not shape.takes_input:
                 wiring = Wiring()  # a free tensor (`Param`) reads nothing
+        if wiring is None and scope.names is not None and scope.names.previous is None:
+            scope.names.read.update(scope.names.inputs)  # the first entry: all the list's inputs
         entry = replace(entry, wiring=wiring)
         if "repeat" in options:
             entry = replace(entry, repeat=self._repeat(options["repeat"], scope))
