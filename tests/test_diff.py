@@ -124,6 +124,19 @@ def test_what_a_python_model_cannot_show_is_unseen(cli: Cli, tmp_path: Path) -> 
     assert cli("diff", str(extra), "shapecli_models:Reused", *ALLOW, "--exit-code").exit_code == 1
 
 
+def test_a_parameter_on_the_model_itself_is_compared() -> None:
+    allow = ["shapecli_models"]
+    one = shapecli.inspect("shapecli_models:Positions", "2x8x20", allow_import=allow)
+    eight = shapecli.inspect("shapecli_models:MorePositions", "2x8x20", allow_import=allow)
+    result = diff(one, eight)
+    assert [(c.status, c.a and c.a.path) for c in result.changes] == [
+        ("changed", ""),
+        ("same", "fc"),
+    ]
+    assert result.changes[0].delta == 140 == eight.totals.params - one.totals.params
+    assert result.differs
+
+
 def test_changes_show_shapes_and_deltas(cli: Cli, golden: Callable[[str, str], None]) -> None:
     args = ("diff", str(CONFIGS / "mlp.yaml"), "shapecli_models:wider", *ALLOW, "-i", "2x20")
     table = cli(*args)

@@ -83,12 +83,13 @@ def own_shapes(row: Row) -> tuple[tuple[str, Shape | None], ...]:
 
 
 def units(report: Report) -> list[Row]:
-    """The modules that own parameters, and the leaves, in order."""
+    """The modules that own parameters (the model itself included: a Python model may
+    keep a position table on its root), and the leaves, in order."""
     parents = {row.path.rpartition(".")[0] for row in report.rows if row.path}
     return [
         row
         for row in report.rows
-        if row.path and (own_shapes(row) or row.path not in parents) and row.status != "failed"
+        if (own_shapes(row) or row.path not in parents) and row.status != "failed"
     ]
 
 

@@ -28,7 +28,7 @@ def _shown(result: Diff, options: Options) -> list[Change]:
 
 
 def _label(row: Row | None) -> str:
-    return f"{row.path} ({row.type})" if row is not None else "—"
+    return f"{row.path or row.name} ({row.type})" if row is not None else "—"
 
 
 def _side_by_side(a: str, b: str) -> str:

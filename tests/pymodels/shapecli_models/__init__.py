@@ -79,3 +79,27 @@ class Block(nn.Module):
 
 def residual() -> nn.Module:
     return nn.Sequential(nn.Linear(20, 20), Block(), nn.Linear(20, 10))
+
+
+class Positions(nn.Module):
+    """A parameter on the model itself, not on a layer (as position tables often are)."""
+
+    rows = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch_zeros(self.rows, 20))
+        self.fc = nn.Linear(20, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.fc(x + self.pos)
+
+
+class MorePositions(Positions):
+    rows = 8
+
+
+def torch_zeros(*size: int):  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.zeros(*size)
