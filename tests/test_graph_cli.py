@@ -101,13 +101,33 @@ def test_a_python_model_is_drawn_from_its_traced_dataflow(
         "1": ["0"],
         "1.fc": ["0"],
         "1.act": ["1.fc", "0"],  # out = fc(x); out += x
-        "2": ["1.act"],  # a block's output comes from the layer inside that returned it
+        "2": ["1"],  # after a block, the block: as the next entry after a block in a spec
     }
     nodes = dict(re.findall(r'^\s+(n\d+)\["(\S+) · ', picture, re.M))
     edges = set(re.findall(r"^\s+(\w+) -->\|\"[^\"]+\"\| (\w+)$", picture, re.M))
     by_name = {name: node for node, name in nodes.items()}
     assert (by_name["0"], by_name["act"]) in edges and (by_name["fc"], by_name["act"]) in edges
-    assert (by_name["act"], by_name["2"]) in edges
+    assert (by_name["act"], by_name["2"]) in edges  # drawn from what the block returns
+    assert {tail for tail, head in edges if head.startswith("y")} == {by_name["2"]}
+
+
+def test_a_module_list_that_never_runs_is_drawn_by_its_layers(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "pymodels"))
+    args = ("graph", "shapecli_models:Looped", "-i", "2x20", "--allow-import", "shapecli_models")
+    try:
+        whole, collapsed = cli(*args).stdout, cli(*args, "-d", "1").stdout
+    finally:
+        for name in [n for n in sys.modules if n.startswith("shapecli_models")]:
+            del sys.modules[name]
+    for picture in (whole, collapsed):
+        edges = re.findall(r"^\s+(\w+) -->\|\"([^\"]*)\"\| (\w+)$", picture, re.M)
+        assert all(label for _, label, _ in edges), picture  # every edge says what flows
+        assert [tail for tail, _, head in edges if head == "y0"] == [edges[-1][0]]  # the head
+    assert len(re.findall(r" -->", collapsed)) == 4  # input → stem → layers → head → output
 
 
 def test_depth_collapses_blocks_into_nodes(cli: Cli) -> None:

@@ -365,17 +365,23 @@ class _Builder:
         """The entries a container returns: those no other entry inside it reads, and for
         each of its outputs still unaccounted for, the last entry of that shape."""
         children = self.children.get(row.path, [])
-        sinks = [
-            c
-            for c in children
-            if not any(_inside(r, row.path) for r in self.readers.get(c.path, []))
-        ]
+        sinks = [c for c in children if not self._read_within(c.path, row.path)]
         missing = Counter(row.output_shapes) - Counter(s for c in sinks for s in c.output_shapes)
         for shape in missing:
             match = [c for c in children if c.output_shapes == (shape,) and c not in sinks]
             if match:
                 sinks.append(match[-1])
         return sorted(sinks, key=children.index)
+
+    def _read_within(self, path: str, container: str) -> bool:
+        """Does an entry of ``container`` outside ``path`` read ``path``, or a layer in it?
+        (A Python model's ``ModuleList`` never runs: what is read is its layers.)"""
+        return any(
+            _inside(reader, container) and not (reader == path or _inside(reader, path))
+            for source, readers in self.readers.items()
+            if source == path or _inside(source, path)
+            for reader in readers
+        )
 
     def _tails(self, origin: Origin) -> list[str]:
         if origin.path is not None:
@@ -392,9 +398,10 @@ class _Builder:
             return
         own = self.nodes[head].path == row.path
         for origin in row.sources:
+            source = self.by_path.get(origin.path) if origin.path is not None else None
             for tail in self._tails(origin):
                 if tail != head:
-                    self._edge(tail, head, origin.arg if own else None)
+                    self._edge(tail, head, origin.arg if own else None, source)
 
     def _edges_into_merge(self, group_id: str, merge_id: str) -> None:
         row = self.group_rows[group_id]
@@ -409,11 +416,21 @@ class _Builder:
                 for tail in self._tails(origin):
                     self._edge(tail, merge_id, skip=True)
 
-    def _edge(self, tail: str, head: str, arg: str | None = None, skip: bool = False) -> None:
+    def _edge(
+        self,
+        tail: str,
+        head: str,
+        arg: str | None = None,
+        source: Row | None = None,
+        skip: bool = False,
+    ) -> None:
+        """An edge labelled with what flows: the tail node's output, or where that is not
+        one tensor's (a container drawn as one node that never ran itself, such as a
+        ``ModuleList``), the output of the row the edge comes from."""
         key = (tail, head, skip)
         if key in self.edges:
             return
-        shapes = self.nodes[tail].output_shapes
+        shapes = self.nodes[tail].output_shapes or (source.output_shapes if source else ())
         self.edges[key] = Edge(f"e{len(self.edges)}", tail, head, shapes, arg, skip)
 
 

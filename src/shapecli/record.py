@@ -120,13 +120,6 @@ class Call:
     #: Where its inputs were made (when the pass traces dataflow: :mod:`shapecli.trace`).
     places: tuple[Origin, ...] = ()
 
-    def inside(self, other: Call) -> bool:
-        """Did this call happen during ``other`` (and is not ``other`` itself)?"""
-        parent = self.parent
-        while parent is not None and parent is not other:
-            parent = parent.parent
-        return parent is other
-
     @property
     def done(self) -> bool:
         return self.outputs is not None
@@ -164,7 +157,6 @@ class Recorder:
         self._alive: list[object] = []  # keeps ids of recorded tensors unique
         self._count: Counter[str] = Counter()
         self.replayed_flops = 0  # what replayed copies would have counted
-        self._made: dict[int, Call] = {}  # id of a tensor → the call that returned it
 
     # -- installing ----------------------------------------------------------------------
 
@@ -249,19 +241,11 @@ class Recorder:
         if path in self.entry_paths:  # the innermost entry that returned a tensor made it
             for tensor in outputs:
                 self.producers.setdefault(id(tensor), call)
-        if self.dataflow:
-            self._made_here(call, outputs)
+        if self.dataflow:  # what a module returns comes from it (see shapecli.trace)
+            for tensor in outputs:
+                self.dataflow.set(tensor, (Origin(path=path),))
         if self.flop_total is not None:
             call.flops = self.flops_now() - call.flops_at_start
-
-    def _made_here(self, call: Call, outputs: tuple[torch.Tensor, ...]) -> None:
-        """A returned tensor comes from this call, unless a call inside it returned it."""
-        assert self.dataflow is not None
-        for tensor in outputs:
-            maker = self._made.get(id(tensor))
-            if maker is None or not maker.inside(call):
-                self.dataflow.set(tensor, (Origin(path=call.path),))
-                self._made[id(tensor)] = call
 
     def traced_sources(self) -> dict[str, tuple[Origin, ...]]:
         """Each path's sources: where the inputs of all its calls were made, in order."""

@@ -7,16 +7,20 @@ watches: every tensor carries the set of places it was made from, and every modu
 records the places of the tensors it received.
 
 * A model input is its own place (``Origin(input=name)``).
-* A module's output comes from that module — unless a module called inside it returned
-  the tensor, which then keeps the innermost maker (a ``Sequential`` returns its last
-  layer's output).
+* A module's output comes from that module. When a container returns what its last
+  layer returned, the tensor is the container's from then on: the layers inside it
+  that read it have read it already, and a reader outside sees the container, as the
+  next entry after a block does in a spec. (``graph`` draws the edge from what the
+  container returns.)
 * Anything else (``torch.flatten``, ``x + y``, an in-place ``out += identity``) makes a
   tensor from all the places of the tensors it was given. That is how a residual's add
   shows as two sources of the next layer: the block's last layer and its input.
 
 Parameters and constants come from nowhere and add nothing. A module called twice (one
 ``self.relu`` after each convolution) has one row, whose sources are those of all its
-calls, in order.
+calls, in order. What a module's ``forward`` computes after its last submodule (a
+squeeze-excitation's ``x * gate``) is the module's own output: the tensors that went
+into it are its inputs, not edges drawn past it.
 """
 
 from __future__ import annotations

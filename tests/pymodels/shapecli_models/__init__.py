@@ -103,3 +103,19 @@ def torch_zeros(*size: int):  # type: ignore[no-untyped-def]
     import torch
 
     return torch.zeros(*size)
+
+
+class Looped(nn.Module):
+    """Layers in a ModuleList, called in a loop: the list itself never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(20, 16)
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(2))
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
