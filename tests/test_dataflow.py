@@ -335,9 +335,16 @@ model:
 
 def test_named_inputs_from_the_command_line(cli: Cli, write: Callable[..., Path]) -> None:
     spec = write(MINI_BERT)
-    doc = cli("inspect", str(spec), "-f", "json", "-i", "mask=2x16:bool", "-i", "2x8:long").json()
+    given = ("-i", "mask=2x8:bool", "-i", "2x8:long", "-i", "2x8:long")
+    doc = cli("inspect", str(spec), "-f", "json", *given).json()
     assert [i["name"] for i in doc["inputs"]] == ["ids", "types", "mask"]
-    assert [i["shape"] for i in doc["inputs"]] == [[2, 8], [2, 16], [2, 16]]
+    assert [i["shape"] for i in doc["inputs"]] == [[2, 8], [2, 8], [2, 8]]
+    only = cli("inspect", str(spec), "-f", "json", "-i", "ids=2x16:long").json()
+    assert [i["shape"] for i in only["inputs"]] == [[2, 16], [2, 16], [2, 16]]  # by name
+    # a few shapes in order would leave the rest as declared: out of step, so refused
+    result = cli("inspect", str(spec), "-i", "2x8:long")
+    assert result.exit_code == 2, result.stderr
+    assert "no shape for types, mask" in result.stderr and "--input ids=2x8:int64" in result.stderr
     result = cli("inspect", str(spec), "-i", "mask2=2x16:bool")
     assert result.exit_code == 2 and "no input `mask2` (did you mean `mask`?)" in result.stderr
     result = cli("inspect", str(spec), *["-i", "2x8:long"] * 4)

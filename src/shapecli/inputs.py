@@ -164,9 +164,11 @@ def merge_inputs(
 ) -> tuple[InputSpec, ...]:
     """The inputs to dry-run with: the spec's ``input:``, overridden from the command line.
 
-    ``NAME=SHAPE`` replaces the declared input of that name; a plain ``SHAPE`` fills
-    the declared inputs in order (keeping their names). A spec whose inputs have no
-    names takes the plain shapes as they are.
+    ``NAME=SHAPE`` replaces the declared input of that name; plain ``SHAPE`` values give
+    every declared input in order (keeping their names): a few of them would leave the
+    rest as declared, silently out of step (a new sequence length, the old mask), so
+    changing only some is done by name. A spec whose inputs have no names takes the
+    plain shapes as they are.
     """
     if not given:
         return declared
@@ -204,6 +206,13 @@ def merge_inputs(
                 f"input `{shape.name}` is given twice: by position and as {shape.name}=…"
             )
         merged[names.index(shape.name)] = shape
+    left = [n for n in names if n not in filled and n not in {s.name for s in named}]
+    if plain and left:
+        raise InputError(
+            f"--input gave no shape for {', '.join(left)}: with shapes in order, give one "
+            f"for every input ({', '.join(names)}), or change inputs by name only "
+            f"(--input {declared[0].name}={plain[0]})"
+        )
     return tuple(merged)
 
 
