@@ -130,3 +130,11 @@ def test_the_mermaid_example_is_what_shapecli_graph_prints(
     first, *printed = command.splitlines()
     assert shown.splitlines() == printed  # the picture GitHub renders is the one shown above
     assert cli(*first.split()[2:]).stdout == shown
+
+
+def test_the_table_of_codes_is_every_code_with_its_exit_code() -> None:
+    from shapecli.errors import EXIT_CODES
+
+    rows = re.findall(r"^\| `([a-z-]+)` \| (\d) \|", README, re.M)
+    assert dict(rows) == {code: str(int(exit)) for code, exit in EXIT_CODES.items()}
+    assert len(rows) == len(EXIT_CODES)  # each once
