@@ -64,12 +64,9 @@ def nbytes(n: int) -> str:
 
 
 def problem_lines(problem: Problem) -> list[str]:
-    """A problem as text: ``file:line:col: severity[code] message`` and indented details.
-
-    A problem with no place in a file (a bad ``--input``) is shapecli's own complaint.
-    """
-    head = str(problem.source) if problem.source else "shapecli"
-    lines = [f"{head}: {problem.severity}[{problem.code}] {problem.message}"]
+    """A problem as text: its headline (``file:line:col: severity[code] message``) and
+    indented details."""
+    lines = [problem.headline]
     if problem.produced_by:
         lines.append(f"  the shape comes from {problem.produced_by}")
     lines.extend(f"  {note}" for note in problem.notes)
