@@ -92,6 +92,37 @@ def test_hints_lead_somewhere(cli: Cli, write: Callable[..., Path], text: str, s
     assert "torch: LayerInputError" not in result.stderr  # our own words are the message
 
 
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("Attention: {dim: auto, heads: 5}", "layer 0 (Attention) cannot be built for its input 2×10×32 (dim: auto = 32): dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 5}", "bad-arguments Attention: dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 4, kv_heads: 3}", "Attention: heads 4 is not a multiple of kv_heads 3"),
+    ],
+)  # fmt: skip
+def test_lint_says_why_our_own_layer_refused(
+    cli: Cli, write: Callable[..., Path], layer: str, says: str
+) -> None:
+    """The one line lint prints carries our layer's reason, not only inspect's detail."""
+    spec = write(f"input: 2x10x32\nmodel:\n  - {layer}\n")
+    result = cli("lint", str(spec))
+    assert result.exit_code == 1 and f"{spec}:3:5: " in result.stdout
+    assert says in result.stdout, result.stdout
+    inspected = cli("inspect", str(spec)).stderr
+    assert "torch:" not in inspected and "ValueError" not in inspected  # said once, above
+
+
+def test_a_torch_layer_that_refuses_an_auto_size_names_the_size(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    spec = write(
+        "input: 2x10x32\nmodel:\n  - MultiheadAttention: {embed_dim: auto, num_heads: 5}\n"
+    )
+    stderr = cli("inspect", str(spec)).stderr
+    assert "cannot be built for its input 2×10×32 (embed_dim: auto = 32)" in stderr
+    assert "torch: AssertionError: embed_dim must be divisible by num_heads" in stderr
+
+
 def test_branches_that_pass_through_and_tuples_that_stay_tuples(
     cli: Cli, write: Callable[..., Path]
 ) -> None:

@@ -35,7 +35,8 @@ from torch import nn
 from shapecli.construct import BuiltModel
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec
-from shapecli.layers.own import LayerInputError
+from shapecli.layers.auto import AutoBuildError
+from shapecli.layers.own import LayerInputError, own_words
 from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
 from shapecli.report import Shape, format_shape
 from shapecli.spec.model import Entry
@@ -56,6 +57,8 @@ def is_internal(error: BaseException) -> bool:
     """Did shapecli's own code (not a layer, not torch) raise ``error``?"""
     if isinstance(error, HookFailure):
         return True
+    if isinstance(error, AutoBuildError):  # a constructor that a size from `auto` broke
+        return is_internal(error.error)
     if isinstance(error, LayerInputError) or not isinstance(error, _BUG_TYPES):
         return False
     frames = traceback.extract_tb(error.__traceback__)
@@ -139,21 +142,9 @@ class Explainer:
         )
         diagnosis = self._diagnosis(error, module, type_name, culprit, path)
         label = f"layer {path or self.name} ({self._display(path)})"
-        got = self._shapes(use) or "no tensor"
-        overflow = _overflow(error)
-        code = "shape-mismatch"
-        if overflow:
-            code = "bad-arguments"
-            message = f"{label} cannot be built for its input {got}: it would need {overflow}"
-            diagnosis = Diagnosis(None, "use smaller sizes")
-        elif isinstance(error, LayerInputError):  # our own layer's words: the message itself
-            message = (
-                f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
-            )
-        else:
-            message = f"{label} cannot take its input {got}"
-            if diagnosis.expected:
-                message += f": it expects {diagnosis.expected}"
+        code, message, diagnosis, detail = _wording(
+            error, label, self._shapes(use) or "no tensor", diagnosis
+        )
         # The tensor to trace: the one our own layer named (a mask), else the first input.
         offending = getattr(error, "tensor", None)
         if offending is None and use is not None and use.tensors:
@@ -168,7 +159,7 @@ class Explainer:
             expected=diagnosis.expected,
             produced_by=self.produced_by(offending),
             hint=diagnosis.hint,
-            detail=None if isinstance(error, LayerInputError) else foreign_message(error),
+            detail=detail,
             notes=self._notes(use, culprit, module, path),
         )
 
@@ -288,6 +279,35 @@ class Explainer:
 
     def describe(self, path: str) -> str:
         return f"{path} ({self._display(path)})"
+
+
+def _wording(
+    error: BaseException, label: str, got: str, diagnosis: Diagnosis
+) -> tuple[str, str, Diagnosis, str | None]:
+    """The code, the message, the diagnosis and the third party's detail of a failure.
+
+    Where a layer of ours said why (a :class:`LayerInputError`, or a constructor's
+    ``ValueError`` when ``auto`` filled in a size it refused), its words are in the
+    message — the one line ``lint`` prints — not only below it.
+    """
+    overflow = _overflow(error)
+    if overflow:
+        message = f"{label} cannot be built for its input {got}: it would need {overflow}"
+        return "bad-arguments", message, Diagnosis(None, "use smaller sizes"), None
+    if isinstance(error, LayerInputError):
+        message = f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
+        return "shape-mismatch", message, diagnosis, None
+    if isinstance(error, AutoBuildError):
+        filled = ", ".join(f"{name}: auto = {size}" for name, size in error.sizes.items())
+        message = f"{label} cannot be built for its input {got} ({filled})"
+        reason = own_words(error.error)
+        if reason is not None:
+            return "shape-mismatch", f"{message}: {reason}", Diagnosis(None, None), None
+        return "shape-mismatch", message, Diagnosis(None, None), foreign_message(error.error)
+    message = f"{label} cannot take its input {got}"
+    if diagnosis.expected:
+        message += f": it expects {diagnosis.expected}"
+    return "shape-mismatch", message, diagnosis, foreign_message(error)
 
 
 def _overflow(error: BaseException) -> str | None:

@@ -30,7 +30,7 @@ from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec, input_names
-from shapecli.layers.auto import AutoSized
+from shapecli.layers.auto import AutoBuildError, AutoSized
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report, Totals
@@ -131,7 +131,11 @@ def dry_run(
         recorder.remove()
         restore_modes(model, modes)
     if error is not None and is_internal(error):
-        raise error.__cause__ if isinstance(error, HookFailure) and error.__cause__ else error
+        raise (
+            error.__cause__
+            if isinstance(error, HookFailure | AutoBuildError) and error.__cause__
+            else error
+        )
     explainer = Explainer(
         built, recorder, name, tuple(inputs), {id(t): i for i, t in enumerate(tensors)}
     )

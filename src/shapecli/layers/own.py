@@ -12,7 +12,9 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
 import torch
@@ -36,6 +38,24 @@ class LayerInputError(ValueError):
         self.expected = expected
         self.hint = hint
         self.tensor = tensor
+
+
+_HERE = Path(__file__).resolve()
+
+
+def own_words(error: BaseException) -> str | None:
+    """The message of a ``ValueError`` that one of these layers raised itself (``dim 32
+    is not divisible by heads 5; set head_dim``), else None.
+
+    Such a message is written for the person writing the spec, so it is the reason to
+    report, not a third party's detail to keep below ours.
+    """
+    if not isinstance(error, ValueError):
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames or Path(frames[-1].filename).resolve() != _HERE:
+        return None
+    return str(error) or None
 
 
 def _shape(t: torch.Tensor) -> str:
