@@ -123,6 +123,31 @@ def test_a_torch_layer_that_refuses_an_auto_size_names_the_size(
     assert "torch: AssertionError: embed_dim must be divisible by num_heads" in stderr
 
 
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("Cat: 3", "2×8×32 and 2×8×32: dim 3 is out of range for 3-D tensors (valid: -3…2); it expects at least 4 dims for dim 3"),
+        ("Cat: -4", "dim -4 is out of range for 3-D tensors (valid: -3…2)"),
+        ("Stack: 4", "dim 4 is out of range for stacking 3-D tensors (valid: -4…3)"),
+        ("Transpose: [1, 3]", "2×8×32: dim 3 is out of range for a 3-D input (valid: -3…2)"),
+        ("Mean: 3", "dim 3 is out of range for a 3-D input"),
+        ("Select: {dim: -4, index: 0}", "dim -4 is out of range for a 3-D input"),
+        ("Roll: {shifts: 1, dims: 3}", "dim 3 is out of range for a 3-D input"),
+        ("Permute: [0, 3, 1]", "dim 3 is out of range for a 3-D input"),
+        ("Permute: [0, 2, -1]", "Permute([0, 2, -1]) names a dim twice; it expects each of the 3 dims once"),
+    ],
+)  # fmt: skip
+def test_a_dim_out_of_range_says_so(
+    cli: Cli, write: Callable[..., Path], layer: str, says: str
+) -> None:
+    """Not `equal shapes except in dim 3` for two equal shapes: the dim is the mistake."""
+    wiring = "\n    in: [_, x]" if layer.startswith(("Cat", "Stack")) else ""
+    spec = write(f"input: {{x: 2x8x32}}\nmodel:\n  - ReLU\n  - {layer}{wiring}\n")
+    stderr = cli("inspect", str(spec)).stderr
+    assert f"{spec}:4:5: error[shape-mismatch] layer 1 " in stderr and says in stderr, stderr
+    assert "torch:" not in stderr
+
+
 def test_branches_that_pass_through_and_tuples_that_stay_tuples(
     cli: Cli, write: Callable[..., Path]
 ) -> None:
