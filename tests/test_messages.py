@@ -180,10 +180,21 @@ def test_a_layer_given_as_an_argument(cli: Cli, write: Callable[..., Path]) -> N
         ("blocks:\n  encoder: [ReLU]\ninput: 2x4\nmodel:\n  - encodr\n", "(did you mean `encoder`?)"),
         ("input: {shape: 2x3, dtyp: long}\nmodel: [ReLU]\n", "`dtyp` (did you mean `dtype`?)"),
         ("input: {x: 2x3}\nmodel:\n  - ReLU:\n    in: xx\n", "(did you mean `x`?)"),
+        ("input: 2x3\nmodel:\n  - Param: {shape: 4, init: zeross}\n", "'trunc_normal' or a number, not the text 'zeross' (did you mean `zeros`?)"),
+        ("input: 2x3x8\nmodel:\n  - RNN: {input_size: 8, hidden_size: 4, nonlinearity: rleu}\n", "not the text 'rleu' (did you mean `relu`?)"),
     ],
 )  # fmt: skip
 def test_did_you_mean(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
-    assert says in cli("inspect", str(write(text))).stderr
+    stderr = cli("inspect", str(write(text))).stderr
+    assert says in stderr, stderr
+    assert "without quotes" not in stderr  # no number was meant
+
+
+def test_quoted_text_that_is_no_number_is_not_told_to_drop_its_quotes(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    stderr = cli("inspect", str(write('input: 2x3\nmodel:\n  - LazyLinear: "sixteen"\n'))).stderr
+    assert stderr.endswith("must be a whole number, not the text 'sixteen'\n"), stderr
 
 
 # -- indentation -------------------------------------------------------------------------
