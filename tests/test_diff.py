@@ -53,6 +53,8 @@ def test_a_python_model_is_inspected_on_meta() -> None:
         ("shapecli_models:broken", "shapecli_models", 1, "RuntimeError: no GPU found"),
         ("shapecli_models:not_a_module", "shapecli_models", 1, "returned a int, not an nn.Module"),
         ("shapecli_models:missing", "shapecli_models", 1, "has no `missing`"),
+        ("shapecli_models:mlpp", "shapecli_models", 1, "has no `mlpp` (did you mean `mlp`?)"),
+        ("shapecli_models:Named.forwad", "shapecli_models", 1, "(did you mean `Named.forward`"),
         (
             "shapecli_models:mlp",
             "shapecli",
@@ -68,6 +70,12 @@ def test_python_models_fail_clearly(
     result = cli("inspect", target, "-i", "2x20", *args)
     assert result.exit_code == code and says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_diff_suggests_the_factory_meant(cli: Cli) -> None:
+    result = cli("diff", "shapecli_models:Nammed", str(CONFIGS / "mlp.yaml"), *ALLOW)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "`shapecli_models` has no `Nammed` (did you mean `Named`?)" in result.stderr
 
 
 def test_the_spec_is_the_network_it_copies(cli: Cli) -> None:

@@ -13,7 +13,7 @@ import fnmatch
 import functools
 import importlib
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from torch import nn
@@ -107,7 +107,8 @@ class Registry:
             ) from e
         obj = getattr(module, attribute, None)
         if obj is None:
-            raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`", source)
+            close = did_you_mean(attribute, public_names(module, _is_layer))
+            raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`{close}", source)
         if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
             raise fail(
                 "unknown-layer",
@@ -115,6 +116,26 @@ class Registry:
                 source,
             )
         return obj
+
+
+def _is_layer(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def public_names(namespace: object, keep: Callable[[object], bool]) -> list[str]:
+    """The public names of ``namespace`` (a user's module) whose values ``keep``
+    accepts (layers, factories): what a did-you-mean offers for a misspelled one."""
+    names = []
+    for candidate in dir(namespace):
+        if candidate.startswith("_"):
+            continue
+        try:
+            value = getattr(namespace, candidate)
+        except Exception:  # a module's __getattr__ may raise anything
+            continue
+        if keep(value):
+            names.append(candidate)
+    return names
 
 
 @dataclass(frozen=True)
