@@ -294,8 +294,9 @@ def _type_message(name: str, value: object, expected: Any) -> str:
         got = f"the list {list(value)!r}"
     message = f"`{name}` must be {describe(expected)}, not {got}"
     arithmetic = isinstance(value, str) and re.fullmatch(r"[\d\s.+\-*/%()]+", value)
-    if isinstance(value, str) and value in yaml_nodes.YAML11_BOOLEANS and matches(True, expected):
-        message += f" (YAML 1.2 reads {value} as text: write true or false)"
+    yaml11 = yaml_nodes.yaml11_hint(value)
+    if yaml11 and matches(True, expected):
+        message += f" ({yaml11})"
     elif arithmetic and re.search(r"[+\-*/%]", str(value)) and matches(0, expected):
         message += (
             " (only a string that is exactly one `${…}` is evaluated: put the whole "
