@@ -65,22 +65,38 @@ def is_internal(error: BaseException) -> bool:
     return bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(_PACKAGE)
 
 
+def modules_on_traceback(error: BaseException) -> list[nn.Module]:
+    """The modules whose calls ``error`` passed through, outermost first."""
+    modules: list[nn.Module] = []
+    tb: types.TracebackType | None = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
+            module = frame.f_locals.get("self")
+            if isinstance(module, nn.Module) and (not modules or modules[-1] is not module):
+                modules.append(module)
+        tb = tb.tb_next
+    return modules
+
+
 def open_calls(error: BaseException, recorder: Recorder) -> list[Call]:
     """The calls that were still running when ``error`` was raised, outermost first.
 
     The recorder's stack, kept to the modules that are on the exception's own
     traceback: a call whose exception torch caught internally is not one of them.
     """
-    on_traceback: set[int] = set()
-    tb: types.TracebackType | None = error.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
-            module = frame.f_locals.get("self")
-            if isinstance(module, nn.Module):
-                on_traceback.add(id(module))
-        tb = tb.tb_next
+    on_traceback = {id(m) for m in modules_on_traceback(error)}
     return [c for c in recorder.stack if id(recorder.modules.get(c.path)) in on_traceback]
+
+
+def failing_entry(error: BaseException, built: BuiltModel) -> str | None:
+    """The path of the entry to blame for ``error``, raised by a pass that no recorder
+    watched (the train-mode pass of the memory estimate): the modules on its traceback,
+    by their place in the model, walked as :func:`failing_use` walks calls."""
+    where = {id(m): path for path, m in built.model.named_modules()}
+    paths = [where[id(m)] for m in modules_on_traceback(error) if id(m) in where]
+    index = _innermost_entry(paths, built.entries)
+    return paths[index] if index is not None else None
 
 
 def in_tree(calls: list[Call]) -> list[Call]:
@@ -102,14 +118,21 @@ def failing_use(calls: list[Call], entries: dict[str, Entry]) -> Call | None:
     call that does not was reached by a ``Ref`` (or a module used twice by user code):
     the entry to blame is the last one before that jump — the use, not the original.
     """
+    index = _innermost_entry([c.path for c in calls], entries)
+    return calls[index] if index is not None else None
+
+
+def _innermost_entry(paths: list[str], entries: dict[str, Entry]) -> int | None:
+    """Where in ``paths`` (outermost first) the innermost entry is, before the first
+    path that does not lie inside the one before it (a ``Ref``'s target)."""
     found = None
-    previous: Call | None = None
-    for call in calls:
-        if previous is not None and previous.path and not call.path.startswith(previous.path + "."):
+    previous: str | None = None
+    for index, path in enumerate(paths):
+        if previous and not path.startswith(previous + "."):
             break
-        if call.path in entries:
-            found = call
-        previous = call
+        if path in entries:
+            found = index
+        previous = path
     return found
 
 
