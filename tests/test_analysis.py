@@ -178,6 +178,11 @@ def test_flops_and_memory_are_the_same_with_and_without_the_shortcuts(
     assert report(True) == report(False)
 
 
+def test_a_small_flop_count_is_written_once(cli: Cli, write: Callable[..., Path]) -> None:
+    table = cli("inspect", str(write("input: 1x3\nmodel:\n  - Linear: [3, 4]\n")), "--flops").stdout
+    assert "FLOPs: 24 in one forward pass" in table  # not "24 (24)"
+
+
 def test_the_cli_shows_flops_and_training_memory(cli: Cli) -> None:
     table = cli("inspect", str(CONFIGS / "mlp.yaml"), "--flops", "--memory").stdout
     assert "FLOPs" in table.splitlines()[1]
