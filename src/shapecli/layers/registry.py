@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -179,4 +180,22 @@ def _matches(name: str, pattern: str) -> bool:
 def _summary(cls: type) -> str:
     doc = inspect.getdoc(cls) or ""
     first = doc.strip().split("\n\n")[0]
-    return " ".join(first.split())
+    return plain_rst(" ".join(first.split()))
+
+
+#: reStructuredText in docstrings, outermost first: a link (`Huber loss <url>`_,
+#: `Fast R-CNN`_), a role (:class:`~torch.nn.Linear`, :math:`y = xA^T`), a literal
+#: (``dim``).
+_RST_LINK = re.compile(r"`([^`<]+?)\s*(?:<[^>`]*>)?`__?")
+_RST_ROLE = re.compile(r":(?:[\w-]+:)+`(~?)([^`]+)`")
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_rst(text: str) -> str:
+    """Docstring markup as the plain text a terminal (or a JSON reader) wants: each
+    name or piece of code in single backticks — ```dim``` and ``:attr:`dim``` both
+    become `` `dim` ``, ``:class:`~torch.nn.Linear``` becomes `` `Linear` `` — and a
+    link its title."""
+    text = _RST_LINK.sub(r"\1", text)
+    text = _RST_ROLE.sub(lambda m: f"`{m[2].rpartition('.')[2] if m[1] else m[2]}`", text)
+    return _RST_LITERAL.sub(r"`\1`", text)
