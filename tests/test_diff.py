@@ -169,6 +169,19 @@ def test_a_saved_report_against_a_spec(cli: Cli, tmp_path: Path) -> None:
     assert wider.exit_code == 1 and "the models differ" in wider.stdout
 
 
+def test_each_side_is_titled_by_what_was_passed(cli: Cli, tmp_path: Path) -> None:
+    """A saved report is the file given, not the spec it was once made from."""
+    saved = tmp_path / "before.json"
+    saved.write_text(cli("inspect", str(CONFIGS / "mlp.yaml"), "-f", "json").stdout)
+    after = str(CONFIGS / "mlp.yaml")
+    markdown = cli("diff", str(saved), after, "-f", "markdown").stdout
+    assert markdown.startswith(f"### `{saved}` → `{after}`\n")
+    table = cli("diff", str(saved), after, "--all").stdout
+    assert " ".join(table.split()).startswith(f"mlp ({saved}) → mlp ({after}) "), table
+    target = cli("diff", "shapecli_models:mlp", after, *ALLOW, "-f", "markdown").stdout
+    assert target.startswith(f"### `shapecli_models:mlp` → `{after}`\n")
+
+
 def test_the_json_round_trip_keeps_what_a_diff_needs() -> None:
     report = shapecli.inspect(CONFIGS / "gpt2.yaml")
     back = from_json(json.loads(json.dumps(to_json(report))))
