@@ -204,8 +204,8 @@ def test_quoted_text_that_is_no_number_is_not_told_to_drop_its_quotes(
     ("text", "says"),
     [
         ('params: {p: yes}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n', ":5:9: error[spec-invalid] `if` is true or false"),
-        ('params: {p: yes}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n', "hint: YAML 1.2 reads `yes` as text: write true"),
-        ("input: 2x4\nmodel:\n  - ReLU:\n    if: off\n", "hint: YAML 1.2 reads `off` as text: write false"),
+        ('params: {p: yes}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n', "— not 'yes'; YAML 1.2 reads `yes` as text: write true\n"),
+        ("input: 2x4\nmodel:\n  - ReLU:\n    if: off\n", "not 'off'; YAML 1.2 reads `off` as text: write false\n"),
         ('params: {p: On}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${not p}"\n', "`p` is 'On', not true or false (YAML 1.2 reads `On` as text: write true)"),
         ("input: 2x4\nmodel:\n  - ReLU:\n    trainable: no\n", "not 'no'; YAML 1.2 reads `no` as text: write false"),
         ("input: 2x4x3\nmodel:\n  - LSTM: {input_size: 3, hidden_size: 4, batch_first: yes}\n", "not the text 'yes' (YAML 1.2 reads `yes` as text: write true)"),
@@ -214,6 +214,7 @@ def test_quoted_text_that_is_no_number_is_not_told_to_drop_its_quotes(
 def test_yaml11_booleans_say_so(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
     result = cli("inspect", str(write(text)))
     assert result.exit_code == 1 and says in result.stderr, result.stderr
+    assert "YAML 1.2 reads" in cli("lint", str(write(text))).stdout  # on lint's one line too
 
 
 def test_set_of_a_yaml11_boolean_says_so(cli: Cli, write: Callable[..., Path]) -> None:

@@ -718,12 +718,12 @@ class _SpecParser:
     def _condition(self, node: Node, scope: _Scope) -> bool:
         value = self._resolve(node, scope)
         if not isinstance(value, bool):
+            hint = yaml_nodes.yaml11_hint(value)  # in the message: lint prints no hints
             raise fail(
                 "spec-invalid",
                 f"`if` is true or false — a bool param like `${{pooler}}` or a comparison "
-                f"like `${{layers > 6}}` — not {value!r}",
+                f"like `${{layers > 6}}` — not {value!r}{f'; {hint}' if hint else ''}",
                 node.source,
-                hint=yaml_nodes.yaml11_hint(value),
             )
         return value
 
