@@ -134,6 +134,27 @@ def test_a_model_that_cannot_train_at_this_batch_gets_a_warning_not_an_error() -
     assert report.totals.memory is not None and report.totals.memory.training_peak is None
     (warning,) = report.warnings
     assert warning.code == "training-estimate" and "Expected more than 1 value" in warning.message
+    # at the entry that failed, which is what a user has to find
+    assert "in train mode layer 1 (LazyBatchNorm1d) failed: ValueError" in warning.message
+    assert warning.source is not None and (warning.source.line, warning.source.column) == (4, 5)
+    assert warning.path == "1"
+
+
+def test_a_train_mode_failure_in_a_block_is_at_the_entry_inside_it(
+    cli: Callable[..., Result], write: Callable[..., Path]
+) -> None:
+    spec = write(
+        "blocks:\n  norm:\n    body:\n      - ReLU\n      - LazyBatchNorm2d\n"
+        "input: 1x3x1x1\nmodel:\n  - LazyConv2d: {out_channels: 4, kernel_size: 1}\n"
+        "  - norm:\n    name: n\n"
+    )
+    result = cli("inspect", str(spec), "--memory")
+    assert result.exit_code == 0
+    assert (
+        f"{spec}:5:9: warning[training-estimate] the training estimate is missing: in train "
+        in result.stderr
+    )
+    assert "mode layer n.1 (LazyBatchNorm2d) failed" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -155,6 +176,11 @@ def test_flops_and_memory_are_the_same_with_and_without_the_shortcuts(
         )
 
     assert report(True) == report(False)
+
+
+def test_a_small_flop_count_is_written_once(cli: Cli, write: Callable[..., Path]) -> None:
+    table = cli("inspect", str(write("input: 1x3\nmodel:\n  - Linear: [3, 4]\n")), "--flops").stdout
+    assert "FLOPs: 24 in one forward pass" in table  # not "24 (24)"
 
 
 def test_the_cli_shows_flops_and_training_memory(cli: Cli) -> None:

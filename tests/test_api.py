@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,6 +44,21 @@ def test_build_refuses_a_broken_spec_before_allocating() -> None:
     assert info.value.problem.code == "shape-mismatch"
     with pytest.raises(shapecli.ShapecliError, match="unknown init"):
         shapecli.build(CONFIGS / "mlp.yaml", init="magic")
+
+
+def test_an_error_says_which_file_as_the_cli_does(tmp_path: Path) -> None:
+    weights = tmp_path / "plain.yaml"
+    weights.write_text("input: 2x20\n", encoding="utf-8")
+    with pytest.raises(shapecli.ShapecliError) as info:
+        shapecli.build(CONFIGS / "mlp.yaml", weights=weights)
+    assert str(info.value) == (
+        f"{weights}: error[file-error] is not a safetensors file that can be loaded safely"
+    )
+    assert info.value.problem.message == "is not a safetensors file that can be loaded safely"
+    with pytest.raises(shapecli.ShapecliError) as info:
+        shapecli.build(CONFIGS / "mismatch.yaml")
+    where = re.escape(str(CONFIGS / "mismatch.yaml"))
+    assert re.fullmatch(rf"{where}:\d+:\d+: error\[shape-mismatch\] layer .*", str(info.value))
 
 
 def test_inspect_never_raises_for_spec_problems(tmp_path: object) -> None:

@@ -53,6 +53,8 @@ def test_a_python_model_is_inspected_on_meta() -> None:
         ("shapecli_models:broken", "shapecli_models", 1, "RuntimeError: no GPU found"),
         ("shapecli_models:not_a_module", "shapecli_models", 1, "returned a int, not an nn.Module"),
         ("shapecli_models:missing", "shapecli_models", 1, "has no `missing`"),
+        ("shapecli_models:mlpp", "shapecli_models", 1, "has no `mlpp` (did you mean `mlp`?)"),
+        ("shapecli_models:Named.forwad", "shapecli_models", 1, "(did you mean `Named.forward`"),
         (
             "shapecli_models:mlp",
             "shapecli",
@@ -68,6 +70,12 @@ def test_python_models_fail_clearly(
     result = cli("inspect", target, "-i", "2x20", *args)
     assert result.exit_code == code and says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_diff_suggests_the_factory_meant(cli: Cli) -> None:
+    result = cli("diff", "shapecli_models:Nammed", str(CONFIGS / "mlp.yaml"), *ALLOW)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "`shapecli_models` has no `Nammed` (did you mean `Named`?)" in result.stderr
 
 
 def test_the_spec_is_the_network_it_copies(cli: Cli) -> None:
@@ -172,6 +180,19 @@ def test_a_saved_report_against_a_spec(cli: Cli, tmp_path: Path) -> None:
     assert same.exit_code == 0, same.stdout
     wider = cli("diff", str(saved), str(CONFIGS / "resnet50.yaml"), "--exit-code")
     assert wider.exit_code == 1 and "the models differ" in wider.stdout
+
+
+def test_each_side_is_titled_by_what_was_passed(cli: Cli, tmp_path: Path) -> None:
+    """A saved report is the file given, not the spec it was once made from."""
+    saved = tmp_path / "before.json"
+    saved.write_text(cli("inspect", str(CONFIGS / "mlp.yaml"), "-f", "json").stdout)
+    after = str(CONFIGS / "mlp.yaml")
+    markdown = cli("diff", str(saved), after, "-f", "markdown").stdout
+    assert markdown.startswith(f"### `{saved}` → `{after}`\n")
+    table = cli("diff", str(saved), after, "--all").stdout
+    assert " ".join(table.split()).startswith(f"mlp ({saved}) → mlp ({after}) "), table
+    target = cli("diff", "shapecli_models:mlp", after, *ALLOW, "-f", "markdown").stdout
+    assert target.startswith(f"### `shapecli_models:mlp` → `{after}`\n")
 
 
 def test_the_json_round_trip_keeps_what_a_diff_needs() -> None:

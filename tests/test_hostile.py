@@ -156,7 +156,9 @@ def make_package(root: Path) -> None:
         ("userlayers.Scale", "", 1, "run with `--allow-import userlayers`"),
         ("userlayers.Broken", "userlayers", 1, "RuntimeError: no GPU found"),
         ("userlayers.not_a_layer", "userlayers", 1, "is not an nn.Module subclass"),
-        ("userlayers.Missing", "userlayers", 1, "`userlayers` has no `Missing`"),
+        ("userlayers.Missing", "userlayers", 1, "`userlayers` has no `Missing`\n"),
+        ("userlayers.Scal", "userlayers", 1, "`userlayers` has no `Scal` (did you mean `Scale`?)"),
+        ("userlayers.not_a_layr", "userlayers", 1, "has no `not_a_layr`\n"),  # only layers
         ("explodes.Layer", "explodes", 1, "ImportError: missing dependency: foo"),
         (
             "userlayers.Scale",

@@ -12,6 +12,7 @@ import shapecli
 from conftest import Result
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.own import OWN_MODULES
+from shapecli.layers.registry import plain_rst
 from shapecli.report import Report, Row
 from shapecli.spec.parse import parse_spec
 
@@ -199,6 +200,30 @@ def test_ties_and_refs_survive_building_real_weights(tmp_path: Path) -> None:
     assert model.get_submodule("2").target is model.mix
     assert sum(p.numel() for p in model.parameters()) == 40 + 20
     assert model(torch.tensor([[1, 2, 3]])).shape == (1, 3, 10)
+
+
+def test_layers_shows_docstrings_as_plain_text(cli: Cli) -> None:
+    text = cli("layers", "Cat").stdout
+    assert "All inputs concatenated along `dim`." in text and "``" not in text
+    (merge,) = cli("layers", "WindowMerge", "-f", "json").json()
+    assert merge["summary"].startswith("The inverse of `WindowPartition`: ")
+    everything = cli("layers", "-f", "json").json()
+    assert not any("``" in d["summary"] or ":class:`" in d["summary"] for d in everything)
+
+
+@pytest.mark.parametrize(
+    ("rst", "plain"),
+    [
+        ("along ``dim``", "along `dim`"),
+        ("probability :attr:`p`.", "probability `p`."),
+        ("use :class:`~torch.nn.Linear` or :class:`torch.nn.Conv2d`", "use `Linear` or `torch.nn.Conv2d`"),
+        ("See `Huber loss <https://en.wikipedia.org/wiki/Huber_loss>`_ for more", "See Huber loss for more"),
+        ("the paper `Fast R-CNN`_ by", "the paper Fast R-CNN by"),
+        ("a `Sigmoid` layer", "a `Sigmoid` layer"),
+    ],
+)  # fmt: skip
+def test_plain_rst(rst: str, plain: str) -> None:
+    assert plain_rst(rst) == plain
 
 
 def test_layers_command(cli: Cli) -> None:

@@ -92,6 +92,62 @@ def test_hints_lead_somewhere(cli: Cli, write: Callable[..., Path], text: str, s
     assert "torch: LayerInputError" not in result.stderr  # our own words are the message
 
 
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("Attention: {dim: auto, heads: 5}", "layer 0 (Attention) cannot be built for its input 2×10×32 (dim: auto = 32): dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 5}", "bad-arguments Attention: dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 4, kv_heads: 3}", "Attention: heads 4 is not a multiple of kv_heads 3"),
+    ],
+)  # fmt: skip
+def test_lint_says_why_our_own_layer_refused(
+    cli: Cli, write: Callable[..., Path], layer: str, says: str
+) -> None:
+    """The one line lint prints carries our layer's reason, not only inspect's detail."""
+    spec = write(f"input: 2x10x32\nmodel:\n  - {layer}\n")
+    result = cli("lint", str(spec))
+    assert result.exit_code == 1 and f"{spec}:3:5: " in result.stdout
+    assert says in result.stdout, result.stdout
+    inspected = cli("inspect", str(spec)).stderr
+    assert "torch:" not in inspected and "ValueError" not in inspected  # said once, above
+
+
+def test_a_torch_layer_that_refuses_an_auto_size_names_the_size(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    spec = write(
+        "input: 2x10x32\nmodel:\n  - MultiheadAttention: {embed_dim: auto, num_heads: 5}\n"
+    )
+    stderr = cli("inspect", str(spec)).stderr
+    assert "cannot be built for its input 2×10×32 (embed_dim: auto = 32)" in stderr
+    assert "torch: AssertionError: embed_dim must be divisible by num_heads" in stderr
+
+
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("Cat: 3", "2×8×32 and 2×8×32: dim 3 is out of range for 3-D tensors (valid: -3…2); it expects at least 4 dims for dim 3"),
+        ("Cat: -4", "dim -4 is out of range for 3-D tensors (valid: -3…2)"),
+        ("Stack: 4", "dim 4 is out of range for stacking 3-D tensors (valid: -4…3)"),
+        ("Transpose: [1, 3]", "2×8×32: dim 3 is out of range for a 3-D input (valid: -3…2)"),
+        ("Mean: 3", "dim 3 is out of range for a 3-D input"),
+        ("Select: {dim: -4, index: 0}", "dim -4 is out of range for a 3-D input"),
+        ("Roll: {shifts: 1, dims: 3}", "dim 3 is out of range for a 3-D input"),
+        ("Permute: [0, 3, 1]", "dim 3 is out of range for a 3-D input"),
+        ("Permute: [0, 2, -1]", "Permute([0, 2, -1]) names a dim twice; it expects each of the 3 dims once"),
+    ],
+)  # fmt: skip
+def test_a_dim_out_of_range_says_so(
+    cli: Cli, write: Callable[..., Path], layer: str, says: str
+) -> None:
+    """Not `equal shapes except in dim 3` for two equal shapes: the dim is the mistake."""
+    wiring = "\n    in: [_, x]" if layer.startswith(("Cat", "Stack")) else ""
+    spec = write(f"input: {{x: 2x8x32}}\nmodel:\n  - ReLU\n  - {layer}{wiring}\n")
+    stderr = cli("inspect", str(spec)).stderr
+    assert f"{spec}:4:5: error[shape-mismatch] layer 1 " in stderr and says in stderr, stderr
+    assert "torch:" not in stderr
+
+
 def test_branches_that_pass_through_and_tuples_that_stay_tuples(
     cli: Cli, write: Callable[..., Path]
 ) -> None:
@@ -124,10 +180,48 @@ def test_a_layer_given_as_an_argument(cli: Cli, write: Callable[..., Path]) -> N
         ("blocks:\n  encoder: [ReLU]\ninput: 2x4\nmodel:\n  - encodr\n", "(did you mean `encoder`?)"),
         ("input: {shape: 2x3, dtyp: long}\nmodel: [ReLU]\n", "`dtyp` (did you mean `dtype`?)"),
         ("input: {x: 2x3}\nmodel:\n  - ReLU:\n    in: xx\n", "(did you mean `x`?)"),
+        ("input: 2x3\nmodel:\n  - Param: {shape: 4, init: zeross}\n", "'trunc_normal' or a number, not the text 'zeross' (did you mean `zeros`?)"),
+        ("input: 2x3x8\nmodel:\n  - RNN: {input_size: 8, hidden_size: 4, nonlinearity: rleu}\n", "not the text 'rleu' (did you mean `relu`?)"),
     ],
 )  # fmt: skip
 def test_did_you_mean(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
-    assert says in cli("inspect", str(write(text))).stderr
+    stderr = cli("inspect", str(write(text))).stderr
+    assert says in stderr, stderr
+    assert "without quotes" not in stderr  # no number was meant
+
+
+def test_quoted_text_that_is_no_number_is_not_told_to_drop_its_quotes(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    stderr = cli("inspect", str(write('input: 2x3\nmodel:\n  - LazyLinear: "sixteen"\n'))).stderr
+    assert stderr.endswith("must be a whole number, not the text 'sixteen'\n"), stderr
+
+
+# -- YAML 1.2 booleans: `yes` is text, and every place that wants a bool says so -----------------
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('params: {p: yes}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n', ":5:9: error[spec-invalid] `if` is true or false"),
+        ('params: {p: yes}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n', "— not 'yes'; YAML 1.2 reads `yes` as text: write true\n"),
+        ("input: 2x4\nmodel:\n  - ReLU:\n    if: off\n", "not 'off'; YAML 1.2 reads `off` as text: write false\n"),
+        ('params: {p: On}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${not p}"\n', "`p` is 'On', not true or false (YAML 1.2 reads `On` as text: write true)"),
+        ("input: 2x4\nmodel:\n  - ReLU:\n    trainable: no\n", "not 'no'; YAML 1.2 reads `no` as text: write false"),
+        ("input: 2x4x3\nmodel:\n  - LSTM: {input_size: 3, hidden_size: 4, batch_first: yes}\n", "not the text 'yes' (YAML 1.2 reads `yes` as text: write true)"),
+    ],
+)  # fmt: skip
+def test_yaml11_booleans_say_so(cli: Cli, write: Callable[..., Path], text: str, says: str) -> None:
+    result = cli("inspect", str(write(text)))
+    assert result.exit_code == 1 and says in result.stderr, result.stderr
+    assert "YAML 1.2 reads" in cli("lint", str(write(text))).stdout  # on lint's one line too
+
+
+def test_set_of_a_yaml11_boolean_says_so(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write('params: {p: true}\ninput: 2x4\nmodel:\n  - ReLU:\n    if: "${p}"\n')
+    result = cli("inspect", str(spec), "--set", "p=no")
+    assert result.exit_code == 2, result.stderr
+    assert "not text (YAML 1.2 reads `no` as text: write false)" in result.stderr
 
 
 # -- indentation -------------------------------------------------------------------------

@@ -548,7 +548,7 @@ def diff(
             left = api.load_report(a, inputs, allowed)
             right = api.load_report(b, inputs or (left.inputs if is_target(b) else ()), allowed)
         result = compare(left, right)
-        options = Options(color=_color(sys.stdout), every=every)
+        options = Options(color=_color(sys.stdout), every=every, sides=(a, b))
         sys.stdout.write(DIFF_FORMATS[fmt](result, options).stdout)
         return int(ExitCode.PROBLEMS) if exit_code and result.differs else 0
 

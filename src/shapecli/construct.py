@@ -326,6 +326,9 @@ class _Builder:
         except ShapecliError:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours
+            reason = own.own_words(e)  # our own layers' words are the message itself
+            if reason is not None:
+                raise arguments.entry_error(entry, path, reason, cls=cls) from e
             message = "the constructor refused these arguments"
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e

@@ -35,7 +35,8 @@ from torch import nn
 from shapecli.construct import BuiltModel
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec
-from shapecli.layers.own import LayerInputError
+from shapecli.layers.auto import AutoBuildError
+from shapecli.layers.own import LayerInputError, own_words
 from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
 from shapecli.report import Shape, format_shape
 from shapecli.spec.model import Entry
@@ -56,10 +57,26 @@ def is_internal(error: BaseException) -> bool:
     """Did shapecli's own code (not a layer, not torch) raise ``error``?"""
     if isinstance(error, HookFailure):
         return True
+    if isinstance(error, AutoBuildError):  # a constructor that a size from `auto` broke
+        return is_internal(error.error)
     if isinstance(error, LayerInputError) or not isinstance(error, _BUG_TYPES):
         return False
     frames = traceback.extract_tb(error.__traceback__)
     return bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(_PACKAGE)
+
+
+def modules_on_traceback(error: BaseException) -> list[nn.Module]:
+    """The modules whose calls ``error`` passed through, outermost first."""
+    modules: list[nn.Module] = []
+    tb: types.TracebackType | None = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
+            module = frame.f_locals.get("self")
+            if isinstance(module, nn.Module) and (not modules or modules[-1] is not module):
+                modules.append(module)
+        tb = tb.tb_next
+    return modules
 
 
 def open_calls(error: BaseException, recorder: Recorder) -> list[Call]:
@@ -68,16 +85,18 @@ def open_calls(error: BaseException, recorder: Recorder) -> list[Call]:
     The recorder's stack, kept to the modules that are on the exception's own
     traceback: a call whose exception torch caught internally is not one of them.
     """
-    on_traceback: set[int] = set()
-    tb: types.TracebackType | None = error.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
-            module = frame.f_locals.get("self")
-            if isinstance(module, nn.Module):
-                on_traceback.add(id(module))
-        tb = tb.tb_next
+    on_traceback = {id(m) for m in modules_on_traceback(error)}
     return [c for c in recorder.stack if id(recorder.modules.get(c.path)) in on_traceback]
+
+
+def failing_entry(error: BaseException, built: BuiltModel) -> str | None:
+    """The path of the entry to blame for ``error``, raised by a pass that no recorder
+    watched (the train-mode pass of the memory estimate): the modules on its traceback,
+    by their place in the model, walked as :func:`failing_use` walks calls."""
+    where = {id(m): path for path, m in built.model.named_modules()}
+    paths = [where[id(m)] for m in modules_on_traceback(error) if id(m) in where]
+    index = _innermost_entry(paths, built.entries)
+    return paths[index] if index is not None else None
 
 
 def in_tree(calls: list[Call]) -> list[Call]:
@@ -99,14 +118,21 @@ def failing_use(calls: list[Call], entries: dict[str, Entry]) -> Call | None:
     call that does not was reached by a ``Ref`` (or a module used twice by user code):
     the entry to blame is the last one before that jump — the use, not the original.
     """
+    index = _innermost_entry([c.path for c in calls], entries)
+    return calls[index] if index is not None else None
+
+
+def _innermost_entry(paths: list[str], entries: dict[str, Entry]) -> int | None:
+    """Where in ``paths`` (outermost first) the innermost entry is, before the first
+    path that does not lie inside the one before it (a ``Ref``'s target)."""
     found = None
-    previous: Call | None = None
-    for call in calls:
-        if previous is not None and previous.path and not call.path.startswith(previous.path + "."):
+    previous: str | None = None
+    for index, path in enumerate(paths):
+        if previous and not path.startswith(previous + "."):
             break
-        if call.path in entries:
-            found = call
-        previous = call
+        if path in entries:
+            found = index
+        previous = path
     return found
 
 
@@ -139,21 +165,9 @@ class Explainer:
         )
         diagnosis = self._diagnosis(error, module, type_name, culprit, path)
         label = f"layer {path or self.name} ({self._display(path)})"
-        got = self._shapes(use) or "no tensor"
-        overflow = _overflow(error)
-        code = "shape-mismatch"
-        if overflow:
-            code = "bad-arguments"
-            message = f"{label} cannot be built for its input {got}: it would need {overflow}"
-            diagnosis = Diagnosis(None, "use smaller sizes")
-        elif isinstance(error, LayerInputError):  # our own layer's words: the message itself
-            message = (
-                f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
-            )
-        else:
-            message = f"{label} cannot take its input {got}"
-            if diagnosis.expected:
-                message += f": it expects {diagnosis.expected}"
+        code, message, diagnosis, detail = _wording(
+            error, label, self._shapes(use) or "no tensor", diagnosis
+        )
         # The tensor to trace: the one our own layer named (a mask), else the first input.
         offending = getattr(error, "tensor", None)
         if offending is None and use is not None and use.tensors:
@@ -168,7 +182,7 @@ class Explainer:
             expected=diagnosis.expected,
             produced_by=self.produced_by(offending),
             hint=diagnosis.hint,
-            detail=None if isinstance(error, LayerInputError) else foreign_message(error),
+            detail=detail,
             notes=self._notes(use, culprit, module, path),
         )
 
@@ -288,6 +302,35 @@ class Explainer:
 
     def describe(self, path: str) -> str:
         return f"{path} ({self._display(path)})"
+
+
+def _wording(
+    error: BaseException, label: str, got: str, diagnosis: Diagnosis
+) -> tuple[str, str, Diagnosis, str | None]:
+    """The code, the message, the diagnosis and the third party's detail of a failure.
+
+    Where a layer of ours said why (a :class:`LayerInputError`, or a constructor's
+    ``ValueError`` when ``auto`` filled in a size it refused), its words are in the
+    message — the one line ``lint`` prints — not only below it.
+    """
+    overflow = _overflow(error)
+    if overflow:
+        message = f"{label} cannot be built for its input {got}: it would need {overflow}"
+        return "bad-arguments", message, Diagnosis(None, "use smaller sizes"), None
+    if isinstance(error, LayerInputError):
+        message = f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
+        return "shape-mismatch", message, diagnosis, None
+    if isinstance(error, AutoBuildError):
+        filled = ", ".join(f"{name}: auto = {size}" for name, size in error.sizes.items())
+        message = f"{label} cannot be built for its input {got} ({filled})"
+        reason = own_words(error.error)
+        if reason is not None:
+            return "shape-mismatch", f"{message}: {reason}", Diagnosis(None, None), None
+        return "shape-mismatch", message, Diagnosis(None, None), foreign_message(error.error)
+    message = f"{label} cannot take its input {got}"
+    if diagnosis.expected:
+        message += f": it expects {diagnosis.expected}"
+    return "shape-mismatch", message, diagnosis, foreign_message(error)
 
 
 def _overflow(error: BaseException) -> str | None:

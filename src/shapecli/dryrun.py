@@ -27,10 +27,10 @@ from torch import nn
 from shapecli import memory as memory_module
 from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
-from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
+from shapecli.diagnose import Explainer, failing_entry, in_tree, is_internal, open_calls
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec, input_names
-from shapecli.layers.auto import AutoSized
+from shapecli.layers.auto import AutoBuildError, AutoSized
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report, Totals
@@ -131,7 +131,11 @@ def dry_run(
         recorder.remove()
         restore_modes(model, modes)
     if error is not None and is_internal(error):
-        raise error.__cause__ if isinstance(error, HookFailure) and error.__cause__ else error
+        raise (
+            error.__cause__
+            if isinstance(error, HookFailure | AutoBuildError) and error.__cause__
+            else error
+        )
     explainer = Explainer(
         built, recorder, name, tuple(inputs), {id(t): i for i, t in enumerate(tensors)}
     )
@@ -182,17 +186,25 @@ def _training(
             warnings.simplefilter("ignore")
             return memory_module.saved_for_backward(built.model, tensors)
     except Exception as e:  # what a train-mode forward raises is the model's, not ours
-        warned.append(
-            Problem(
-                "training-estimate",
-                f"the training estimate is missing: in train mode the model failed: "
-                f"{foreign_message(e)}",
-                severity="warning",
-                hint="a layer that needs several values per channel (BatchNorm) may need a "
-                "larger batch",
-            )
-        )
+        warned.append(_training_failed(built, e))
         return None
+
+
+def _training_failed(built: BuiltModel, error: Exception) -> Problem:
+    """The warning for a model that cannot run in train mode, at the entry that failed
+    (a BatchNorm over one value per channel), so the user knows which line to look at."""
+    path = failing_entry(error, built)
+    entry = built.entries.get(path) if path is not None else None
+    who = f"layer {path} ({entry.display_type})" if entry is not None else "the model"
+    return Problem(
+        "training-estimate",
+        f"the training estimate is missing: in train mode {who} failed: {foreign_message(error)}",
+        source=entry.source if entry is not None else None,
+        severity="warning",
+        path=path if entry is not None else None,
+        layer_type=entry.type if entry is not None else None,
+        hint="a layer that needs several values per channel (BatchNorm) may need a larger batch",
+    )
 
 
 def _memory(built: BuiltModel, totals: Totals, measure: Measure, saved: int | None) -> Memory:

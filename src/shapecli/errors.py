@@ -102,6 +102,15 @@ class Problem:
             return ExitCode.OK
         return EXIT_CODES.get(self.code, ExitCode.INTERNAL)
 
+    @property
+    def headline(self) -> str:
+        """The first line every text output prints: ``file:line:col: error[code] message``.
+
+        A problem with no place in a file (a bad ``--input``) is shapecli's own complaint.
+        """
+        head = str(self.source) if self.source else "shapecli"
+        return f"{head}: {self.severity}[{self.code}] {self.message}"
+
     def located(self, source: Source | None) -> Problem:
         """This problem at ``source`` unless it already knows where it is."""
         return self if self.source is not None or source is None else replace(self, source=source)
@@ -119,6 +128,12 @@ class ShapecliError(Exception):
         super().__init__(problem.message)
         self.problem = problem
         self.problems: tuple[Problem, ...] = (problem, *more)
+
+    def __str__(self) -> str:
+        """What the CLI prints first for each problem, so a caller of the Python API
+        who prints the exception sees which file it is about (``.problem.message``
+        alone has no file)."""
+        return "\n".join(p.headline for p in self.problems)
 
     @property
     def exit_code(self) -> ExitCode:

@@ -40,7 +40,9 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
 
     from shapecli.construct import BuiltModel
     from shapecli.errors import foreign_message
+    from shapecli.layers.registry import public_names
     from shapecli.spec.model import Entry
+    from shapecli.spec.parse import did_you_mean
 
     match = TARGET.fullmatch(target)
     assert match is not None
@@ -60,10 +62,14 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         raise fail(
             "python-model", f"cannot import `{module_name}`: {foreign_message(e)}", where
         ) from e
+    reached = ""  # the attribute path so far, for a did-you-mean on a nested name
     for part in attribute.split("."):
         if not hasattr(found, part):
-            raise fail("python-model", f"`{module_name}` has no `{attribute}`", where)
+            names = [reached + name for name in public_names(found, callable)]
+            close = did_you_mean(reached + part, names)
+            raise fail("python-model", f"`{module_name}` has no `{attribute}`{close}", where)
         found = getattr(found, part)
+        reached += part + "."
     if not callable(found):
         raise fail("python-model", f"`{target}` is not a class or function", where)
     try:

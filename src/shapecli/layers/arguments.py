@@ -294,18 +294,42 @@ def _type_message(name: str, value: object, expected: Any) -> str:
         got = f"the list {list(value)!r}"
     message = f"`{name}` must be {describe(expected)}, not {got}"
     arithmetic = isinstance(value, str) and re.fullmatch(r"[\d\s.+\-*/%()]+", value)
-    if isinstance(value, str) and value in yaml_nodes.YAML11_BOOLEANS and matches(True, expected):
-        message += f" (YAML 1.2 reads {value} as text: write true or false)"
+    yaml11 = yaml_nodes.yaml11_hint(value)
+    if yaml11 and matches(True, expected):
+        message += f" ({yaml11})"
     elif arithmetic and re.search(r"[+\-*/%]", str(value)) and matches(0, expected):
         message += (
             " (only a string that is exactly one `${…}` is evaluated: put the whole "
             'expression inside it, e.g. "${hidden // 2}")'
         )
-    elif isinstance(value, str) and matches(0, expected):
+    elif isinstance(value, str) and (close := did_you_mean(value, _text_choices(expected))):
+        message += close
+    elif isinstance(value, str) and _numeric(value) and matches(0, expected):
         message += " (write the number without quotes)"
     elif isinstance(value, float) and value.is_integer() and matches(0, expected):
         message += f" (write {int(value)}; in an expression `//` divides to a whole number)"
     return message
+
+
+def _text_choices(expected: Any) -> list[str]:
+    """The words an annotation allows (``Literal["zeros", "ones"]``, in a union too),
+    for a did-you-mean on a misspelled one."""
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        return [a for a in typing.get_args(expected) if isinstance(a, str)]
+    if origin in (typing.Union, types.UnionType):
+        return [c for a in typing.get_args(expected) for c in _text_choices(a)]
+    return []
+
+
+def _numeric(text: str) -> bool:
+    """Does quoted text read as a number (``'16'``, ``'1e-6'``)? Only then is "write the
+    number without quotes" the fix; ``'zeross'`` is no number however it is quoted."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 INT64_MAX = 2**63 - 1

@@ -54,6 +54,17 @@ def size_from(x: torch.Tensor, rule: str) -> int:
     return int(x.shape[-1])
 
 
+class AutoBuildError(Exception):
+    """The layer refused the sizes ``auto`` read from its input (Attention's ``dim`` 32
+    with ``heads`` 5): neither the input nor the arguments alone are wrong, so the dry
+    run reports which sizes were filled in, with the constructor's own error."""
+
+    def __init__(self, sizes: dict[str, int], error: Exception) -> None:
+        super().__init__(str(error))
+        self.sizes = sizes
+        self.error = error
+
+
 class AutoSized(nn.Module):
     """A layer whose ``auto`` arguments are filled from its first input."""
 
@@ -72,8 +83,11 @@ class AutoSized(nn.Module):
         arguments = self.bound.arguments
         for name, rule in self.auto.items():
             arguments[name] = size_from(x, rule)
-        with torch.device(x.device):
-            real = self.cls(*self.bound.args, **self.bound.kwargs)
+        try:
+            with torch.device(x.device):
+                real = self.cls(*self.bound.args, **self.bound.kwargs)
+        except Exception as e:  # a constructor may raise anything
+            raise AutoBuildError({name: arguments[name] for name in self.auto}, e) from e
         real.train(self.training)
         if self.frozen:
             for param in real.parameters():

@@ -12,7 +12,9 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
 import torch
@@ -38,8 +40,30 @@ class LayerInputError(ValueError):
         self.tensor = tensor
 
 
+_HERE = Path(__file__).resolve()
+
+
+def own_words(error: BaseException) -> str | None:
+    """The message of a ``ValueError`` that one of these layers raised itself (``dim 32
+    is not divisible by heads 5; set head_dim``), else None.
+
+    Such a message is written for the person writing the spec, so it is the reason to
+    report, not a third party's detail to keep below ours.
+    """
+    if not isinstance(error, ValueError):
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames or Path(frames[-1].filename).resolve() != _HERE:
+        return None
+    return str(error) or None
+
+
 def _shape(t: torch.Tensor) -> str:
     return format_shape(tuple(t.shape))
+
+
+def _input_noun(x: torch.Tensor) -> str:
+    return f"a {x.dim()}-D input"
 
 
 def _tensor(x: object, layer: str) -> torch.Tensor:
@@ -69,6 +93,26 @@ class Dataflow:
     def plain(self) -> bool:
         """A chain: every layer reads the previous one (every version-1 list)."""
         return not self.wiring and self.output is None and not self.read_inside
+
+
+def check_dims(dims: int | tuple[int, ...], rank: int, noun: str, new: bool = False) -> None:
+    """Raise if a ``dim`` argument is out of range for ``rank``-D tensors, in those words.
+
+    torch's own error for it (and a join's ``equal shapes except in dim 3`` on equal
+    shapes) points at the input, while the fix is usually the dim: counted from 0 with
+    the batch included, or from the end. ``new``: a dim that inserts one (``Stack``),
+    which may also be ``rank``. ``noun`` names the inputs (``3-D tensors``, ``a 3-D
+    input``). A 0-D input is left to torch (it takes dims 0 and -1 as if it were 1-D).
+    """
+    size = rank + 1 if new else rank
+    for dim in (dims,) if isinstance(dims, int) else dims:
+        if rank and not -size <= dim < size:
+            needed = (dim + 1 if dim >= 0 else -dim) - (1 if new else 0)
+            raise LayerInputError(
+                f"dim {dim} is out of range for {noun} (valid: {-size}…{size - 1})",
+                f"at least {needed} dims for dim {dim}",
+                "dims count from 0 with the batch dim included, or from the end (-1 is the last)",
+            )
 
 
 def _output(x: object, what: str) -> torch.Tensor:
@@ -276,10 +320,17 @@ class Permute(nn.Module):
         self.dims = tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.dims) != x.dim():
+        rank = x.dim()
+        if len(self.dims) != rank:
             raise LayerInputError(
-                f"Permute({list(self.dims)}) got a {x.dim()}-D input {_shape(x)}",
+                f"Permute({list(self.dims)}) got a {rank}-D input {_shape(x)}",
                 f"a {len(self.dims)}-D input",
+            )
+        check_dims(self.dims, rank, _input_noun(x))
+        if len({d % rank for d in self.dims}) < rank:
+            raise LayerInputError(
+                f"Permute({list(self.dims)}) names a dim twice",
+                f"each of the {rank} dims once, in the new order",
             )
         return x.permute(*self.dims)
 
@@ -293,6 +344,7 @@ class Transpose(nn.Module):
         self.dim1 = dim1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_dims((self.dim0, self.dim1), x.dim(), _input_noun(x))
         return x.transpose(self.dim0, self.dim1)
 
 
@@ -326,6 +378,7 @@ class Mean(nn.Module):
         self.keepdim = keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_dims(self.dim, x.dim(), _input_noun(x))
         return x.mean(dim=self.dim, keepdim=self.keepdim)
 
 
@@ -338,6 +391,7 @@ class Select(nn.Module):
         self.index = index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_dims(self.dim, x.dim(), _input_noun(x))
         return x.select(self.dim, self.index)
 
 
@@ -429,6 +483,15 @@ def _elementwise(xs: list[torch.Tensor], op: str, what: str) -> torch.Tensor:
 
 
 def _join(xs: list[torch.Tensor], dim: int, join: Any, what: str) -> torch.Tensor:
+    ranks = {x.dim() for x in xs}
+    if len(ranks) == 1:
+        rank = ranks.pop()
+        check_dims(
+            dim,
+            rank,
+            f"{'stacking ' if join is torch.stack else ''}{rank}-D tensors",
+            new=join is torch.stack,
+        )
     try:
         result: torch.Tensor = join(xs, dim=dim)
     except (RuntimeError, IndexError) as e:
@@ -817,6 +880,7 @@ class Roll(nn.Module):
         self.dims = dims if isinstance(dims, int) else tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_dims(self.dims, x.dim(), _input_noun(x))
         return torch.roll(x, self.shifts, self.dims)
 
 

@@ -13,7 +13,8 @@ import fnmatch
 import functools
 import importlib
 import inspect
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from torch import nn
@@ -107,7 +108,8 @@ class Registry:
             ) from e
         obj = getattr(module, attribute, None)
         if obj is None:
-            raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`", source)
+            close = did_you_mean(attribute, public_names(module, _is_layer))
+            raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`{close}", source)
         if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
             raise fail(
                 "unknown-layer",
@@ -115,6 +117,26 @@ class Registry:
                 source,
             )
         return obj
+
+
+def _is_layer(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def public_names(namespace: object, keep: Callable[[object], bool]) -> list[str]:
+    """The public names of ``namespace`` (a user's module) whose values ``keep``
+    accepts (layers, factories): what a did-you-mean offers for a misspelled one."""
+    names = []
+    for candidate in dir(namespace):
+        if candidate.startswith("_"):
+            continue
+        try:
+            value = getattr(namespace, candidate)
+        except Exception:  # a module's __getattr__ may raise anything
+            continue
+        if keep(value):
+            names.append(candidate)
+    return names
 
 
 @dataclass(frozen=True)
@@ -158,4 +180,22 @@ def _matches(name: str, pattern: str) -> bool:
 def _summary(cls: type) -> str:
     doc = inspect.getdoc(cls) or ""
     first = doc.strip().split("\n\n")[0]
-    return " ".join(first.split())
+    return plain_rst(" ".join(first.split()))
+
+
+#: reStructuredText in docstrings, outermost first: a link (`Huber loss <url>`_,
+#: `Fast R-CNN`_), a role (:class:`~torch.nn.Linear`, :math:`y = xA^T`), a literal
+#: (``dim``).
+_RST_LINK = re.compile(r"`([^`<]+?)\s*(?:<[^>`]*>)?`__?")
+_RST_ROLE = re.compile(r":(?:[\w-]+:)+`(~?)([^`]+)`")
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_rst(text: str) -> str:
+    """Docstring markup as the plain text a terminal (or a JSON reader) wants: each
+    name or piece of code in single backticks — ```dim``` and ``:attr:`dim``` both
+    become `` `dim` ``, ``:class:`~torch.nn.Linear``` becomes `` `Linear` `` — and a
+    link its title."""
+    text = _RST_LINK.sub(r"\1", text)
+    text = _RST_ROLE.sub(lambda m: f"`{m[2].rpartition('.')[2] if m[1] else m[2]}`", text)
+    return _RST_LITERAL.sub(r"`\1`", text)

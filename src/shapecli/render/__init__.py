@@ -19,6 +19,9 @@ class Options:
     color: bool = False
     paths: bool = False  # a column with each row's module path (what JSON and tie: use)
     every: bool = False  # diff: every unit, not only those that differ
+    # diff: what the user passed for A and B (a saved JSON report is titled by its own
+    # file, not by the spec it was made from); None: each report's spec
+    sides: tuple[str, str] | None = None
     width: int | None = None  # None: as wide as the table needs
 
 

@@ -72,13 +72,19 @@ def summary(result: Diff) -> str:
     return f"Parameters: {a:,} → {b:,} ({b - a:+,}){output} · {counts}: {verdict}"
 
 
-def _title(report: Report) -> str:
-    return report.name if report.name == report.spec else f"{report.name} ({report.spec})"
+def _given(result: Diff, options: Options) -> tuple[str, str]:
+    """What each side is called: what the user passed, else the report's spec."""
+    return options.sides or (result.a.spec, result.b.spec)
+
+
+def _title(report: Report, given: str) -> str:
+    return report.name if report.name == given else f"{report.name} ({given})"
 
 
 def render_table(result: Diff, options: Options) -> Rendered:
+    given_a, given_b = _given(result, options)
     table = Table(
-        title=f"{_title(result.a)} → {_title(result.b)}",
+        title=f"{_title(result.a, given_a)} → {_title(result.b, given_b)}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -99,10 +105,8 @@ def render_markdown(result: Diff, options: Options) -> Rendered:
     def cell(text: str) -> str:
         return text.replace("|", "\\|") or " "
 
-    lines = [
-        f"### `{result.a.spec}` → `{result.b.spec}`",
-        "",
-    ]
+    given_a, given_b = _given(result, options)
+    lines = [f"### `{given_a}` → `{given_b}`", ""]
     changes = _shown(result, options)
     if changes:
         lines += ["| | A | B | Output | Parameters | Δ params |", "|---|---|---|---|---|---:|"]

@@ -53,6 +53,12 @@ def si(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def count_and_si(n: int) -> str:
+    """``30,720 (30.7 K)``; a count below a thousand once (``72``, not ``72 (72)``)."""
+    exact, short = f"{n:,}", si(n)
+    return exact if short == exact else f"{exact} ({short})"
+
+
 def nbytes(n: int) -> str:
     """Binary units with one decimal: ``31.0 KiB``."""
     value = float(n)
@@ -64,12 +70,9 @@ def nbytes(n: int) -> str:
 
 
 def problem_lines(problem: Problem) -> list[str]:
-    """A problem as text: ``file:line:col: severity[code] message`` and indented details.
-
-    A problem with no place in a file (a bad ``--input``) is shapecli's own complaint.
-    """
-    head = str(problem.source) if problem.source else "shapecli"
-    lines = [f"{head}: {problem.severity}[{problem.code}] {problem.message}"]
+    """A problem as text: its headline (``file:line:col: severity[code] message``) and
+    indented details."""
+    lines = [problem.headline]
     if problem.produced_by:
         lines.append(f"  the shape comes from {problem.produced_by}")
     lines.extend(f"  {note}" for note in problem.notes)
@@ -108,7 +111,7 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
         )
     if t.flops is not None:
         lines.append(
-            f"FLOPs: {t.flops:,} ({si(t.flops)}) in one forward pass "
+            f"FLOPs: {count_and_si(t.flops)} in one forward pass "
             "(2 × multiply-adds, as torch counts them)"
         )
     memory = t.memory

@@ -20,6 +20,8 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 
+from shapecli.spec.yaml_nodes import yaml11_hint
+
 Number = int | float
 Scalar = int | float | bool | str | None
 #: A param's value: a scalar, or a list of scalars (``kernel: [1, 7]``), kept as a tuple.
@@ -148,7 +150,11 @@ class _Evaluator:
     def _bool(self, node: ast.expr) -> bool:
         value = self.visit(node)
         if not isinstance(value, bool):
-            raise ExpressionError(f"`{ast.unparse(node)}` is {value!r}, not true or false")
+            hint = yaml11_hint(value)
+            raise ExpressionError(
+                f"`{ast.unparse(node)}` is {value!r}, not true or false"
+                + (f" ({hint})" if hint else "")
+            )
         return value
 
     def _number(self, node: ast.expr) -> Number:

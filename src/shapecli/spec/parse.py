@@ -320,10 +320,11 @@ class _SpecParser:
             and _kind(value) != kind
             and not (kind == "a number" and _kind(value) == "a whole number")
         ):
+            hint = yaml_nodes.yaml11_hint(value) if kind == "true or false" else None
             raise fail(
                 "usage",
                 f"{what}: `{key}` is {kind} in the spec ({_show_value(default)}), "
-                f"not {_kind(value) or 'null'}",
+                f"not {_kind(value) or 'null'}" + (f" ({hint})" if hint else ""),
             )
         return value
 
@@ -719,10 +720,11 @@ class _SpecParser:
     def _condition(self, node: Node, scope: _Scope) -> bool:
         value = self._resolve(node, scope)
         if not isinstance(value, bool):
+            hint = yaml_nodes.yaml11_hint(value)  # in the message: lint prints no hints
             raise fail(
                 "spec-invalid",
                 f"`if` is true or false — a bool param like `${{pooler}}` or a comparison "
-                f"like `${{layers > 6}}` — not {value!r}",
+                f"like `${{layers > 6}}` — not {value!r}{f'; {hint}' if hint else ''}",
                 node.source,
             )
         return value
@@ -956,13 +958,11 @@ class _SpecParser:
     def _trainable(self, node: Node, scope: _Scope) -> bool:
         value = self._resolve(node, scope)
         if not isinstance(value, bool):
-            hint = (
-                f"; YAML 1.2 reads `{value}` as text: write true or false"
-                if value in yaml_nodes.YAML11_BOOLEANS
-                else ""
-            )
+            hint = yaml_nodes.yaml11_hint(value)
             raise fail(
-                "spec-invalid", f"`trainable` is true or false, not {value!r}{hint}", node.source
+                "spec-invalid",
+                f"`trainable` is true or false, not {value!r}{f'; {hint}' if hint else ''}",
+                node.source,
             )
         return value
 

@@ -95,6 +95,17 @@ YAML11_BOOLEANS = frozenset(
     ]
 )
 
+
+def yaml11_hint(value: object) -> str | None:
+    """``YAML 1.2 reads `yes` as text: write true`` when a bool was expected and
+    ``value`` is a word YAML 1.1 read as one (what a user of other YAML tools means by
+    it), else None."""
+    if not isinstance(value, str) or value not in YAML11_BOOLEANS:
+        return None
+    meant = "true" if value.lower() in ("y", "yes", "on") else "false"
+    return f"YAML 1.2 reads `{value}` as text: write {meant}"
+
+
 # Anything a spec has no business containing: C0 controls but tab/LF/CR, DEL, C1.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
