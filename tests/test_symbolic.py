@@ -282,3 +282,15 @@ def test_what_torch_assumed_and_python_cannot_say_is_a_warning() -> None:
     (warning,) = warnings
     assert warning.code == "size-assumption" and warning.severity == "warning"
     assert "CeilToInt" in warning.message and "fewer sizes" in warning.message
+
+
+def test_a_size_dependent_layer_is_found_along_tied_names() -> None:
+    # S alone cannot double (the mask is M long): S and M double together
+    spec = parse_spec(
+        ENCODER.replace("  - PositionalEmbedding: [64, 16]\n", "")
+        + "  - Flatten\n  - LazyLinear: 4\n",
+        "flat.yaml",
+    )
+    report = shapecli.inspect(spec, input=["src=BxS:long", "src_mask=BxM:bool"])
+    (error,) = report.errors
+    assert error.code == "size-dependent" and "changes with S and M" in error.message

@@ -154,16 +154,28 @@ def _inferred(run: _Run) -> dict[str, tuple[Shape | None, ...]]:
     return {row.path: tuple(p.shape for p in row.params) for row in run.report.rows if row.inferred}
 
 
+def _varied(first: _Run, symbol: str, run: Any) -> _Run | None:
+    """A run that works with ``symbol`` doubled (past an upper bound: halved), or
+    None. If it fails alone, every name at the same sample size moves along: they may
+    be tied (a mask as long as its sequence), and moving one alone fails for that."""
+    sample = first.values[symbol]
+    alike = [name for name, value in first.values.items() if value == sample]
+    for names in [[symbol], alike] if len(alike) > 1 else [[symbol]]:
+        for value in (sample * 2, max(2, sample // 2)):
+            if value != sample:
+                varied = run({**first.values, **dict.fromkeys(names, value)})
+                if varied.report.ok:
+                    return varied  # type: ignore[no-any-return]
+    return None
+
+
 def _size_dependent(first: _Run, symbols: list[str], run: Any) -> list[Problem]:
     """One problem per inferred layer whose size changes with a symbol."""
     base = _inferred(first)
     depends: dict[str, list[str]] = {}
     for symbol in symbols:
-        sample = first.values[symbol]
-        varied = run({**first.values, symbol: sample * 2})
-        if not varied.report.ok:  # past an upper bound: try below the sample instead
-            varied = run({**first.values, symbol: max(2, sample // 2)})
-        if not varied.report.ok or varied.values[symbol] == sample:
+        varied = _varied(first, symbol, run)
+        if varied is None:
             continue  # nothing to compare with: step 4 finds the bounds
         shapes = _inferred(varied)
         for path, params in base.items():
