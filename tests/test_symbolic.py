@@ -3,8 +3,11 @@ sizes a model accepts, and the layers whose size cannot follow the input's."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -128,3 +131,166 @@ def test_the_table_and_lint(cli: Cli, write: Callable[..., Path]) -> None:
     )
     lines = cli("lint", str(bad)).stdout
     assert "size-dependent" in lines and "changes with H and W" in lines
+
+
+# -- constraints: each one printed holds, and sizes that satisfy them all run --------------------
+
+UNET = """
+input: 1x3x16x16
+model:
+  - LazyConv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+    name: enc
+  - MaxPool2d: 2
+  - LazyConvTranspose2d: {out_channels: 4, kernel_size: 2, stride: 2}
+  - Cat: 1
+    in: [_, enc]
+"""
+
+ENCODER = """
+input: {src: 2x10:long, src_mask: 2x10:bool}
+model:
+  - Embedding: [100, 16]
+    in: src
+  - PositionalEmbedding: [64, 16]
+  - Attention: {dim: auto, heads: 2}
+    in: {x: _, mask: src_mask}
+"""
+
+
+def runs(source: str, *inputs: str) -> bool:
+    """Whether the spec runs at these concrete sizes."""
+    return shapecli.inspect(parse_spec(source, "s.yaml"), input=list(inputs)).ok
+
+
+def test_a_pool_and_its_upsampling_need_even_sizes() -> None:
+    # torch records the need as Eq(H, 2*(H//2)), not as a Mod: it is still divisibility
+    report = shapecli.inspect(parse_spec(UNET, "unet.yaml"), input="Bx3xHxW")
+    assert report.ok and report.constraints == ("H % 2 == 0", "W % 2 == 0")
+    assert not report.warnings
+    assert not runs(UNET, "1x3x65x64") and not runs(UNET, "1x3x64x3")  # just outside
+    assert runs(UNET, "1x3x2x2") and runs(UNET, "16x3x4x6")  # H ≥ 2 is implied: not printed
+
+
+def test_sizes_tied_by_the_model_are_an_equality_and_move_together() -> None:
+    report = shapecli.inspect(
+        parse_spec(ENCODER, "enc.yaml"), input=["src=BxS:long", "src_mask=BxM:bool"]
+    )
+    assert report.ok and report.constraints == ("M == S", "S <= 64")
+    assert not runs(ENCODER, "src=2x10:long", "src_mask=2x11:bool")  # M == S
+    assert not runs(ENCODER, "src=2x65:long", "src_mask=2x65:bool")  # S <= 64
+    # no S >= 2 (torch's own 0/1 assumption): S = M = 1 runs
+    assert runs(ENCODER, "src=1x1:long", "src_mask=1x1:bool")
+    assert runs(ENCODER, "src=3x64:long", "src_mask=3x64:bool")
+
+
+def test_a_size_tied_to_a_number_is_an_equality() -> None:
+    report = shapecli.inspect(
+        parse_spec(ENCODER, "enc.yaml"), input=["src=Bx10:long", "src_mask=BxS:bool"]
+    )
+    assert report.ok and report.constraints == ("S == 10",)
+    assert not runs(ENCODER, "src=2x10:long", "src_mask=2x11:bool")
+
+
+def test_constraints_are_python_over_the_names(cli: Cli, write: Callable[..., Path]) -> None:
+    spec = write(ENCODER)
+    doc = cli("inspect", str(spec), "-f", "json", "-i", "src=BxS:long", "-i", "src_mask=BxM:bool")
+    constraints = doc.json()["constraints"]
+    assert all(eval(c, {}, {"B": 2, "S": 7, "M": 7}) for c in constraints)
+    assert not all(eval(c, {}, {"B": 2, "S": 7, "M": 8}) for c in constraints)
+    table = cli("inspect", str(spec), "-i", "src=BxS:long", "-i", "src_mask=BxM:bool").stdout
+    assert "the model accepts M == S, S ≤ 64" in table
+
+
+STEM = """
+input: 1x3x64x64
+model:
+  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 4, stride: 4}
+  - Permute: [0, 2, 3, 1]
+  - Linear: [4, 4]
+  - Permute: [0, 3, 1, 2]
+  - AdaptiveAvgPool2d: 1
+"""
+
+PATCHES = """
+input: 1x3x16x16
+model:
+  - Conv2d: {in_channels: 3, out_channels: 8, kernel_size: 4, stride: 4}
+  - Flatten: {start_dim: 2}
+  - Transpose: [1, 2]
+  - PositionalEmbedding: [16, 8]
+"""
+
+
+def test_a_bound_torch_specialized_gives_way_to_the_one_the_model_needs() -> None:
+    # torch's range says H >= 8 (it assumed H//4 > 1, one patch is no size-1 case);
+    # 7 runs, so that is no requirement, but the stem's H >= 4 is
+    report = shapecli.inspect(parse_spec(STEM, "stem.yaml"), input="Bx3xHxW")
+    assert report.ok and report.constraints == ("H >= 4", "W >= 4")
+    assert runs(STEM, "1x3x4x4") and runs(STEM, "1x3x7x7")
+    assert not runs(STEM, "1x3x3x8") and not runs(STEM, "1x3x8x3")
+
+
+def test_a_rule_over_two_names_stays_python() -> None:
+    # 16 positions: (H//4)*(W//4) patches may not exceed them, in whatever shape
+    report = shapecli.inspect(parse_spec(PATCHES, "patches.yaml"), input="Bx3xHxW")
+    assert report.ok
+    assert report.constraints == ("H >= 4", "W >= 4", "(H//4)*(W//4) <= 16")
+    assert runs(PATCHES, "1x3x16x16") and runs(PATCHES, "1x3x4x64") and runs(PATCHES, "1x3x16x4")
+    assert not runs(PATCHES, "1x3x16x20") and not runs(PATCHES, "1x3x4x68")
+
+
+@pytest.mark.parametrize(
+    ("accepted", "constraints"),
+    [
+        (lambda v: v % 2 == 0, ["H % 2 == 0"]),
+        (lambda v: v >= 14, ["H >= 14"]),
+        (lambda v: 3 <= v <= 10, ["H >= 3", "H <= 10"]),
+        (lambda v: v == 10, ["H == 10"]),
+        (lambda v: v >= 5 and v % 2 == 1, ["H >= 5", "H % 2 == 1"]),
+        (lambda v: v >= 224 and (v // 4) % 56 == 0, ["H >= 224", "(H//4) % 56 == 0"]),
+        (lambda v: v < 5 or v > 10, None),  # no plain form: torch's own rules stay
+    ],
+)
+def test_a_names_rules_summarized(accepted: Callable[[int], bool], constraints: list[str]) -> None:
+    from shapecli.symbolic import _fit, _plain
+
+    sizes = [v for v in range(1, 1001) if accepted(v)]
+    pattern = _fit(sizes, 1000)
+    assert (pattern and [r.text for r in _plain("H", pattern, ())]) == constraints
+    if pattern:  # the text says exactly what the pattern is
+        assert all(
+            eval(" and ".join(constraints), {}, {"H": v}) == accepted(v) for v in range(1, 1001)
+        )
+
+
+def test_what_torch_assumed_and_python_cannot_say_is_a_warning() -> None:
+    import sympy
+    from torch.utils._sympy.functions import CeilToInt, IntTrueDiv
+
+    from shapecli.symbolic import _accepted, _Facts
+
+    h = sympy.Symbol("H", integer=True, positive=True)
+    facts = _Facts({"H": (2, math.inf)}, {}, (sympy.Gt(CeilToInt(IntTrueDiv(h, 3)), 2), h >= 4))
+    calls: list[dict[str, int]] = []
+
+    def run(sizes: dict[str, int]) -> Any:
+        calls.append(sizes)
+        return SimpleNamespace(report=SimpleNamespace(ok=sizes["H"] >= 4))
+
+    constraints, warnings = _accepted(facts, {"H": 64}, run)
+    assert constraints == ["H >= 4"] and calls[-1] == {"H": 3}
+    (warning,) = warnings
+    assert warning.code == "size-assumption" and warning.severity == "warning"
+    assert "CeilToInt" in warning.message and "fewer sizes" in warning.message
+
+
+def test_a_size_dependent_layer_is_found_along_tied_names() -> None:
+    # S alone cannot double (the mask is M long): S and M double together
+    spec = parse_spec(
+        ENCODER.replace("  - PositionalEmbedding: [64, 16]\n", "")
+        + "  - Flatten\n  - LazyLinear: 4\n",
+        "flat.yaml",
+    )
+    report = shapecli.inspect(spec, input=["src=BxS:long", "src_mask=BxM:bool"])
+    (error,) = report.errors
+    assert error.code == "size-dependent" and "changes with S and M" in error.message
