@@ -189,6 +189,15 @@ def recurrent_flops() -> int:
     return _RECURRENT_FLOPS[0]
 
 
+def _shape_only(tensor: Any) -> bool:
+    """A tensor without values: on the meta device, or fake (a symbolic-size pass, where
+    torch's own recurrent kernel cannot run at all: it asks for a concrete numel)."""
+    if tensor.device.type == "meta":
+        return True
+    fake = sys.modules.get("torch._subclasses.fake_tensor")
+    return fake is not None and bool(fake.is_fake(tensor))
+
+
 def _shape_rule(kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """``(output, *hidden)`` for ``kernel(input, hx, weights, bias, layers, dropout,
     train, bidirectional, batch_first)``: the output keeps the input's leading dims and
@@ -202,10 +211,12 @@ def _shape_rule(kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         return kernel(*args)
     x, hx = args[0], args[1]
     hidden = tuple(hx) if isinstance(hx, list | tuple) else (hx,)
-    if not all(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in (x, *hidden)):
+    if not all(isinstance(t, torch.Tensor) and _shape_only(t) for t in (x, *hidden)):
         return kernel(*args)
     directions = 2 if args[7] else 1
     output = x.new_empty((*x.shape[:-1], directions * hidden[0].shape[-1]))
-    steps = x.numel() // x.shape[-1]  # time steps × batch
-    _RECURRENT_FLOPS[0] += sum(2 * w.shape[0] * w.shape[1] * steps for w in args[2] if w.dim() == 2)
+    if all(isinstance(d, int) for d in x.shape):  # symbolic sizes count no FLOPs
+        steps = x.numel() // x.shape[-1]  # time steps × batch
+        matrices = (w for w in args[2] if w.dim() == 2)
+        _RECURRENT_FLOPS[0] += sum(2 * w.shape[0] * w.shape[1] * steps for w in matrices)
     return (output, *(torch.empty_like(h) for h in hidden))
