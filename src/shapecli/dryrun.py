@@ -34,7 +34,7 @@ from shapecli.layers.auto import AutoBuildError, AutoSized
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report, Totals
-from shapecli.spec.model import Entry
+from shapecli.spec.model import at_or_above
 from shapecli.speedups import lean_meta, recurrent_flops
 
 
@@ -246,15 +246,8 @@ def _warnings(built: BuiltModel, recorder: Recorder) -> tuple[Problem, ...]:
     """Warnings from building and running the layers, each once, at its entry."""
     found = list(built.warnings)
     for path, message in recorder.warnings:
-        found.append(layer_warning(message, _entry_for(built, path), path))
+        found.append(layer_warning(message, at_or_above(path, built.entries), path))
     return tuple(dict.fromkeys(found))
-
-
-def _entry_for(built: BuiltModel, path: str) -> Entry | None:
-    """The spec entry that ``path`` is, or is inside of."""
-    while path not in built.entries and path:
-        path = path.rpartition(".")[0]
-    return built.entries.get(path)
 
 
 def uninitialized(built: BuiltModel) -> list[Problem]:
@@ -267,7 +260,7 @@ def uninitialized(built: BuiltModel) -> list[Problem]:
         if isinstance(module, AutoSized):
             names = ["its `auto` sizes"]
         if names:
-            entry = _entry_for(built, path)
+            entry = at_or_above(path, built.entries)
             problems.append(
                 Problem(
                     code="uninitialized",

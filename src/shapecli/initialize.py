@@ -32,7 +32,7 @@ from torch import nn
 
 from shapecli.errors import Problem, ShapecliError
 from shapecli.layers import own
-from shapecli.spec.model import INIT_SCHEMES, Entry
+from shapecli.spec.model import INIT_SCHEMES, Entry, at_or_above
 
 #: The schemes as ``torch.nn.init`` functions (``default`` is no function: it is each
 #: layer's own initializer).
@@ -167,7 +167,7 @@ def check_all_set(model: nn.Module, entries: Mapping[str, Entry]) -> None:
     first = names[0]
     path = first.rpartition(".")[0]
     module = model.get_submodule(path)
-    entry = _entry_at(path, entries)
+    entry = at_or_above(path, entries)
     more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
     raise ShapecliError(
         Problem(
@@ -181,9 +181,3 @@ def check_all_set(model: nn.Module, entries: Mapping[str, Entry]) -> None:
             "values set in the constructor are lost on the meta device",
         )
     )
-
-
-def _entry_at(path: str, entries: Mapping[str, Entry]) -> Entry | None:
-    while path not in entries and path:
-        path = path.rpartition(".")[0]
-    return entries.get(path)

@@ -29,6 +29,7 @@ from shapecli.errors import Problem, ShapecliError, foreign_message
 from shapecli.inputs import InputSpec
 from shapecli.record import HookFailure, Recorder
 from shapecli.report import Report, Row, Shape, format_shape
+from shapecli.spec.model import at_or_above
 
 
 def verify(
@@ -139,11 +140,8 @@ def _disagreement(
     label = f"layer {path} ({row.type})" if row is not None and path else "the model"
     source = row.source if row is not None else None
     if source is None:  # one of torch's own submodules: point at the entry around it
-        entries = {r.path: r for r in report.rows if r.entry}
-        outer = path
-        while outer and outer not in entries:
-            outer = outer.rpartition(".")[0]
-        source = entries[outer].source if outer in entries else None
+        outer = at_or_above(path, {r.path: r for r in report.rows if r.entry})
+        source = outer.source if outer is not None else None
     return ShapecliError(
         Problem(
             "verify-mismatch",

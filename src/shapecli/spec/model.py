@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 from shapecli.errors import Problem, Source
 from shapecli.inputs import InputSpec
+
+T = TypeVar("T")
 
 
 class Auto:
@@ -155,3 +157,11 @@ class Spec:
     warnings: tuple[Problem, ...] = ()
     blocks: tuple[str, ...] = ()  # the names of the spec's blocks (for "did you mean")
     init: str | None = None  # the top-level ``init:``; None: not given
+
+
+def at_or_above(path: str, found: Mapping[str, T]) -> T | None:
+    """What ``found`` holds for the module at ``path`` or, failing that, for the nearest
+    module around it: torch's own submodules of a layer are blamed on its entry."""
+    while path not in found and path:
+        path = path.rpartition(".")[0]
+    return found.get(path)
