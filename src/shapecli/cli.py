@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from typer.core import TyperCommand
@@ -31,6 +31,9 @@ except ImportError:  # pragma: no cover - older typer depends on click itself
 from shapecli import __version__
 from shapecli.errors import ExitCode, Problem, ShapecliError, fail, worst_exit_code
 from shapecli.report import Report, failed_report
+
+if TYPE_CHECKING:
+    from shapecli.spec.model import Spec
 
 
 class _Command(TyperCommand):
@@ -232,14 +235,10 @@ def inspect(
 
     def run() -> Report:
         from shapecli import api
-        from shapecli.pymodel import is_target
 
         inputs = api.parse_inputs(input)  # the command line is checked first
-        sets = _parse_sets(set_ or [])
-        # spec errors cost no torch import; a Python model is loaded by the API
-        loaded = spec if is_target(spec) else api.load(spec, set=sets)
         return api.inspect(
-            loaded,
+            _load(spec, set_),
             inputs,
             allow_import=allow_import or (),
             flops=flops,
@@ -402,13 +401,10 @@ def graph(
 
     def run() -> int:
         from shapecli import api
-        from shapecli.pymodel import is_target
         from shapecli.render import Options, graph_renderers
 
         inputs = api.parse_inputs(input)
-        sets = _parse_sets(set_ or [])
-        loaded = spec if is_target(spec) else api.load(spec, set=sets)
-        report = api.inspect(loaded, inputs, allow_import=allow_import or ())
+        report = api.inspect(_load(spec, set_), inputs, allow_import=allow_import or ())
         options = Options(depth=depth, color=_color(sys.stderr))
         rendered = graph_renderers()[output_format.value](report, options)
         if rendered.stdout:
@@ -616,6 +612,16 @@ def _print_problems(problems: tuple[Problem, ...]) -> int:
     for problem in problems:
         print("\n".join(problem_lines(problem)), file=sys.stderr)
     return int(worst_exit_code(list(problems)))
+
+
+def _load(spec: str, set_: list[str] | None) -> Spec | str:
+    """The spec, read with its ``--set`` values (its errors cost no torch import), or a
+    Python model's name, which the API loads."""
+    from shapecli import api
+    from shapecli.pymodel import is_target
+
+    sets = _parse_sets(set_ or [])
+    return spec if is_target(spec) else api.load(spec, set=sets)
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
