@@ -44,8 +44,8 @@ def union(places: Iterable[Places]) -> Places:
 
 class Dataflow(TorchFunctionMode):
     """Carries each tensor's places through every torch function (see the module
-    docstring). The module calls themselves are marked by the recorder, which asks
-    :meth:`places` and calls :meth:`made_by`."""
+    docstring). Module calls are marked by the recorder, which asks :meth:`places` of
+    what a call receives and :meth:`set` for what it returns (the module itself)."""
 
     def __init__(self) -> None:
         super().__init__()
