@@ -17,7 +17,6 @@ Needs torchinfo, which needs NumPy (it imports it but does not declare it).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 import sys
@@ -135,11 +134,7 @@ def report(results: dict[str, harness.Result], runs: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=harness.positive, default=5)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per run")
-    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
-    args = parser.parse_args()
+    args = harness.parser(__doc__, runs=5, timeout=300).parse_args()
     missing = [name for name in ("torchinfo", "numpy") if importlib.util.find_spec(name) is None]
     if missing:
         sys.exit(f"compare.py needs {' and '.join(missing)}: pip install -e '.[bench]'")

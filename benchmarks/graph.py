@@ -9,10 +9,8 @@ claim is that a 70B-parameter spec draws in about the time it inspects.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
-from pathlib import Path
 
 import harness
 
@@ -20,9 +18,7 @@ SPECS = ["configs/gpt2.yaml", "configs/llama2-70b.yaml"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=harness.positive, default=7)
-    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
+    parser = harness.parser(__doc__, runs=7)
     parser.add_argument("specs", nargs="*", default=SPECS)
     args = parser.parse_args()
     cli = [sys.executable, "-m", "shapecli"]

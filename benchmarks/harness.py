@@ -14,6 +14,7 @@ forked from as well, so this module must stay small: it never imports torch.
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import shlex
@@ -276,6 +277,17 @@ def invocation(script: str) -> str:
         else:
             args.append(arg)
     return shlex.join(["python", f"benchmarks/{script}", *args])
+
+
+def parser(doc: str | None, runs: int, timeout: float | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--runs``, ``--write`` (and ``--timeout``
+    where a run may hang), described by the first line of the script's docstring."""
+    made = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    made.add_argument("--runs", type=positive, default=runs)
+    if timeout is not None:
+        made.add_argument("--timeout", type=float, default=timeout, help="seconds per run")
+    made.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
+    return made
 
 
 def positive(text: str) -> int:

@@ -8,7 +8,6 @@ costs, and not another import: 1,000 MLP-sized specs should cost under 3× one.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -21,11 +20,9 @@ SPECS = ["mlp.yaml", "partial.yaml", "lenet5.yaml", "llama-tiny.yaml"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=harness.positive, default=5)
+    parser = harness.parser(__doc__, runs=5)
     parser.add_argument("--files", type=harness.positive, default=100)
     parser.add_argument("--specs", nargs="+", default=SPECS, metavar="NAME", help="configs/ files")
-    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
     args = parser.parse_args()
     specs = args.specs
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,6 @@ reported as "timeout" (and not run again).
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -228,11 +227,7 @@ def report(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=harness.positive, default=5)
-    parser.add_argument("--timeout", type=float, default=120, help="seconds per run")
-    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
-    args = parser.parse_args()
+    args = harness.parser(__doc__, runs=5, timeout=120).parse_args()
     with tempfile.TemporaryDirectory(prefix="shapecli-scaling-") as tmp:
         all_points = points(Path(tmp))
         commands = {harness.BASELINE_NAME: list(harness.BASELINE)}

@@ -18,9 +18,7 @@ in how the speedups are wired fails the row instead of quietly measuring the fas
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import harness
 
@@ -34,9 +32,7 @@ PATCHED = "import sys; from shapecli import api; r = api.inspect(sys.argv[1]); a
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=harness.positive, default=7)
-    parser.add_argument("--write", type=Path, metavar="FILE", help="write a Markdown section")
+    parser = harness.parser(__doc__, runs=7)
     parser.add_argument("specs", nargs="*", default=["configs/mlp.yaml"])
     args = parser.parse_args()
     python = sys.executable
