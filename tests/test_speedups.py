@@ -98,3 +98,54 @@ def test_lean_meta_nests_and_leaves_the_dynamo_caches_as_they_were() -> None:
     with speedups.lean_meta(), speedups.lean_meta():
         pass
     assert [getattr(f, "__dynamo_disable", None) for f in wrapped] == before
+
+
+def test_the_heap_is_searched_again_only_when_wrapped_functions_were_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shapecli import speedups
+
+    searches = []
+    real_search = speedups._dynamo_wrapped
+
+    def counted() -> list[object]:
+        searches.append(1)
+        return real_search()
+
+    monkeypatch.setattr(speedups, "_dynamo_wrapped", counted)
+    monkeypatch.setattr(speedups, "_dynamo_loaded", lambda: False)  # as in a fresh process
+    with speedups.lean_meta():
+        first = len(searches)
+        with speedups.lean_meta():
+            pass
+        assert len(searches) == first  # nothing new: no search
+
+        def traced_by_dynamo() -> int:
+            return 1
+
+        wrapped = torch._disable_dynamo(traced_by_dynamo)
+        with speedups.lean_meta():
+            assert len(searches) == first + 1  # a new wrapped function: searched, and filled
+            assert getattr(traced_by_dynamo, "__dynamo_disable", None) is traced_by_dynamo
+            assert wrapped() == 1
+    assert getattr(traced_by_dynamo, "__dynamo_disable", None) is None  # left as found
+
+
+def test_meta_weights_are_not_initialized_and_real_ones_are_unchanged() -> None:
+    from torch.nn import init
+
+    from shapecli import speedups
+
+    originals = dict(vars(init))
+    flat = torch.empty(5, device="meta")  # too few dims: torch's own initializer refuses it
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        init.kaiming_uniform_(flat)
+    torch.manual_seed(0)
+    outside = nn.Linear(4, 3).weight.detach().clone()
+    with speedups.lean_meta():
+        assert init.kaiming_uniform_(flat) is flat  # nothing to fill, nothing run
+        torch.manual_seed(0)
+        inside = nn.Linear(4, 3).weight.detach().clone()
+        assert nn.Linear(4, 3, device="meta").weight.is_meta
+    assert torch.equal(inside, outside)  # real weights: the same bits
+    assert all(vars(init)[name] is fn for name, fn in originals.items())  # torch's own again

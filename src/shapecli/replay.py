@@ -150,7 +150,7 @@ def replicate(module: nn.Module, memo: dict[int, nn.Parameter], shallow: bool = 
         for name, p in module._parameters.items()
     }
     state["_buffers"] = {
-        name: None if b is None else torch.empty_like(b) for name, b in module._buffers.items()
+        name: None if b is None else empty_like(b) for name, b in module._buffers.items()
     }
     state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
     state["_modules"] = (
@@ -166,14 +166,26 @@ def replicate(module: nn.Module, memo: dict[int, nn.Parameter], shallow: bool = 
 
 def _new_parameter(param: nn.Parameter, memo: dict[int, nn.Parameter]) -> nn.Parameter:
     if id(param) not in memo:
-        memo[id(param)] = nn.Parameter(torch.empty_like(param), requires_grad=param.requires_grad)
+        memo[id(param)] = nn.Parameter(empty_like(param), requires_grad=param.requires_grad)
     return memo[id(param)]
+
+
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
+def empty_like(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like``, for a plain contiguous meta tensor made by a C++ kernel
+    (~1 µs) rather than torch's Python meta reference (~20 µs): the same shape, dtype
+    and strides. Any other tensor (strided views, fake tensors) goes to torch."""
+    if type(tensor) in _PLAIN and tensor.is_meta and tensor.is_contiguous():
+        return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
+    return torch.empty_like(tensor)
 
 
 def fresh(output: object) -> object:
     """The same structure with new meta tensors of the same shapes and dtypes."""
     if isinstance(output, torch.Tensor):
-        return torch.empty_like(output)
+        return empty_like(output)
     if isinstance(output, tuple) and hasattr(output, "_fields"):  # a named tuple
         named: Any = type(output)
         return named(*[fresh(o) for o in output])
