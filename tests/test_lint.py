@@ -118,3 +118,43 @@ def test_schema_command_prints_the_schema(cli: Cli) -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_files_checked_in_worker_processes_give_what_one_process_gives(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from shapecli import lint
+
+    forks = []
+    real = multiprocessing.get_context
+
+    def recorded(method: str | None = None) -> object:
+        forks.append(method)
+        return real(method)
+
+    monkeypatch.setattr(lint.multiprocessing, "get_context", recorded)
+    small = ("mlp", "partial", "lenet5", "llama-tiny", "mismatch", "resnet18")
+    # good, broken, not YAML, no input, and shipped configs: 13 specs
+    paths = [str(FIXTURES), *(str(CONFIGS / f"{name}.yaml") for name in small)]
+    alone = lint.lint(paths, jobs=1)
+    assert forks == []
+    shared = lint.lint(paths, jobs=2)
+    assert forks == ["fork"] and shared == alone and alone.errors == 6
+    one = cli("lint", *paths, "-f", "json", "--jobs", "1")
+    assert cli("lint", *paths, "-f", "json", "-j", "3") == one and one.exit_code == 1
+
+
+def test_workers_only_where_they_pay_and_forking_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shapecli import lint
+
+    monkeypatch.setattr(lint.multiprocessing, "get_context", None)  # any use would fail
+    assert lint.lint([str(FIXTURES / "good.yaml"), str(CONFIGS / "mlp.yaml")], jobs=8).errors == 0
+    monkeypatch.setattr(lint.sys, "platform", "darwin")
+    assert lint.lint([str(FIXTURES)], jobs=4).errors == 5  # one process, the same answer
+
+
+def test_jobs_must_be_a_positive_count(cli: Cli) -> None:
+    result = cli("lint", str(FIXTURES / "good.yaml"), "-j", "0")
+    assert result.exit_code == 2 and "--jobs" in result.stderr

@@ -454,6 +454,17 @@ def lint(
     input: InputOption = None,
     allow_import: AllowImportOption = None,
     flops: FlopsOption = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            metavar="N",
+            help="Check files in N processes at once [default: one per available CPU].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check every spec under PATHs; exit 1 if any has an error (for CI and pre-commit)."""
     fmt = output_format or (
@@ -466,7 +477,7 @@ def lint(
         from shapecli.render.lint import LINT_FORMATS
 
         inputs = api.parse_inputs(input)
-        result = lint.lint(paths, inputs, allow_import or (), flops=flops)
+        result = lint.lint(paths, inputs, allow_import or (), flops=flops, jobs=jobs)
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)
