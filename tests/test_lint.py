@@ -134,7 +134,7 @@ def test_files_checked_in_worker_processes_give_what_one_process_gives(
         forks.append(method)
         return real(method)
 
-    monkeypatch.setattr(lint.multiprocessing, "get_context", recorded)
+    monkeypatch.setattr(multiprocessing, "get_context", recorded)
     small = ("mlp", "partial", "lenet5", "llama-tiny", "mismatch", "resnet18")
     # good, broken, not YAML, no input, and shipped configs: 13 specs
     paths = [str(FIXTURES), *(str(CONFIGS / f"{name}.yaml") for name in small)]
@@ -147,9 +147,11 @@ def test_files_checked_in_worker_processes_give_what_one_process_gives(
 
 
 def test_workers_only_where_they_pay_and_forking_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
     from shapecli import lint
 
-    monkeypatch.setattr(lint.multiprocessing, "get_context", None)  # any use would fail
+    monkeypatch.setattr(multiprocessing, "get_context", None)  # any use would fail
     assert lint.lint([str(FIXTURES / "good.yaml"), str(CONFIGS / "mlp.yaml")], jobs=8).errors == 0
     monkeypatch.setattr(lint.sys, "platform", "darwin")
     assert lint.lint([str(FIXTURES)], jobs=4).errors == 5  # one process, the same answer
@@ -158,3 +160,25 @@ def test_workers_only_where_they_pay_and_forking_is_safe(monkeypatch: pytest.Mon
 def test_jobs_must_be_a_positive_count(cli: Cli) -> None:
     result = cli("lint", str(FIXTURES / "good.yaml"), "-j", "0")
     assert result.exit_code == 2 and "--jobs" in result.stderr
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from shapecli import lint
+
+    real = lint.check_file
+
+    def killed_on_lenet(path: Path, **options: object) -> lint.FileResult:
+        if path.name == "lenet5.yaml" and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+        return real(path, **options)  # type: ignore[arg-type]
+
+    parent = os.getpid()
+    monkeypatch.setattr(lint, "check_file", killed_on_lenet)
+    names = ("mlp", "partial", "lenet5", "mismatch", "llama-tiny")
+    result = cli("lint", *(str(CONFIGS / f"{name}.yaml") for name in names), "-j", "2")
+    assert result.exit_code == 3 and "--jobs 1" in result.stderr

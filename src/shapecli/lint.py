@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shapecli import api
-from shapecli.errors import ExitCode, Problem, ShapecliError, Source, worst_exit_code
+from shapecli.errors import ExitCode, Problem, ShapecliError, Source, fail, worst_exit_code
 from shapecli.inputs import InputSpec
 from shapecli.report import Totals
 
@@ -178,7 +177,30 @@ def _check_all(
     workers = min(jobs or default_jobs(), len(files) // 2)
     if workers < 2 or sys.platform != "linux":
         return [check(file) for file in files]
+    import multiprocessing  # here: ~30 ms that one file, or one process, never needs
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("fork")
     chunk = max(1, len(files) // (workers * 8))  # small enough to even out the load
-    with context.Pool(workers) as pool:
-        return list(pool.imap(check, files, chunksize=chunk))
+    _WORK.append(check)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            return list(pool.map(_work, files, chunksize=chunk))
+    except BrokenProcessPool:  # a worker was killed (out of memory?): say so, never hang
+        raise fail(
+            "internal",
+            "a worker process ended abruptly while checking these files (killed, or out "
+            "of memory?); run again with --jobs 1 to see which file it was",
+        ) from None
+    finally:
+        _WORK.clear()
+
+
+#: What the forked workers run on each path: inherited with the process, so only paths
+#: and results cross between processes (the check itself need not be picklable).
+_WORK: list[Callable[[Path], FileResult]] = []
+
+
+def _work(path: Path) -> FileResult:
+    return _WORK[-1](path)
