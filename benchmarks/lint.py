@@ -3,11 +3,14 @@
     python benchmarks/lint.py [--runs N] [--files N] [--specs NAME ...] [--write FILE]
 
 torch is imported once per process, so checking many files costs what each dry run
-costs, and not another import: 1,000 MLP-sized specs should cost under 3× one.
+costs, and not another import: 1,000 MLP-sized specs should cost under 3× one. lint
+shares the files out among one worker process per available CPU (forked, so torch
+comes already imported); the same folder with ``--jobs 1`` shows what one process does.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -33,8 +36,12 @@ def main() -> None:
         one = sorted(folder.iterdir())[0]
         cli = [sys.executable, "-m", "shapecli", "lint"]
         many_files = f"{args.files} files"
-        commands = {"1 file": [*cli, str(one)], many_files: [*cli, str(folder)]}
-        results = harness.round_robin(commands, args.runs)  # drift hits both alike
+        commands = {
+            "1 file": [*cli, str(one)],
+            many_files: [*cli, str(folder)],
+            f"{many_files}, --jobs 1": [*cli, str(folder), "--jobs", "1"],
+        }
+        results = harness.round_robin(commands, args.runs)  # drift hits all alike
     single, many = results["1 file"], results[many_files]
     if single.ok and many.ok:
         print(f"lint 1 file     {single.wall:6.2f} s")
@@ -66,9 +73,17 @@ def main() -> None:
         args.write,
         f"Linting many specs: {', '.join(specs)}",
         f"`{harness.invocation('lint.py')}`\n\n{table}\n\n"
-        f"The files are copies of {', '.join(specs)} in turn, each with its own `input:`." + notes,
+        f"The files are copies of {', '.join(specs)} in turn, each with its own `input:`. "
+        f"lint used {cpus()} worker processes (one per available CPU), except with `--jobs 1`."
+        + notes,
     )
     sys.exit(harness.exit_status(results))
+
+
+def cpus() -> int:
+    """The CPUs this process may run on: lint's default number of workers."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 if __name__ == "__main__":
