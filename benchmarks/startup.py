@@ -10,10 +10,12 @@ machine. ``--write`` also records each command's peak RSS, as a Markdown section
 
 Besides the CLI itself, two variants isolate what ``shapecli.speedups`` buys: the same
 dry run through the API without it ("plain"), and with it but leaving through normal
-interpreter teardown ("no fast exit"). The API applies the speedups itself, inside
-``speedups.lean_meta``; "plain" swaps that block for a no-op before the API is
-imported, and checks that the dry run then did import ``torch._dynamo`` — so a change
-in how the speedups are wired fails the row instead of quietly measuring the fast path.
+interpreter teardown ("no fast exit"). A third row is the floor under every meta dry
+run: torch and the modules (sympy among them) its Python meta kernels import on first
+use. The API applies the speedups itself, inside ``speedups.lean_meta``; "plain" swaps
+that block for a no-op before the API is imported, and checks that the dry run then did
+import ``torch._dynamo`` — so a change in how the speedups are wired fails the row
+instead of quietly measuring the fast path.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ PLAIN = (
     "assert 'torch._dynamo' in sys.modules, 'the speedups were still on'"
 )
 PATCHED = "import sys; from shapecli import api; r = api.inspect(sys.argv[1]); assert r.ok"
+#: torch with what its Python meta kernels import on their first call (torch._check needs
+#: symbolic_shapes, and with it sympy): no dry run on meta can cost less than this.
+FLOOR = "python -c 'import torch, torch.fx.experimental.symbolic_shapes'"
 
 
 def main() -> None:
@@ -40,6 +45,7 @@ def main() -> None:
     commands: dict[str, list[str]] = {
         "python -c pass": [python, "-c", "pass"],
         "python -c 'import torch'": [python, "-c", "import torch"],
+        FLOOR: [python, "-c", "import torch, torch.fx.experimental.symbolic_shapes"],
         "shapecli --help": [*cli, "--help"],
     }
     for spec in args.specs:
@@ -52,14 +58,15 @@ def main() -> None:
     harness.require_ok({base: results[base]})
 
     header = f"median of {args.runs} runs"
-    print(f"{header:52s} {'wall':>8s} {'ratio':>7s} {'cpu':>8s} {'ratio':>7s}")
+    width = max(len(name) for name in results)
+    print(f"{header:{width}s} {'wall':>8s} {'ratio':>7s} {'cpu':>8s} {'ratio':>7s}")
     for name, result in results.items():
         if not result.ok:  # e.g. a variant whose speedups API has changed: say so, go on
-            print(f"{name:52s} {result.problem}: {result.reason}")
+            print(f"{name:{width}s} {result.problem}: {result.reason}")
             continue
         wall, cpu = result.wall, result.cpu
         print(
-            f"{name:52s} {wall:7.2f}s {wall / results[base].wall:6.2f}× "
+            f"{name:{width}s} {wall:7.2f}s {wall / results[base].wall:6.2f}× "
             f"{cpu:7.2f}s {cpu / results[base].cpu:6.2f}×"
         )
     harness.write_section(args.write, "Startup and dry-run cost", markdown(results, base))
@@ -95,7 +102,9 @@ def markdown(results: dict[str, harness.Result], base: str) -> str:
         f"`{harness.invocation('startup.py')}`\n\n{table}\n\n"
         "Ratios are to `python -c 'import torch'`. ↳ plain API dry run: the same dry run "
         "through `shapecli.api` without `shapecli.speedups`; ↳ speedups, no fast exit: with "
-        "them, but leaving through normal interpreter teardown."
+        "them, but leaving through normal interpreter teardown. The `symbolic_shapes` row is "
+        "the floor of any dry run on meta: torch's Python meta kernels import that module, "
+        "and sympy with it, on their first call."
         + "".join(f"\n\n{note}" for note in harness.failure_notes(results))
     )
 
