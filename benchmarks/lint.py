@@ -10,8 +10,8 @@ comes already imported); the same folder with ``--jobs 1`` shows what one proces
 
 from __future__ import annotations
 
-import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -81,9 +81,9 @@ def main() -> None:
 
 
 def cpus() -> int:
-    """The CPUs this process may run on: lint's default number of workers."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    """lint's default number of workers here, as the shapecli being measured counts them."""
+    code = "from shapecli.lint import default_jobs; print(default_jobs())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
 
 
 if __name__ == "__main__":

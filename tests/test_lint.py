@@ -182,3 +182,18 @@ def test_a_worker_that_dies_is_an_error_not_a_hang(
     names = ("mlp", "partial", "lenet5", "mismatch", "llama-tiny")
     result = cli("lint", *(str(CONFIGS / f"{name}.yaml") for name in names), "-j", "2")
     assert result.exit_code == 3 and "--jobs 1" in result.stderr
+
+
+def test_workers_default_to_the_cpus_a_container_may_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shapecli import lint
+
+    monkeypatch.setattr(lint.os, "sched_getaffinity", lambda pid: set(range(64)))
+    limit = tmp_path / "cpu.max"
+    monkeypatch.setattr(lint, "CPU_MAX", limit)
+    assert lint.default_jobs() == 64  # no cgroup file: the CPUs it may run on
+    limit.write_text("max 100000\n")
+    assert lint.default_jobs() == 64
+    limit.write_text("150000 100000\n")
+    assert lint.default_jobs() == 2  # a quota of 1.5 CPUs

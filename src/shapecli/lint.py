@@ -164,9 +164,23 @@ def lint(
 
 
 def default_jobs() -> int:
-    """The CPUs this process may run on."""
+    """The CPUs this process may use: those it may run on, or fewer where a container's
+    CPU quota says so (a container often sees every CPU of its host)."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return min(cpus, _quota_cpus() or cpus)
+
+
+#: cgroup v2's CPU limit of this process's group: "QUOTA PERIOD" (µs), or "max PERIOD".
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def _quota_cpus() -> int | None:
+    try:
+        quota, period = CPU_MAX.read_text().split()[:2]
+        return max(1, -(-int(quota) // int(period)))  # 1.5 CPUs' worth: 2 workers
+    except (OSError, ValueError):  # no cgroup v2, or no limit ("max")
+        return None
 
 
 def _check_all(
