@@ -461,7 +461,7 @@ def lint(
             "-j",
             min=1,
             metavar="N",
-            help="Check files in N processes at once [default: one per available CPU].",
+            help="Check files in N processes at once [default: one per CPU it may use].",
             show_default=False,
         ),
     ] = None,
