@@ -477,7 +477,8 @@ def lint(
         from shapecli.render.lint import LINT_FORMATS
 
         inputs = api.parse_inputs(input)
-        result = lint.lint(paths, inputs, allow_import or (), flops=flops, jobs=jobs)
+        workers = jobs if jobs is not None else lint.default_jobs()
+        result = lint.lint(paths, inputs, allow_import or (), flops=flops, jobs=workers)
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)

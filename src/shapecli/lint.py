@@ -7,7 +7,7 @@ imported once, on the first spec that gets past the loader, and reused for the r
 a folder of broken YAML never imports it at all.
 
 Files are independent, so once torch is loaded the rest are shared out among worker
-processes forked from this one (``jobs``, by default one per available CPU): each
+processes forked from this one (``jobs``; the command line's default is one per CPU): each
 starts with torch already imported, and the results come back in file order, exactly
 as one process would have found them. Forking is what makes workers cheap, so where
 it is not the safe default (anything but Linux) the files are checked in this process.
@@ -141,10 +141,11 @@ def lint(
     inputs: tuple[InputSpec, ...] = (),
     allow_import: Iterable[str] = (),
     flops: bool = False,
-    jobs: int | None = None,
+    jobs: int = 1,
 ) -> LintResult:
     """Check every spec under ``paths`` (counting FLOPs with ``flops``), in up to
-    ``jobs`` processes (None: one per available CPU; 1: this process only)."""
+    ``jobs`` processes: 1, this one only (forking is the command line's choice, which
+    owns its process; :func:`default_jobs` is what it chooses)."""
     files, missing = collect(paths)
     check = functools.partial(
         check_file, inputs=inputs, allow_import=tuple(allow_import), flops=flops
@@ -184,11 +185,11 @@ def _quota_cpus() -> int | None:
 
 
 def _check_all(
-    check: Callable[[Path], FileResult], files: list[Path], jobs: int | None
+    check: Callable[[Path], FileResult], files: list[Path], jobs: int
 ) -> list[FileResult]:
     """``check`` of every file, in order: in forked workers when that pays (more than
     one job and at least two files each), else here."""
-    workers = min(jobs or default_jobs(), len(files) // 2)
+    workers = min(jobs, len(files) // 2)
     if workers < 2 or sys.platform != "linux":
         return [check(file) for file in files]
     import multiprocessing  # here: ~30 ms that one file, or one process, never needs
