@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -191,3 +192,35 @@ def test_colour_on_a_terminal_unless_no_color() -> None:
     assert "\x1b[" in coloured and "7,946" in coloured
     plain = run_on_terminal("inspect", "configs/mlp.yaml", env={"NO_COLOR": "1"})
     assert "\x1b[" not in plain and "7,946" in plain
+
+
+def test_lint_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> None:
+    import shutil
+    import signal
+    import time
+
+    for i in range(300):  # enough work that lint is still running when it is stopped
+        shutil.copy(CONFIGS / "llama-tiny.yaml", tmp_path / f"{i:03d}.yaml")
+    lint = subprocess.Popen(
+        [sys.executable, "-m", "shapecli", "lint", str(tmp_path), "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    children = Path(f"/proc/{lint.pid}/task/{lint.pid}/children")
+    deadline = time.monotonic() + 120
+    while not children.read_text().split() and lint.poll() is None:
+        assert time.monotonic() < deadline, "lint never started its workers"
+        time.sleep(0.05)
+    workers = children.read_text().split()
+    assert len(workers) == 2
+    lint.send_signal(signal.SIGTERM)  # the parent alone, as `kill` or a CI runner does
+    lint.communicate(timeout=60)  # returns once every holder of the pipes is gone
+
+    def ended(pid: str) -> bool:  # dead, if perhaps not yet reaped (a zombie)
+        status = Path(f"/proc/{pid}/status")
+        with contextlib.suppress(FileNotFoundError):
+            return status.read_text().split("State:")[1].split()[0] in ("Z", "X")
+        return True
+
+    while not all(ended(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers outlived lint: {workers}"
+        time.sleep(0.05)

@@ -200,7 +200,9 @@ def _check_all(
     chunk = max(1, len(files) // (workers * 8))  # small enough to even out the load
     _WORK.append(check)
     try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),)
+        ) as pool:
             return list(pool.map(_work, files, chunksize=chunk))
     except BrokenProcessPool:  # a worker was killed (out of memory?): say so, never hang
         raise fail(
@@ -215,6 +217,19 @@ def _check_all(
 #: What the forked workers run on each path: inherited with the process, so only paths
 #: and results cross between processes (the check itself need not be picklable).
 _WORK: list[Callable[[Path], FileResult]] = []
+
+
+def _die_with(parent: int) -> None:
+    """Make this worker end when the process that forked it does, however that ends
+    (``kill``, a CI runner's SIGTERM): else it would wait for work forever, holding the
+    output pipe open, and whoever reads lint's output would hang with it."""
+    import ctypes
+    import signal
+
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG, linux/prctl.h
+    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the line above: nobody will signal
+        os._exit(1)
 
 
 def _work(path: Path) -> FileResult:
