@@ -149,6 +149,23 @@ def test_the_table_and_lint(cli: Cli, write: Callable[..., Path]) -> None:
     assert "size-dependent" in lines and "changes with H and W" in lines
 
 
+def test_lint_flops_checks_a_symbolic_spec_and_says_it_did_not_count(
+    cli: Cli, write: Callable[..., Path]
+) -> None:
+    concrete = write("input: 2x16\nmodel:\n  - LazyLinear: 8\n", "a.yaml")
+    symbolic = write("input: Bx16\nmodel:\n  - LazyLinear: 8\n  - Linear: [9, 2]\n", "b.yaml")
+    doc = cli("lint", str(concrete), str(symbolic), "--flops", "-f", "json").json()
+    first, second = doc["files"]
+    assert first["totals"]["flops"] == 2 * 2 * 16 * 8 and first["problems"] == []
+    codes = [p["code"] for p in second["problems"]]
+    assert codes == ["shape-mismatch", "flops-skipped"]  # its shapes were still checked
+    skipped = second["problems"][1]
+    assert skipped["severity"] == "warning" and "(B)" in skipped["message"]
+    assert skipped["source"]["line"] == 1 and "--input" in skipped["hint"]
+    assert cli("lint", str(symbolic), "--flops").exit_code == 1  # the error, not exit 2
+    assert cli("lint", str(symbolic), "--flops", "-i", "4x16").stdout.count("flops-skipped") == 0
+
+
 # -- constraints: each one printed holds, and sizes that satisfy them all run --------------------
 
 UNET = """

@@ -49,6 +49,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "verify-mismatch": ExitCode.PROBLEMS,
     "no-initializer": ExitCode.PROBLEMS,
     "dry-run-skipped": ExitCode.OK,
+    "flops-skipped": ExitCode.OK,
     "layer-warning": ExitCode.OK,
     "unused-input": ExitCode.OK,
     "training-estimate": ExitCode.OK,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from shapecli import api
 from shapecli.errors import ExitCode, Problem, ShapecliError, Source, fail, worst_exit_code
-from shapecli.inputs import InputSpec
+from shapecli.inputs import InputError, InputSpec, merge_inputs
 from shapecli.report import Totals
 
 SUFFIXES = (".yaml", ".yml")
@@ -127,13 +127,37 @@ def check_file(
         spec = api.load(path)
     except ShapecliError as e:
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
+    names = _symbols(spec.inputs, inputs) if flops else []
     report = api.inspect(
-        spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops
+        spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops and not names
     )
-    problems = tuple(p.located(where) for p in (*report.errors, *report.warnings))
+    skipped = (
+        Problem(
+            "flops-skipped",
+            f"FLOPs need numbers, and the input has symbolic sizes ({', '.join(names)}): the "
+            "shapes were checked, the FLOPs not counted",
+            spec.input_source or where,
+            severity="warning",
+            hint="give the sizes with --input (e.g. 2x20) to count them",
+        )
+        if names
+        else None
+    )
+    found = (*report.errors, *report.warnings, *([skipped] if skipped else []))
+    problems = tuple(p.located(where) for p in found)
     return FileResult(
         str(path), problems, ran=report.ran, totals=report.totals if report.ran else None
     )
+
+
+def _symbols(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> list[str]:
+    """The symbolic sizes of the inputs a file is checked with (none when they do not
+    merge: the check itself says why)."""
+    try:
+        merged = merge_inputs(declared, given)
+    except InputError:
+        return []
+    return list(dict.fromkeys(d for s in merged for d in s.dims if isinstance(d, str)))
 
 
 def lint(
