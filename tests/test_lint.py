@@ -197,3 +197,9 @@ def test_workers_default_to_the_cpus_a_container_may_use(
     assert lint.default_jobs() == 64
     limit.write_text("150000 100000\n")
     assert lint.default_jobs() == 2  # a quota of 1.5 CPUs
+
+
+def test_a_file_named_twice_is_checked_once(cli: Cli, in_fixtures: None) -> None:
+    absolute = str(FIXTURES / "good.yaml")
+    out = cli("lint", "good.yaml", "./broken/../good.yaml", absolute, ".").stdout
+    assert out.splitlines()[-1] == "7 files checked, 5 errors, 1 warning"

@@ -78,30 +78,31 @@ class LintResult:
 
 def collect(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
     """The spec files under ``paths`` (files, folders searched recursively, globs), in
-    a stable order, and a ``file-error`` result for each path that names nothing."""
-    found: dict[Path, None] = {}
+    a stable order, and a ``file-error`` result for each path that names nothing. A file
+    named twice, however it is spelled (``a.yaml``, ``./x/../a.yaml``, an absolute path),
+    is checked once, under the first spelling."""
+    found: dict[Path, Path] = {}  # the file itself: the path it was first named by
     missing: list[FileResult] = []
     for text in paths:
         path = Path(text)
         if path.is_dir():
             files = sorted(_walk(path))
-            for file in files:
-                found.setdefault(file)
             if not files:
                 missing.append(_missing(text, "no spec files (*.yaml, *.yml) under this folder"))
         elif path.exists():
-            found.setdefault(path)
+            files = [path]
         elif any(c in text for c in "*?["):
             # glob.glob, not Path.glob: the pattern is the user's, absolute or relative
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207
             files = [m for m in matches if m.is_file() and m.suffix in SUFFIXES]
-            for file in files:
-                found.setdefault(file)
             if not files:
                 missing.append(_missing(text, "no spec file matches this pattern"))
         else:
+            files = []
             missing.append(_missing(text, "no such file or directory"))
-    return list(found), missing
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    return list(found.values()), missing
 
 
 def _walk(folder: Path) -> Iterable[Path]:
