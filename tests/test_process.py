@@ -207,13 +207,16 @@ def test_lint_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> N
     )  # fmt: skip
     children = Path(f"/proc/{lint.pid}/task/{lint.pid}/children")
     deadline = time.monotonic() + 120
-    while not children.read_text().split() and lint.poll() is None:
-        assert time.monotonic() < deadline, "lint never started its workers"
-        time.sleep(0.05)
-    workers = children.read_text().split()
-    assert len(workers) == 2
-    lint.send_signal(signal.SIGTERM)  # the parent alone, as `kill` or a CI runner does
-    lint.communicate(timeout=60)  # returns once every holder of the pipes is gone
+    try:
+        while len(workers := children.read_text().split()) < 2:
+            assert lint.poll() is None, "lint ended before both workers were seen"
+            assert time.monotonic() < deadline, "lint never started its workers"
+            time.sleep(0.02)
+        lint.send_signal(signal.SIGTERM)  # the parent alone, as `kill` or a CI runner does
+        lint.communicate(timeout=60)  # returns once every holder of the pipes is gone
+    finally:
+        lint.kill()  # whatever happened above, nothing is left running
+        lint.communicate()
 
     def ended(pid: str) -> bool:  # dead, if perhaps not yet reaped (a zombie)
         status = Path(f"/proc/{pid}/status")
