@@ -149,3 +149,24 @@ def test_meta_weights_are_not_initialized_and_real_ones_are_unchanged() -> None:
         assert nn.Linear(4, 3, device="meta").weight.is_meta
     assert torch.equal(inside, outside)  # real weights: the same bits
     assert all(vars(init)[name] is fn for name, fn in originals.items())  # torch's own again
+
+
+def test_only_a_process_of_its_own_has_its_heap_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from shapecli import speedups
+
+    assert gc.get_freeze_count() == 0
+    with speedups.lean_meta():  # the API's block: the heap is the caller's
+        assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(speedups._LEAN, "own_process", True)  # what the CLI's main() says
+    try:
+        with speedups.lean_meta():
+            frozen = gc.get_freeze_count()
+            assert frozen > 10_000  # torch's import-time objects, out of every collection
+        made_since = [[] for _ in range(5_000)]  # tracked objects a second freeze would take
+        with speedups.lean_meta():
+            assert gc.get_freeze_count() <= frozen  # once per process (some have died since)
+        assert len(made_since) == 5_000
+    finally:
+        gc.unfreeze()

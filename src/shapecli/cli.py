@@ -702,6 +702,9 @@ def _color(stream: object) -> bool:
 
 def main() -> None:
     """Console entry point: run the app, then leave without interpreter teardown."""
+    from shapecli.speedups import own_the_process  # torch-free: --help stays fast
+
+    own_the_process()
     code = run_cli(sys.argv[1:])
     if "torch" in sys.modules:
         from shapecli.speedups import exit_now
