@@ -203,3 +203,9 @@ def test_a_file_named_twice_is_checked_once(cli: Cli, in_fixtures: None) -> None
     absolute = str(FIXTURES / "good.yaml")
     out = cli("lint", "good.yaml", "./broken/../good.yaml", absolute, ".").stdout
     assert out.splitlines()[-1] == "7 files checked, 5 errors, 1 warning"
+
+
+def test_files_are_reported_in_the_order_they_were_named(cli: Cli, in_fixtures: None) -> None:
+    doc = cli("lint", "good.yaml", "nope.yaml", "broken/mismatch.yaml", "-f", "json").json()
+    assert [f["file"] for f in doc["files"]] == ["good.yaml", "nope.yaml", "broken/mismatch.yaml"]
+    assert doc["files"][1]["problems"][0]["code"] == "file-error"

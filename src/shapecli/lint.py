@@ -76,14 +76,15 @@ class LintResult:
         return worst_exit_code(self.problems)
 
 
-def collect(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
+def collect(paths: Sequence[str]) -> list[Path | FileResult]:
     """The spec files under ``paths`` (files, folders searched recursively, globs), in
-    a stable order, and a ``file-error`` result for each path that names nothing. A file
-    named twice, however it is spelled (``a.yaml``, ``./x/../a.yaml``, an absolute path),
-    is checked once, under the first spelling."""
-    found: dict[Path, Path] = {}  # the file itself: the path it was first named by
-    missing: list[FileResult] = []
+    the order they were named (a folder's in a stable one), with a ``file-error`` result
+    in place of each path that names nothing. A file named twice, however it is spelled
+    (``a.yaml``, ``./x/../a.yaml``, an absolute path), is checked once, under the first
+    spelling."""
+    found: dict[Path | int, Path | FileResult] = {}  # a file itself, or a miss's place
     for text in paths:
+        missing: list[FileResult] = []
         path = Path(text)
         if path.is_dir():
             files = sorted(_walk(path))
@@ -102,7 +103,9 @@ def collect(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
             missing.append(_missing(text, "no such file or directory"))
         for file in files:
             found.setdefault(file.resolve(), file)
-    return list(found.values()), missing
+        for miss in missing:
+            found[len(found)] = miss
+    return list(found.values())
 
 
 def _walk(folder: Path) -> Iterable[Path]:
@@ -171,7 +174,8 @@ def lint(
     """Check every spec under ``paths`` (counting FLOPs with ``flops``), in up to
     ``jobs`` processes: 1, this one only (forking is the command line's choice, which
     owns its process; :func:`default_jobs` is what it chooses)."""
-    files, missing = collect(paths)
+    named = collect(paths)
+    files = [item for item in named if isinstance(item, Path)]
     check = functools.partial(
         check_file, inputs=inputs, allow_import=tuple(allow_import), flops=flops
     )
@@ -186,7 +190,8 @@ def lint(
                 lean.enter_context(lean_meta())  # one lean block for all the files left
                 break
         results.extend(_check_all(check, list(pending), jobs))
-    return LintResult((*missing, *results))
+    checked = iter(results)
+    return LintResult(tuple(next(checked) if isinstance(i, Path) else i for i in named))
 
 
 def default_jobs() -> int:
