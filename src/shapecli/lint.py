@@ -131,26 +131,27 @@ def check_file(
         spec = api.load(path)
     except ShapecliError as e:
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
-    names = _symbols(spec.inputs, inputs) if flops else []
+    symbols = _symbols(spec.inputs, inputs) if flops else []
     report = api.inspect(
-        spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops and not names
+        spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops and not symbols
     )
-    skipped = (
-        Problem(
-            "flops-skipped",
-            f"FLOPs need numbers, and the input has symbolic sizes ({', '.join(names)}): the "
-            "shapes were checked, the FLOPs not counted",
-            spec.input_source or where,
-            severity="warning",
-            hint="give the sizes with --input (e.g. 2x20) to count them",
-        )
-        if names
-        else None
-    )
-    found = (*report.errors, *report.warnings, *([skipped] if skipped else []))
+    found = [*report.errors, *report.warnings]
+    if symbols:  # FLOPs need numbers: the shapes are checked all the same
+        found.append(_flops_skipped(symbols, spec.input_source or where))
     problems = tuple(p.located(where) for p in found)
     return FileResult(
         str(path), problems, ran=report.ran, totals=report.totals if report.ran else None
+    )
+
+
+def _flops_skipped(symbols: list[str], source: Source) -> Problem:
+    return Problem(
+        "flops-skipped",
+        f"FLOPs need numbers, and the input has symbolic sizes ({', '.join(symbols)}): the "
+        "shapes were checked, the FLOPs not counted",
+        source,
+        severity="warning",
+        hint="give the sizes with --input (e.g. 2x20) to count them",
     )
 
 
