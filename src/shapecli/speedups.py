@@ -92,10 +92,10 @@ _LEAN = _Lean()
 @contextlib.contextmanager
 def lean_meta(recurrent: bool = True) -> Iterator[None]:
     """The block a dry run runs in: no dynamo import, recurrent layers by shape rule
-    (unless ``recurrent`` is False), and no initialization of meta weights (see the
-    module docstring). Blocks nest freely — a command that checks many files opens one
-    around them all — and each one entered notices wrapped functions made since the
-    last."""
+    (unless ``recurrent`` is False), no initialization of meta weights, and in a
+    process of shapecli's own a frozen heap (see the module docstring). Blocks nest
+    freely — a command that checks many files opens one around them all — and each one
+    entered notices wrapped functions made since the last."""
     _fill_dynamo_caches()
     rules = recurrent_shape_rules(recurrent)
     if _LEAN.depth:
