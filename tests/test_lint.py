@@ -209,3 +209,31 @@ def test_files_are_reported_in_the_order_they_were_named(cli: Cli, in_fixtures: 
     doc = cli("lint", "good.yaml", "nope.yaml", "broken/mismatch.yaml", "-f", "json").json()
     assert [f["file"] for f in doc["files"]] == ["good.yaml", "nope.yaml", "broken/mismatch.yaml"]
     assert doc["files"][1]["problems"][0]["code"] == "file-error"
+
+
+@pytest.mark.parametrize("raised", ["bug", "usage"])
+def test_an_error_in_a_worker_is_reported_as_in_one_process(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, raised: str
+) -> None:
+    from shapecli import lint
+    from shapecli.errors import fail
+
+    real = lint.check_file
+
+    def failing_on_lenet(path: Path, **options: object) -> lint.FileResult:
+        if path.name == "lenet5.yaml":
+            if raised == "bug":
+                raise KeyError("a bug")
+            raise fail("usage", "refused")
+        return real(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lint, "check_file", failing_on_lenet)
+    names = ("mlp", "partial", "lenet5", "mismatch", "llama-tiny")
+    paths = [str(CONFIGS / f"{name}.yaml") for name in names]
+    alone, shared = cli("lint", *paths, "-j", "1"), cli("lint", *paths, "-j", "2")
+    assert alone.exit_code == shared.exit_code == (3 if raised == "bug" else 2)
+    if raised == "bug":
+        assert "internal error: KeyError: 'a bug'" in shared.stderr
+        assert "--jobs 1 and --traceback" in shared.stderr  # its traceback stayed there
+    else:
+        assert shared.stderr == alone.stderr and "error[usage] refused" in shared.stderr

@@ -227,3 +227,25 @@ def test_lint_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> N
     while not all(ended(pid) for pid in workers):
         assert time.monotonic() < deadline, f"workers outlived lint: {workers}"
         time.sleep(0.05)
+
+
+def test_lint_workers_do_not_use_a_thread_pool_started_before_the_fork() -> None:
+    # The parent's CPU thread pool is running when the workers are forked; in a worker
+    # it does not exist, and an op that would use it hangs unless torch uses one thread.
+    script = (
+        "import torch, sys; from pathlib import Path; from shapecli import lint\n"
+        "torch.ones(512, 512) @ torch.ones(512, 512)\n"
+        "real = lint.check_file\n"
+        "def check(path, **options):\n"
+        "    torch.ones(512, 512) @ torch.ones(512, 512)\n"
+        "    return real(path, **options)\n"
+        "lint.check_file = check\n"
+        "names = ['mlp', 'partial', 'lenet5', 'mismatch', 'llama-tiny', 'alexnet']\n"
+        "result = lint.lint([f'configs/{n}.yaml' for n in names], jobs=2)\n"
+        "print(result.errors)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]

@@ -29,7 +29,14 @@ except ImportError:  # pragma: no cover - older typer depends on click itself
     import click  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 from shapecli import __version__
-from shapecli.errors import ExitCode, Problem, ShapecliError, fail, worst_exit_code
+from shapecli.errors import (
+    ExitCode,
+    Problem,
+    ShapecliError,
+    fail,
+    internal_problem,
+    worst_exit_code,
+)
 from shapecli.report import Report, failed_report
 
 if TYPE_CHECKING:
@@ -663,16 +670,6 @@ def _guarded(body: Callable[[], T], on_problem: Callable[[tuple[Problem, ...]], 
         if STATE.traceback:
             traceback.print_exc()
         return on_problem((internal_problem(e),))
-
-
-def internal_problem(error: BaseException) -> Problem:
-    """A bug in shapecli, as a problem every output format can carry (exit 3)."""
-    return Problem(
-        "internal",
-        f"internal error: {type(error).__name__}: {error}",
-        hint="this is a bug in shapecli; run again with --traceback (before the command) "
-        "to see where it happened",
-    )
 
 
 def _emit(report: Report, fmt: str, depth: int | None, paths: bool = False) -> None:

@@ -141,6 +141,21 @@ class ShapecliError(Exception):
     def exit_code(self) -> ExitCode:
         return self.problem.exit_code
 
+    def __reduce__(self) -> tuple[type[ShapecliError], tuple[Problem, ...]]:
+        """Rebuilt from its problems: ``Exception``'s own pickling would pass the message
+        alone to ``__init__`` (a worker process's error must cross back intact)."""
+        return (type(self), self.problems)
+
+
+def internal_problem(error: BaseException, where: str = "") -> Problem:
+    """A bug in shapecli, as a problem every output format can carry (exit 3)."""
+    return Problem(
+        "internal",
+        f"internal error: {type(error).__name__}: {error}",
+        hint=f"this is a bug in shapecli; run again with {where}--traceback (before the "
+        "command) to see where it happened",
+    )
+
 
 def fail(
     code: str,

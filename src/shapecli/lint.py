@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shapecli import api
-from shapecli.errors import ExitCode, Problem, ShapecliError, Source, fail, worst_exit_code
+from shapecli.errors import (
+    ExitCode,
+    Problem,
+    ShapecliError,
+    Source,
+    fail,
+    internal_problem,
+    worst_exit_code,
+)
 from shapecli.inputs import InputError, InputSpec, merge_inputs
 from shapecli.report import Totals
 
@@ -229,10 +237,12 @@ def _check_all(
 
     context = multiprocessing.get_context("fork")
     chunk = max(1, len(files) // (workers * 8))  # small enough to even out the load
-    _WORK.append(check)
+    # The check reaches the workers as the initializer's argument: with fork it is
+    # inherited, not pickled, so only paths and results cross between processes.
+    start = (os.getpid(), check)
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),)
+            workers, mp_context=context, initializer=_start_worker, initargs=start
         ) as pool:
             return list(pool.map(_work, files, chunksize=chunk))
     except BrokenProcessPool:  # a worker was killed (out of memory?): say so, never hang
@@ -241,27 +251,41 @@ def _check_all(
             "a worker process ended abruptly while checking these files (killed, or out "
             "of memory?); run again with --jobs 1 to see which file it was",
         ) from None
-    finally:
-        _WORK.clear()
 
 
-#: What the forked workers run on each path: inherited with the process, so only paths
-#: and results cross between processes (the check itself need not be picklable).
-_WORK: list[Callable[[Path], FileResult]] = []
+#: In a worker: the check it runs on each path (set by :func:`_start_worker`).
+_CHECK: list[Callable[[Path], FileResult]] = []
 
 
-def _die_with(parent: int) -> None:
-    """Make this worker end when the process that forked it does, however that ends
-    (``kill``, a CI runner's SIGTERM): else it would wait for work forever, holding the
-    output pipe open, and whoever reads lint's output would hang with it."""
+def _start_worker(parent: int, check: Callable[[Path], FileResult]) -> None:
+    """Ready a forked worker.
+
+    - It ends when the process that forked it does, however that ends (``kill``, a CI
+      runner's SIGTERM): else it would wait for work forever, holding the output pipe
+      open, and whoever reads lint's output would hang with it.
+    - torch runs one thread in it (one worker per CPU already): a thread pool the
+      parent started before the fork does not exist here, and using it would hang.
+    """
     import ctypes
     import signal
 
+    import torch
+
+    _CHECK.append(check)
+    torch.set_num_threads(1)
     set_parent_death_signal = 1  # PR_SET_PDEATHSIG, linux/prctl.h
-    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGKILL)
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the rest still holds
+        ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGKILL)
     if os.getppid() != parent:  # it ended before the line above: nobody will signal
         os._exit(1)
 
 
 def _work(path: Path) -> FileResult:
-    return _WORK[-1](path)
+    """The check of one file in a worker; a bug's error is sent back as a problem (its
+    traceback stays here, hence the advice to rerun in one process)."""
+    try:
+        return _CHECK[-1](path)
+    except ShapecliError:
+        raise  # crosses back intact, and is reported as in one process
+    except Exception as e:
+        raise ShapecliError(internal_problem(e, where="--jobs 1 and ")) from None
