@@ -165,8 +165,19 @@ def test_only_a_process_of_its_own_has_its_heap_frozen(monkeypatch: pytest.Monke
             frozen = gc.get_freeze_count()
             assert frozen > 10_000  # torch's import-time objects, out of every collection
         made_since = [[] for _ in range(5_000)]  # tracked objects a second freeze would take
+
+        def traced_by_dynamo() -> int:
+            return 1
+
+        wrapped = torch._disable_dynamo(traced_by_dynamo)  # made after the freeze
+        monkeypatch.setattr(speedups, "_dynamo_loaded", lambda: False)  # a fresh process
         with speedups.lean_meta():
             assert gc.get_freeze_count() <= frozen  # once per process (some have died since)
+            assert getattr(traced_by_dynamo, "__dynamo_disable", None) is traced_by_dynamo
+            known = {id(fn) for fn in speedups._LEAN.wrapped}
+            assert id(traced_by_dynamo) in known  # the new one, found by a search...
+            assert len(known) > 100  # ...beside torch's own, which the frozen heap hides
+            assert wrapped() == 1
         assert len(made_since) == 5_000
     finally:
         gc.unfreeze()

@@ -156,7 +156,9 @@ def _fill_dynamo_caches() -> None:
     if _dynamo_loaded() or code is None:
         return  # already paid for; or a torch whose wrapper is not the one we know
     if sys.getrefcount(code) != _LEAN.references_seen:
-        _LEAN.wrapped = _dynamo_wrapped()
+        # added to what earlier searches found: a search does not see a frozen heap
+        found = {id(fn): fn for fn in (*_LEAN.wrapped, *_dynamo_wrapped())}
+        _LEAN.wrapped = list(found.values())
         _LEAN.references_seen = sys.getrefcount(code)  # the search's own references gone
     elif _LEAN.patched:
         return  # filled, and nothing new since
