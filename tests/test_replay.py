@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from conftest import CONFIGS
@@ -84,3 +85,21 @@ def test_a_copy_fed_a_different_shape_runs_for_real() -> None:
     rows = {r.path: r for r in replayed.rows}
     assert rows["0.1"].same_as is None and rows["0.2"].same_as is None  # compared with copy 0
     assert [rows[f"0.{i}"].params[0].shape for i in range(3)] == [(4, 8), (4, 4), (4, 4)]
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        torch.empty(2, 3, 4, device="meta"),
+        torch.empty(2, 3, 1, 1, device="meta").to(memory_format=torch.channels_last),
+        torch.empty(2, 3, 5, 5, device="meta").to(memory_format=torch.channels_last),
+        torch.empty(3, 0, 2, device="meta"),
+        torch.empty(2, 3, device="meta").t(),
+        nn.Parameter(torch.empty(4, 4, device="meta")),
+    ],
+)
+def test_replicas_are_made_like_torch_makes_them(tensor: torch.Tensor) -> None:
+    from shapecli.replay import empty_like
+
+    made, torchs = empty_like(tensor), torch.empty_like(tensor)
+    assert (made.shape, made.stride(), made.dtype) == (torchs.shape, torchs.stride(), torchs.dtype)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -131,19 +133,55 @@ def test_the_heap_is_searched_again_only_when_wrapped_functions_were_made(
     assert getattr(traced_by_dynamo, "__dynamo_disable", None) is None  # left as found
 
 
-def test_meta_weights_are_not_initialized_and_real_ones_are_unchanged() -> None:
+@pytest.mark.parametrize(
+    ("call", "refusal"),
+    [
+        (lambda init, t: init.kaiming_uniform_(t[0]), "fewer than 2 dimensions"),
+        (lambda init, t: init.xavier_normal_(t[0]), "fewer than 2 dimensions"),
+        (lambda init, t: init.kaiming_normal_(t, mode="fan_side"), "not supported"),
+        (
+            lambda init, t: init.kaiming_uniform_(t, nonlinearity="swish"),
+            "Unsupported nonlinearity",
+        ),
+        (lambda init, t: init.normal_(t, 0.0, 1.0, None, "extra"), "positional argument"),
+    ],
+)
+def test_meta_weights_are_refused_as_torch_refuses_them(call: Any, refusal: str) -> None:
     from torch.nn import init
 
     from shapecli import speedups
 
+    weight = torch.empty(3, 4, device="meta")
+    with pytest.raises((ValueError, TypeError), match=refusal):
+        call(init, weight)  # torch's own
+    with speedups.lean_meta(), pytest.raises((ValueError, TypeError), match=refusal):
+        call(init, weight)  # checked the same way, only not filled
+
+
+def test_meta_weights_are_not_filled_and_real_ones_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from torch.nn import init
+
+    from shapecli import speedups
+
+    fills = []
+    real_fill = torch.Tensor.uniform_
+
+    def counted(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        fills.append(self.device.type)
+        return real_fill(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "uniform_", counted)
     originals = dict(vars(init))
-    flat = torch.empty(5, device="meta")  # too few dims: torch's own initializer refuses it
-    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
-        init.kaiming_uniform_(flat)
+    weight = torch.empty(3, 4, device="meta")
+    init.kaiming_uniform_(weight)
+    assert fills == ["meta"]  # torch's own fills even a tensor without values
     torch.manual_seed(0)
     outside = nn.Linear(4, 3).weight.detach().clone()
     with speedups.lean_meta():
-        assert init.kaiming_uniform_(flat) is flat  # nothing to fill, nothing run
+        assert init.kaiming_uniform_(weight, a=5**0.5) is weight
+        assert fills.count("meta") == 1  # nothing filled this time
         torch.manual_seed(0)
         inside = nn.Linear(4, 3).weight.detach().clone()
         assert nn.Linear(4, 3, device="meta").weight.is_meta
@@ -171,6 +209,7 @@ def test_only_a_process_of_its_own_has_its_heap_frozen(monkeypatch: pytest.Monke
 
         wrapped = torch._disable_dynamo(traced_by_dynamo)  # made after the freeze
         monkeypatch.setattr(speedups, "_dynamo_loaded", lambda: False)  # a fresh process
+        monkeypatch.setattr(speedups._LEAN, "references_seen", -1)  # whatever came before
         with speedups.lean_meta():
             assert gc.get_freeze_count() <= frozen  # once per process (some have died since)
             assert getattr(traced_by_dynamo, "__dynamo_disable", None) is traced_by_dynamo
@@ -181,3 +220,17 @@ def test_only_a_process_of_its_own_has_its_heap_frozen(monkeypatch: pytest.Monke
         assert len(made_since) == 5_000
     finally:
         gc.unfreeze()
+
+
+def test_a_warning_torch_gives_once_per_process_is_given_for_every_spec(tmp_path: Path) -> None:
+    import shapecli
+
+    spec = tmp_path / "same.yaml"
+    spec.write_text(
+        "input: 1x3x16x16\n"
+        "model:\n  - Conv2d: {in_channels: 3, out_channels: 4, kernel_size: 4, padding: same}\n"
+    )
+    for _ in range(2):  # TORCH_WARN_ONCE: the second would have said nothing
+        (warning,) = shapecli.inspect(spec).warnings
+        assert warning.code == "layer-warning" and "padding='same'" in warning.message
+    assert not torch.is_warn_always_enabled()  # as it was, after the block

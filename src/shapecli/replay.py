@@ -174,12 +174,22 @@ _PLAIN = (torch.Tensor, nn.Parameter)
 
 
 def empty_like(tensor: torch.Tensor) -> torch.Tensor:
-    """``torch.empty_like``, for a plain contiguous meta tensor made by a C++ kernel
+    """``torch.empty_like``, for a plain row-major meta tensor made by a C++ kernel
     (~1 µs) rather than torch's Python meta reference (~20 µs): the same shape, dtype
-    and strides. Any other tensor (strided views, fake tensors) goes to torch."""
-    if type(tensor) in _PLAIN and tensor.is_meta and tensor.is_contiguous():
+    and strides. Any other tensor (channels-last, strided views, fake tensors) goes to
+    torch."""
+    if type(tensor) in _PLAIN and tensor.is_meta and tensor.stride() == _packed(tensor.shape):
         return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
     return torch.empty_like(tensor)
+
+
+def _packed(shape: torch.Size) -> tuple[int, ...]:
+    """The strides of a row-major tensor of ``shape`` (what ``torch.empty`` gives)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def fresh(output: object) -> object:

@@ -34,10 +34,12 @@ unchanged torch.
    is made (a lazy one, when its first input fixes their sizes): ``nn.init``'s
    ``kaiming_uniform_``, ``normal_`` … run their random-number kernels as Python meta
    kernels, for tensors that hold no values — 10-20% of a small dry run. Inside the
-   block, ``torch.nn.init``'s initializers return a meta tensor as it is, and act as
-   before on any other, so ``shapecli build``'s real weights are the same bit for bit
-   (its tests compare them, and its guard finds any weight left unset). A layer that
-   imported an initializer by name before the block keeps torch's own: only slower.
+   block, ``torch.nn.init``'s common initializers make their checks of a meta tensor
+   (its dimensions, the mode, the nonlinearity: by torch's own helpers) and return it
+   unfilled, and act as before on any other, so ``shapecli build``'s real weights are
+   the same bit for bit (its tests compare them, and its guard finds any weight left
+   unset). A layer that imported an initializer by name before the block keeps
+   torch's own: only slower.
 
 4. **Interpreter teardown after torch** takes 0.3-0.9 s of freeing objects nobody
    will look at again. :func:`exit_now` flushes the streams and leaves: the CLI's
@@ -63,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import inspect
 import os
 import sys
 import types
@@ -106,11 +109,26 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
         gc.freeze()  # what is alive now lives until exit: collections need not walk it
     _LEAN.depth += 1
     try:
-        with rules, _meta_init_skipped():
+        with rules, _meta_init_skipped(), _every_warning():
             yield
     finally:
         _LEAN.depth -= 1
         _empty_dynamo_caches()
+
+
+@contextlib.contextmanager
+def _every_warning() -> Iterator[None]:
+    """Within the block, torch gives every warning it would give only once per process
+    (``TORCH_WARN_ONCE``): each spec checked gets its own, whether it is the first in
+    the process or not, and lint's workers report what one process would."""
+    import torch
+
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        yield
+    finally:
+        torch.set_warn_always(before)
 
 
 @contextlib.contextmanager
@@ -120,25 +138,61 @@ def _meta_init_skipped() -> Iterator[None]:
     from torch.nn import init
 
     namespace = vars(init)
-    originals = {
-        name: fn
-        for name, fn in namespace.items()
-        if name.endswith("_") and not name.startswith("_") and callable(fn)
-    }
+    checks = _meta_checks(init)
+    originals = {name: namespace[name] for name in checks if callable(namespace.get(name))}
     for name, fn in originals.items():
-        namespace[name] = _skipping_meta(fn)
+        namespace[name] = _skipping_meta(fn, checks[name])
     try:
         yield
     finally:
         namespace.update(originals)
 
 
-def _skipping_meta(initializer: Callable[..., Any]) -> Callable[..., Any]:
+Check = Callable[[Any, dict[str, Any]], object]
+
+
+def _meta_checks(init: types.ModuleType) -> dict[str, Check]:
+    """The initializers skipped on meta, each with the checks it makes of its tensor and
+    arguments before filling — by torch's own helpers — so a bad call still fails as
+    before (``xavier_uniform_`` of a bias: "fewer than 2 dimensions"). Initializers
+    whose checks are not separable (``orthogonal_``, ``dirac_`` …) run as torch has
+    them; so do all of them on a torch without these helpers."""
+    fans = getattr(init, "_calculate_fan_in_and_fan_out", None)
+    fan = getattr(init, "_calculate_correct_fan", None)
+    gain = getattr(init, "calculate_gain", None)
+
+    def nothing(tensor: Any, arguments: dict[str, Any]) -> None:
+        return None
+
+    checks: dict[str, Check] = dict.fromkeys(
+        ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_"), nothing
+    )
+    if fans is not None:
+        checks["xavier_uniform_"] = checks["xavier_normal_"] = lambda t, a: fans(t)
+    if fan is not None and gain is not None:
+
+        def kaiming(tensor: Any, arguments: dict[str, Any]) -> None:
+            if 0 in tensor.shape:
+                return  # torch says such a call does nothing, and returns
+            fan(tensor, arguments["mode"])
+            gain(arguments["nonlinearity"], arguments["a"])
+
+        checks["kaiming_uniform_"] = checks["kaiming_normal_"] = kaiming
+    return checks
+
+
+def _skipping_meta(initializer: Callable[..., Any], check: Check) -> Callable[..., Any]:
+    signature = inspect.signature(initializer)
+
     @functools.wraps(initializer)
-    def initialize(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(tensor, "is_meta", False):
-            return tensor
-        return initializer(tensor, *args, **kwargs)
+    def initialize(*args: Any, **kwargs: Any) -> Any:
+        tensor = args[0] if args else kwargs.get("tensor")
+        if not getattr(tensor, "is_meta", False):
+            return initializer(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)  # a call torch would refuse is refused
+        bound.apply_defaults()
+        check(tensor, bound.arguments)
+        return tensor
 
     return initialize
 
