@@ -204,8 +204,10 @@ def lint(
 
 
 def default_jobs() -> int:
-    """The CPUs this process may use: those it may run on, or fewer where a container's
-    CPU quota says so (a container often sees every CPU of its host)."""
+    """The CPUs this process may use: those it may run on, or fewer where a CPU quota in
+    ``/sys/fs/cgroup/cpu.max`` says so (cgroup v2 as a container sees it: a container
+    often sees every CPU of its host). Quotas elsewhere (cgroup v1, an enclosing
+    group's) are not read."""
     affinity = getattr(os, "sched_getaffinity", None)
     cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
     return min(cpus, _quota_cpus() or cpus)
