@@ -234,3 +234,37 @@ def test_a_warning_torch_gives_once_per_process_is_given_for_every_spec(tmp_path
         (warning,) = shapecli.inspect(spec).warnings
         assert warning.code == "layer-warning" and "padding='same'" in warning.message
     assert not torch.is_warn_always_enabled()  # as it was, after the block
+
+
+def test_blocks_in_several_threads_keep_torch_changed_while_any_is_open() -> None:
+    import threading
+
+    from torch.nn import init
+
+    from shapecli import speedups
+
+    torchs_own = init.kaiming_uniform_
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with speedups.lean_meta():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with speedups.lean_meta():
+            second_in.set()
+            first_out.wait(10)  # the block that opened first has closed: this one is open
+            seen.append(init.kaiming_uniform_ is not torchs_own)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert seen == [True]  # still changed for the block still open
+    assert init.kaiming_uniform_ is torchs_own and speedups._LEAN.depth == 0  # then undone
+    assert not torch.is_warn_always_enabled()

@@ -68,6 +68,7 @@ import gc
 import inspect
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,13 +77,15 @@ from typing import Any, NoReturn
 
 @dataclass
 class _Lean:
-    """The state of the open :func:`lean_meta` blocks: how deep they nest, the
-    functions whose dynamo cache they filled (emptied by the outermost on leaving), and
-    the wrapped functions the last search of the heap found, with how many references
-    the wrapper's code object had then (every wrapped function made since holds one
-    more)."""
+    """The state of the open :func:`lean_meta` blocks, in any thread: how many are open,
+    the process-wide changes they share (undone when the last one closes), the
+    functions whose dynamo cache they filled, and the wrapped functions the last search
+    of the heap found, with how many references the wrapper's code object had then
+    (every wrapped function made since holds one more)."""
 
+    lock: threading.Lock = field(default_factory=threading.Lock)
     depth: int = 0
+    shared: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     patched: list[Callable[..., Any]] = field(default_factory=list)
     references_seen: int = -1
     wrapped: list[Callable[..., Any]] = field(default_factory=list)
@@ -98,22 +101,25 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
     (unless ``recurrent`` is False), no initialization of meta weights, and in a
     process of shapecli's own a frozen heap (see the module docstring). Blocks nest
     freely — a command that checks many files opens one around them all — and each one
-    entered notices wrapped functions made since the last."""
-    _fill_dynamo_caches()
-    rules = recurrent_shape_rules(recurrent)
-    if _LEAN.depth:
-        with rules:
-            yield
-        return
-    if _LEAN.own_process and not gc.get_freeze_count():
-        gc.freeze()  # what is alive now lives until exit: collections need not walk it
-    _LEAN.depth += 1
+    entered notices wrapped functions made since the last. Threads may open blocks at
+    once: the changes to torch last while any block is open, in any thread."""
+    with _LEAN.lock:
+        _fill_dynamo_caches()
+        if not _LEAN.depth:
+            if _LEAN.own_process and not gc.get_freeze_count():
+                gc.freeze()  # what is alive now lives until exit: collections skip it
+            _LEAN.shared.enter_context(_meta_init_skipped())
+            _LEAN.shared.enter_context(_every_warning())
+        _LEAN.depth += 1
     try:
-        with rules, _meta_init_skipped(), _every_warning():
+        with recurrent_shape_rules(recurrent):
             yield
     finally:
-        _LEAN.depth -= 1
-        _empty_dynamo_caches()
+        with _LEAN.lock:
+            _LEAN.depth -= 1
+            if not _LEAN.depth:
+                _LEAN.shared.close()
+                _empty_dynamo_caches()
 
 
 @contextlib.contextmanager
