@@ -90,30 +90,32 @@ def collect(paths: Sequence[str]) -> list[Path | FileResult]:
     in place of each path that names nothing. A file named twice, however it is spelled
     (``a.yaml``, ``./x/../a.yaml``, an absolute path), is checked once, under the first
     spelling."""
-    found: dict[Path | int, Path | FileResult] = {}  # a file itself, or a miss's place
+    named: list[Path | FileResult] = []
+    seen: set[Path] = set()
     for text in paths:
-        missing: list[FileResult] = []
-        path = Path(text)
-        if path.is_dir():
-            files = sorted(_walk(path))
-            if not files:
-                missing.append(_missing(text, "no spec files (*.yaml, *.yml) under this folder"))
-        elif path.exists():
-            files = [path]
-        elif any(c in text for c in "*?["):
-            # glob.glob, not Path.glob: the pattern is the user's, absolute or relative
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207
-            files = [m for m in matches if m.is_file() and m.suffix in SUFFIXES]
-            if not files:
-                missing.append(_missing(text, "no spec file matches this pattern"))
-        else:
-            files = []
-            missing.append(_missing(text, "no such file or directory"))
+        files, why = _named_by(text)
+        if not files:
+            named.append(_missing(text, why))
         for file in files:
-            found.setdefault(file.resolve(), file)
-        for miss in missing:
-            found[len(found)] = miss
-    return list(found.values())
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                named.append(file)
+    return named
+
+
+def _named_by(text: str) -> tuple[list[Path], str]:
+    """The spec files one path names, and why there are none when there are none."""
+    path = Path(text)
+    if path.is_dir():
+        return sorted(_walk(path)), "no spec files (*.yaml, *.yml) under this folder"
+    if path.exists():
+        return [path], ""
+    if any(c in text for c in "*?["):
+        # glob.glob, not Path.glob: the pattern is the user's, absolute or relative
+        matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207
+        files = [m for m in matches if m.is_file() and m.suffix in SUFFIXES]
+        return files, "no spec file matches this pattern"
+    return [], "no such file or directory"
 
 
 def _walk(folder: Path) -> Iterable[Path]:
