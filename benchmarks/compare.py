@@ -141,11 +141,7 @@ def main() -> None:
     results = harness.round_robin(commands(), args.runs, timeout=args.timeout, progress=True)
     body = report(results, args.runs)
     print(body)
-    harness.write_section(
-        args.write,
-        "shapecli and torchinfo",
-        f"`{harness.invocation('compare.py')}`\n\n{body}",
-    )
+    harness.write_section(args.write, "shapecli and torchinfo", body)
     sys.exit(harness.exit_status(results))
 
 

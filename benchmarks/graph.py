@@ -48,8 +48,7 @@ def main() -> None:
         rows,
         right=(1, 2, 3),
     )
-    body = f"`{harness.invocation('graph.py')}`\n\n{table}"
-    harness.write_section(args.write, "Drawing a spec", body)
+    harness.write_section(args.write, "Drawing a spec", table)
     sys.exit(harness.exit_status(results))
 
 

@@ -282,8 +282,8 @@ def baseline_line(result: Result, runs: int) -> str:
     )
 
 
-def invocation(script: str) -> str:
-    """The command line that produced a section, to rerun it (less where it was written)."""
+def invocation() -> str:
+    """The command line of this benchmark, to rerun it (less where it was written)."""
     args: list[str] = []
     skip = False
     for arg in sys.argv[1:]:
@@ -293,7 +293,7 @@ def invocation(script: str) -> str:
             skip = True
         else:
             args.append(arg)
-    return shlex.join(["python", f"benchmarks/{script}", *args])
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *args])
 
 
 def parser(doc: str | None, runs: int, timeout: float | None = None) -> argparse.ArgumentParser:
@@ -316,6 +316,8 @@ def positive(text: str) -> int:
 
 
 def write_section(path: Path | None, title: str, body: str) -> None:
-    """Write ``## title`` and ``body`` to ``path`` (nothing when ``path`` is ``None``)."""
+    """Write ``## title``, the command line that made it and ``body`` to ``path``
+    (nothing when ``path`` is ``None``)."""
     if path is not None:
-        path.write_text(f"## {title}\n\n{body.strip()}\n", encoding="utf-8")
+        text = f"## {title}\n\n`{invocation()}`\n\n{body.strip()}\n"
+        path.write_text(text, encoding="utf-8")

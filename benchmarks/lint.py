@@ -72,7 +72,7 @@ def main() -> None:
     harness.write_section(
         args.write,
         f"Linting many specs: {', '.join(specs)}",
-        f"`{harness.invocation('lint.py')}`\n\n{table}\n\n"
+        f"{table}\n\n"
         f"The files are copies of {', '.join(specs)} in turn, each with its own `input:`. "
         f"lint used {cpus()} worker processes (one per available CPU), except with `--jobs 1`."
         + notes,

@@ -235,11 +235,7 @@ def main() -> None:
         results = harness.round_robin(commands, args.runs, timeout=args.timeout, progress=True)
     body = report(all_points, results, args.runs, args.timeout)
     print(body)
-    harness.write_section(
-        args.write,
-        "Scaling of `shapecli inspect`",
-        f"`{harness.invocation('scaling.py')}`\n\n{body}",
-    )
+    harness.write_section(args.write, "Scaling of `shapecli inspect`", body)
     sys.exit(harness.exit_status(results))
 
 

@@ -99,7 +99,7 @@ def markdown(results: dict[str, harness.Result], base: str) -> str:
         right=(1, 2, 3, 4, 5),
     )
     return (
-        f"`{harness.invocation('startup.py')}`\n\n{table}\n\n"
+        f"{table}\n\n"
         "Ratios are to `python -c 'import torch'`. ↳ plain API dry run: the same dry run "
         "through `shapecli.api` without `shapecli.speedups`; ↳ speedups, no fast exit: with "
         "them, but leaving through normal interpreter teardown. The `symbolic_shapes` row is "
