@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from shapecli import ir
 from shapecli.construct import BuiltModel
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
@@ -49,7 +50,7 @@ def assemble(
     subtree = _subtree_sums(own_counts)
     first = recorder.first if recorder else {}
     same_as = _same_as(built, first)
-    sources = recorder.traced_sources() if built.traced and recorder else built.sources
+    sources = recorder.traced_sources() if built.graph is None and recorder else _sources(built)
     rows = []
     for path, module in modules:
         entry = built.entries.get(path)
@@ -81,6 +82,13 @@ def assemble(
             )
         )
     return rows, _totals(built, modules, found, recorder)
+
+
+def _sources(built: BuiltModel) -> dict[str, tuple[Origin, ...]]:
+    """Each entry's sources: the edges of the spec's graph."""
+    if built.graph is None:
+        return {}
+    return {path: ir.sources(node) for path, node in built.graph.calls.items()}
 
 
 def _expand(origins: tuple[Origin, ...], inputs: tuple[str, ...]) -> tuple[Origin, ...]:

@@ -32,13 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shapecli import ir
 from shapecli.construct import BuiltModel
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec
 from shapecli.layers.auto import AutoBuildError
 from shapecli.layers.own import LayerInputError, own_words
 from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
-from shapecli.report import Shape, format_shape
+from shapecli.report import Origin, Shape, format_shape
 from shapecli.spec.model import Entry
 
 _PACKAGE = str(Path(__file__).resolve().parent)
@@ -186,6 +187,13 @@ class Explainer:
             notes=self._notes(use, culprit, module, path),
         )
 
+    def _reads_every_model_input(self, path: str) -> bool:
+        """Does the entry at ``path`` read all of a version-1 model's inputs (the first
+        entry does)?"""
+        graph = self.built.graph
+        node = graph.calls.get(path) if graph is not None else None
+        return node is not None and ir.sources(node) == (Origin(input=ir.EVERY_INPUT),)
+
     def _diagnosis(
         self,
         error: BaseException,
@@ -200,9 +208,7 @@ class Explainer:
             return Diagnosis(None, None)
         diagnosis = diagnose(module, type_name, culprit.inputs)
         if diagnosis.too_few_inputs:
-            from shapecli.construct import MODEL_INPUTS
-
-            reads_model = not path or self.built.sources.get(path) == MODEL_INPUTS
+            reads_model = not path or self._reads_every_model_input(path)
             needed = (diagnosis.expected or "").partition("(")[2].rstrip(")").split(", ")
             example = f"`in: [{', '.join('_' for _ in needed)}]` ({', '.join(needed)})"
             hint = (

@@ -98,4 +98,4 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         for path, module in model.named_modules()
         if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
     }
-    return BuiltModel(model, entries, lazy=lazy, traced=True)
+    return BuiltModel(model, entries, lazy=lazy)  # no graph: the pass traces it

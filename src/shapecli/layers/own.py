@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shapecli.ir import Program, Slot
 from shapecli.report import format_shape
-from shapecli.spec.model import TensorRef, Wiring
 
 Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
@@ -77,22 +77,17 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
 
 
 @dataclass
-class Dataflow:
-    """How a layer list passes tensors: its inputs' names, each layer's ``in:``, what it
-    returns, the list it is written in (for the names it reads from there; held, not
-    registered), and the tensors of each call still running."""
+class _Running:
+    """How a layer list runs: its program, the list it is written in (whose names it may
+    read; held, not registered) and the names of each of its calls still running."""
 
-    inputs: tuple[str, ...] = ("#0",)
-    wiring: dict[str, Wiring] = field(default_factory=dict)
-    output: tuple[TensorRef, ...] | None = None
+    program: Program
     outer: Sequential | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
-    read_inside: bool = False  # a list nested in this one reads its names
 
-    @property
-    def plain(self) -> bool:
-        """A chain: every layer reads the previous one (every version-1 list)."""
-        return not self.wiring and self.output is None and not self.read_inside
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Running:
+        # A copy reads the names of the same list around it (the one that runs it).
+        return _Running(self.program, self.outer)
 
 
 def check_dims(dims: int | tuple[int, ...], rank: int, noun: str, new: bool = False) -> None:
@@ -127,28 +122,40 @@ def _output(x: object, what: str) -> torch.Tensor:
 
 
 class Sequential(nn.Sequential):
-    """A layer list, its children named by the spec (default: their index).
-
-    Each layer reads the previous one's output — the first reads the list's inputs —
-    unless its ``in:`` names other tensors: the list's inputs, earlier layers of this
-    list, or, for a list nested in another, the layers of the lists around it. The list
-    returns its ``output:`` tensors, or its last layer's output. (All of it is kept in
-    one attribute, :class:`Dataflow`, so no layer name can collide with it.)
+    """A layer list, its children named by the spec (default: their index), run as its
+    :class:`~shapecli.ir.Program`: one small interpreter over the list's part of the
+    graph. Each member reads the values its step names — the list's inputs, earlier
+    members, or (for a list nested in another) the names of the lists around it while
+    they run — and the list returns its output. The copies of ``repeat:`` are a list
+    too, each copy reading the one before and the further inputs.
     """
 
     def __init__(self, *modules: nn.Module) -> None:
         super().__init__(*modules)
-        self._shapecli = Dataflow()
+        self._shapecli = _Running(Program())
+
+    def wired(self, program: Program, outer: Sequential | None = None) -> Sequential:
+        """This list, run as ``program``, inside ``outer`` (whose names it may read)."""
+        self._shapecli = _Running(program, outer)
+        return self
 
     def forward(self, *inputs: Any) -> Any:
-        flow = self._shapecli
-        if flow.plain:
+        run = self._shapecli
+        program = run.program
+        if program.repeat:
+            if not inputs:
+                raise LayerInputError("a repeated layer got no input", "an input")
+            out, rest = inputs[0], inputs[1:]
+            for module in self._modules.values():
+                out = module(out, *rest)
+            return out
+        if program.plain:
             values: tuple[Any, ...] = inputs
             for module in self._modules.values():
                 values = (module(*values),)
             return values[0] if len(values) == 1 else values
-        names = flow.inputs
-        if names == ("#0",):
+        names = program.inputs
+        if names is None:
             names = tuple(f"#{i}" for i in range(len(inputs)))
         elif len(inputs) != len(names):
             raise LayerInputError(
@@ -156,59 +163,47 @@ class Sequential(nn.Sequential):
                 f"{len(names)} inputs ({', '.join(names)})",
             )
         frame: dict[str, Any] = dict(zip(names, inputs, strict=True))
-        flow.frames.append(frame)
+        run.frames.append(frame)
         try:
             previous: tuple[Any, ...] = inputs
-            for name, module in self._modules.items():
-                wiring = flow.wiring.get(name)
-                if wiring is None:
+            for step in program.steps:
+                module = self._modules[step.name]
+                if step.args is None and not step.kwargs:
                     out = module(*previous)
                 else:
-                    args = [self._read(ref) for ref in wiring.args]
-                    kwargs = {key: self._read(ref) for key, ref in wiring.kwargs.items()}
+                    args = [self._read(slot) for slot in step.args or ()]
+                    kwargs = {key: self._read(slot) for key, slot in step.kwargs}
                     out = module(*args, **kwargs)
-                frame[name] = out
+                frame[step.name] = out
                 previous = (out,)
-            if flow.output is not None:
-                results = tuple(self._read(ref) for ref in flow.output)
+            if program.output is not None:
+                results = tuple(self._read(slot) for slot in program.output)
                 return results[0] if len(results) == 1 else results
             return previous[0] if len(previous) == 1 else previous
         finally:
-            flow.frames.pop()
+            run.frames.pop()
 
-    def _read(self, ref: TensorRef) -> Any:
+    def _read(self, slot: Slot) -> Any:
+        up, name = slot
         owner: Sequential | None = self
-        for _ in range(ref.up):
+        for _ in range(up):
             owner = owner._shapecli.outer if owner is not None else None
         if owner is None or not owner._shapecli.frames:
             raise LayerInputError(
-                f"`{ref.name}` is read from a list that is not running (a `Ref` to a list "
+                f"`{name}` is read from a list that is not running (a `Ref` to a list "
                 "that reads the names around it works only inside that list)",
-                f"the tensor `{ref.name}`",
+                f"the tensor `{name}`",
             )
-        return owner._shapecli.frames[-1][ref.name]
+        return owner._shapecli.frames[-1][name]
 
     def extra_repr(self) -> str:
-        flow = self._shapecli
-        if flow.plain:
+        program = self._shapecli.program
+        if program.plain or program.repeat:
             return ""
-        parts = [f"inputs={list(flow.inputs)}"] if flow.inputs != ("#0",) else []
-        if flow.output is not None:
-            parts.append(f"output={[r.name for r in flow.output]}")
+        parts = [f"inputs={list(program.inputs)}"] if program.inputs is not None else []
+        if program.output is not None:
+            parts.append(f"output={[name for _, name in program.output]}")
         return ", ".join(parts)
-
-
-class Repeat(Sequential):
-    """The copies made by ``repeat: N``: copy *i* reads copy *i - 1*'s output and the same
-    further inputs as copy 0 (a decoder layer's memory and mask)."""
-
-    def forward(self, *inputs: Any) -> Any:
-        if not inputs:
-            raise LayerInputError("a repeated layer got no input", "an input")
-        out, rest = inputs[0], inputs[1:]
-        for module in self._modules.values():
-            out = module(out, *rest)
-        return out
 
 
 class Residual(nn.Module):
