@@ -142,7 +142,7 @@ def dry_run(
     calls = open_calls(error, recorder) if error is not None else []
     errors: list[Problem] = [explainer.mismatch(error, calls)] if error is not None else []
     errors.extend(built.apply_ties())
-    failed = {c.path for c in in_tree(calls)}
+    failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
     warned = list(_warnings(built, recorder))
     if error is None:

@@ -19,7 +19,9 @@ it), never of a sibling's inside. Every mode reads the same graph: the modules r
 ``sources`` and ``returns`` are its edges (:func:`origins`), and pictures and ``diff``
 draw and align what the report carries.
 
-Nothing here imports torch: the graph exists before any module does.
+A Python model has no spec: the dry run traces the same graph from its calls
+(:func:`shapecli.trace.traced_graph`). Nothing here imports torch: a spec's graph
+exists before any module does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from shapecli.report import Origin
 from shapecli.spec.model import ArgValue, Entry, Spec, TensorRef
 
 Op = Literal["input", "call", "merge", "output"]
-GroupKind = Literal["model", "list", "repeat", "layer"]
+GroupKind = Literal["model", "list", "repeat", "layer", "module"]
 
 #: The name of the placeholder that stands for every input a version-1 list is given.
 EVERY_INPUT = "*"
@@ -55,6 +57,7 @@ class Node:
     group: Group | None = None
     inner: Group | None = None  # a container's call: the group it runs
     entry: Entry | None = None
+    call: int = 0  # which call of the module (a traced module may be called again)
 
     def __repr__(self) -> str:
         return f"Node({self.op} {self.path or '<root>'} {self.name})"
@@ -72,7 +75,8 @@ class Group:
     :class:`Program`; ``repeat``: the copies of ``repeat: N``, each reading the one
     before; ``layer``: a layer that holds layer lists (``Residual``, ``Parallel``), run
     by its own ``forward`` and described here by its lists' calls and a merge node;
-    ``model``: the top, whose inputs are the model's and whose one node calls the model.
+    ``model``: the top, whose inputs are the model's and whose one node calls the model;
+    ``module``: the calls a Python module's ``forward`` made, as traced.
     """
 
     path: str
@@ -366,7 +370,7 @@ def origins(node: Node) -> tuple[Origin, ...]:
     that made it, or the model input's name. A placeholder is what its group's call
     was given (every input, for ``*``)."""
     if node.op != "input":
-        return (Origin(path=node.path),)
+        return (Origin(path=node.path, call=node.call),)
     group = node.group
     assert group is not None
     caller = group.caller

@@ -117,8 +117,10 @@ class Call:
     arguments: tuple[object, ...] = ()  # the positional arguments, for their structure
     flops: int | None = None  # counted during the call (submodules' included), when counted
     flops_at_start: int = 0
-    #: Where its inputs were made (when the pass traces dataflow: :mod:`shapecli.trace`).
+    #: Where its inputs were made, and what it returned was made from (when the pass
+    #: traces dataflow: :mod:`shapecli.trace`).
     places: tuple[Origin, ...] = ()
+    returned_places: tuple[Origin, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -242,17 +244,11 @@ class Recorder:
             for tensor in outputs:
                 self.producers.setdefault(id(tensor), call)
         if self.dataflow:  # what a module returns comes from it (see shapecli.trace)
+            call.returned_places = self.dataflow.places(outputs)
             for tensor in outputs:
-                self.dataflow.set(tensor, (Origin(path=path),))
+                self.dataflow.set(tensor, (Origin(path=path, call=call.index),))
         if self.flop_total is not None:
             call.flops = self.flops_now() - call.flops_at_start
-
-    def traced_sources(self) -> dict[str, tuple[Origin, ...]]:
-        """Each path's sources: where the inputs of all its calls were made, in order."""
-        sources: dict[str, tuple[Origin, ...]] = {}
-        for call in self.calls:
-            sources[call.path] = tuple(dict.fromkeys((*sources.get(call.path, ()), *call.places)))
-        return sources
 
     def flops_now(self) -> int:
         """The running FLOP total, replayed copies included (0 when not counting)."""

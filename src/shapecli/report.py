@@ -30,12 +30,14 @@ def format_shape(dims: Shape | tuple[int, ...]) -> str:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where one input of a row came from: the output of the row at ``path``, or the
-    model input called ``input``; ``arg`` names the keyword it was passed as."""
+    """Where one input of a row came from: the output of the row at ``path`` (its
+    ``call``-th call: a module may be called more than once), or the model input called
+    ``input``; ``arg`` names the keyword it was passed as."""
 
     path: str | None = None
     input: str | None = None
     arg: str | None = None
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ class Row:
     same_as: str | None = None  # a repeat copy that took and gave what copy 0 did
     repeat: int | None = None  # for a repeat group: how many copies
     sources: tuple[Origin, ...] = ()  # where each input came from
+    #: Which call of the module this row is (0: its first; a module called twice has
+    #: two rows).
+    call: int = 0
+    #: A container's output: what it returns (the rows inside it, or its own inputs),
+    #: combined by ``merge`` (``add``, ``cat``… for a Residual or Parallel; None: as is).
+    returns: tuple[Origin, ...] = ()
+    merge: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,8 +240,15 @@ def _row_json(row: Row) -> dict[str, Any]:
         "status": row.status,
         "same_as": row.same_as,
         "repeat": row.repeat,
-        "sources": [{"path": o.path, "input": o.input, "arg": o.arg} for o in row.sources],
+        "sources": [_origin_json(o) for o in row.sources],
+        "call": row.call,
+        "returns": [_origin_json(o) for o in row.returns],
+        "merge": row.merge,
     }
+
+
+def _origin_json(origin: Origin) -> dict[str, Any]:
+    return {"path": origin.path, "input": origin.input, "arg": origin.arg, "call": origin.call}
 
 
 def problem_json(problem: Problem) -> dict[str, Any]:
@@ -260,6 +276,10 @@ def problem_json(problem: Problem) -> dict[str, Any]:
         "detail": problem.detail,
         "notes": list(problem.notes),
     }
+
+
+def _origin(doc: dict[str, Any]) -> Origin:
+    return Origin(doc.get("path"), doc.get("input"), doc.get("arg"), doc.get("call", 0))
 
 
 def from_json(doc: Any) -> Report:
@@ -294,6 +314,10 @@ def from_json(doc: Any) -> Report:
                 entry=row.get("entry", True),
                 status=row.get("status", "ok"),
                 repeat=row.get("repeat"),
+                sources=tuple(_origin(o) for o in row.get("sources", ())),
+                call=row.get("call", 0),
+                returns=tuple(_origin(o) for o in row.get("returns", ())),
+                merge=row.get("merge"),
             )
             for row in doc["layers"]
         )
