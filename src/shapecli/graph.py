@@ -282,7 +282,7 @@ class _Builder:
         node_id = f"n{self.layer_count}"
         self.layer_count += 1
         if not run or first.same_as is None:
-            name, type_ = _name(first), _type_label(first)
+            name, type_ = first.label, _type_label(first)
         else:
             name = first.name if len(rows) == 1 else f"{first.name}…{last.name}"
             as_copy = first.same_as.rsplit(".", 1)[-1]
@@ -403,11 +403,6 @@ class _Builder:
             return
         shapes = self.nodes[tail].output_shapes or (source.output_shapes if source else ())
         self.edges[key_] = Edge(f"e{len(self.edges)}", tail, head, shapes, arg, skip)
-
-
-def _name(row: Row) -> str:
-    """A row's name; a later call of the module says which (``relu (call 2)``)."""
-    return f"{row.name} (call {row.call + 1})" if row.call else row.name
 
 
 def _type_label(row: Row) -> str:

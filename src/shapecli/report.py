@@ -85,6 +85,12 @@ class Row:
     returns: tuple[Origin, ...] = ()
     merge: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The row's name as tables and pictures show it: a later call says which
+        (``act (call 2)``)."""
+        return f"{self.name} (call {self.call + 1})" if self.call else self.name
+
 
 @dataclass(frozen=True)
 class Memory:

@@ -37,7 +37,7 @@ def render(report: Report, options: Options) -> Rendered:
         ]
         for row, level in shown:
             failed = row.path in failing and row.status == "failed"
-            name = "&nbsp;&nbsp;" * level + (f"**✗ {row.name}**" if failed else row.name)
+            name = "&nbsp;&nbsp;" * level + (f"**✗ {row.label}**" if failed else row.label)
             output = "cannot take its input" if failed else fmt.shapes(row.output_shapes)
             cells = (
                 name,
