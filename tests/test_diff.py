@@ -50,7 +50,7 @@ def test_a_python_model_is_inspected_on_meta() -> None:
 @pytest.mark.parametrize(
     ("target", "allow", "code", "says"),
     [
-        ("shapecli_models:mlp", None, 2, "run with `--allow-import shapecli_models`"),
+        ("shapecli_models:mlp", None, 1, "run with `--allow-import shapecli_models`"),
         ("shapecli_models:broken", "shapecli_models", 1, "RuntimeError: no GPU found"),
         ("shapecli_models:not_a_module", "shapecli_models", 1, "returned a int, not an nn.Module"),
         ("shapecli_models:missing", "shapecli_models", 1, "has no `missing`"),
@@ -59,7 +59,7 @@ def test_a_python_model_is_inspected_on_meta() -> None:
         (
             "shapecli_models:mlp",
             "shapecli",
-            2,
+            1,
             "--allow-import shapecli_models",
         ),  # a prefix is not it
     ],

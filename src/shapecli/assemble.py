@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli import ir
 from shapecli.construct import BuiltModel
+from shapecli.ir import returns_of, sources_of
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
@@ -85,7 +85,7 @@ def assemble(
             if isinstance(module, own.Ref) and entry.repeat is None:
                 type_name = f"Ref → {module.path}"
         node = nodes.get((path, index))
-        merge, returned = ir.returns(node) if node is not None else (None, ())
+        merge, returned = returns_of(node) if node is not None else (None, ())
         again = index > 0
         rows.append(
             Row(
@@ -104,7 +104,7 @@ def assemble(
                 status=status,
                 same_as=None if again else same_as.get(path),
                 repeat=entry.repeat if entry is not None else None,
-                sources=_expand(ir.sources(node), inputs) if node is not None else (),
+                sources=_expand(sources_of(node), inputs) if node is not None else (),
                 call=index,
                 returns=_expand(returned, inputs),
                 merge=merge,

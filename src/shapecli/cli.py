@@ -334,7 +334,7 @@ def build(
         limit = parse_size(max_memory) if max_memory is not None else None
         api.dtype_name(dtype)
         if init is not None and init not in api.INITS:
-            from shapecli.spec.parse import did_you_mean
+            from shapecli.errors import did_you_mean
 
             near = did_you_mean(init, api.INITS)
             raise fail("usage", f"--init {init!r}: one of {', '.join(api.INITS)}{near}")
@@ -604,10 +604,10 @@ def layers(
     """List every layer type a spec may use, with its arguments."""
 
     def run() -> int:
+        from shapecli.errors import did_you_mean
         from shapecli.layers.registry import all_layers, list_layers
         from shapecli.render import Options
         from shapecli.render.layers import render_json, render_text
-        from shapecli.spec.parse import did_you_mean
 
         docs = list_layers(pattern)
         render = render_json if output_format is ListFormat.json else render_text

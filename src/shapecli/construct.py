@@ -27,15 +27,22 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli import ir
-from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message, raise_all
+from shapecli.errors import (
+    Problem,
+    ShapecliError,
+    Source,
+    did_you_mean,
+    fail,
+    foreign_message,
+    raise_all,
+)
+from shapecli.ir import Graph, Program, compile_spec, given_count, program_of
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.registry import Registry
 from shapecli.report import format_shape
 from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
-from shapecli.spec.parse import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class BuiltModel:
     warnings: list[Problem] = field(default_factory=list)
     ties: list[Tie] = field(default_factory=list)
     #: The spec's dataflow; None for a Python model, whose dataflow the pass traces.
-    graph: ir.Graph | None = None
+    graph: Graph | None = None
 
     @property
     def traced(self) -> bool:
@@ -128,7 +135,7 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
     Every entry is built even when an earlier one fails, so all independent problems
     are raised together (:func:`~shapecli.errors.raise_all`).
     """
-    graph = ir.compile_spec(spec)
+    graph = compile_spec(spec)
     builder = _Builder(Registry(allow_import, blocks=spec.blocks), graph)
     with torch.device("meta"):
         model = builder.module(spec.model, "")
@@ -147,7 +154,7 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
 
 
 class _Builder:
-    def __init__(self, registry: Registry, graph: ir.Graph) -> None:
+    def __init__(self, registry: Registry, graph: Graph) -> None:
         self.registry = registry
         self.graph = graph
         self.entries: dict[str, Entry] = {}
@@ -228,11 +235,11 @@ class _Builder:
             self.lists.pop()
         return sequential
 
-    def _program(self, path: str) -> ir.Program:
+    def _program(self, path: str) -> Program:
         """What the list at ``path`` runs (a list inside a layer given as a constructor
         argument is run by that layer's own code: a plain chain)."""
         group = self.graph.groups.get(path)
-        return ir.program(group) if group is not None else ir.Program()
+        return program_of(group) if group is not None else Program()
 
     def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
@@ -254,8 +261,8 @@ class _Builder:
         node = self.graph.calls.get(path)
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
-        elif node is not None and ir.given(node) > 1:
-            _check_many(cls, entry, path, ir.given(node))
+        elif node is not None and given_count(node) > 1:
+            _check_many(cls, entry, path, given_count(node))
         for name, value in bound.arguments.items():
             bound.arguments[name] = self._value(value, path, name, entry)
         if auto:
@@ -269,9 +276,8 @@ class _Builder:
         except ShapecliError:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours
-            reason = own.own_words(e)  # our own layers' words are the message itself
-            if reason is not None:
-                raise arguments.entry_error(entry, path, reason, cls=cls) from e
+            if isinstance(e, own.ArgumentError):  # our own layers' words are the message
+                raise arguments.entry_error(entry, path, str(e), cls=cls) from e
             message = "the constructor refused these arguments"
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e

@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from shapecli import memory as memory_module
 from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import Explainer, failing_entry, in_tree, is_internal, open_calls
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoBuildError, AutoSized
+from shapecli.memory import buffer_bytes, gradient_bytes, optimizer_bytes, saved_for_backward
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report, Totals
@@ -103,15 +103,14 @@ def dry_run(
     model = built.model
     recorder = Recorder(model, set(built.entries))
     tracing: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    tensors = make_inputs(inputs)
     if built.traced:
         from shapecli.trace import Dataflow
 
-        recorder.dataflow = tracing = Dataflow()
+        recorder.dataflow = tracing = dataflow = Dataflow()
+        dataflow.enter_inputs(tensors, input_names(tuple(inputs)))
     counting = _flop_counter(recorder) if measure.flops else contextlib.nullcontext()
     modes = {path: m.training for path, m in model.named_modules()}
-    tensors = make_inputs(inputs)
-    if recorder.dataflow:
-        recorder.dataflow.enter_inputs(tensors, input_names(tuple(inputs)))
     copies = repeat_copies(model, built.entries) if replay else []
     replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
     error: BaseException | None = None
@@ -184,7 +183,7 @@ def _training(
     try:
         with lean, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return memory_module.saved_for_backward(built.model, tensors)
+            return saved_for_backward(built.model, tensors)
     except Exception as e:  # what a train-mode forward raises is the model's, not ours
         warned.append(_training_failed(built, e))
         return None
@@ -211,16 +210,16 @@ def _memory(built: BuiltModel, totals: Totals, measure: Measure, saved: int | No
     model = built.model
     memory = Memory(
         params=totals.param_bytes,
-        buffers=memory_module.buffer_bytes(model) if _sized(model) else 0,
+        buffers=buffer_bytes(model) if _sized(model) else 0,
         forward_activations=totals.activation_bytes or 0,
     )
     if not measure.training or saved is None:
         return memory
     return replace(
         memory,
-        gradients=memory_module.gradient_bytes(model),
+        gradients=gradient_bytes(model),
         optimizer=measure.optimizer,
-        optimizer_state=memory_module.optimizer_bytes(measure.optimizer, totals.trainable),
+        optimizer_state=optimizer_bytes(measure.optimizer, totals.trainable),
         saved_for_backward=saved,
     )
 

@@ -320,7 +320,7 @@ class Program:
         return self  # immutable: copies of a module share it
 
 
-def program(group: Group) -> Program:
+def program_of(group: Group) -> Program:
     """What the module of a ``list`` or ``repeat`` group runs."""
     named = [n.name for n in group.inputs]
     inputs = None if named in ([], [EVERY_INPUT]) or group.kind == "repeat" else tuple(named)
@@ -377,7 +377,7 @@ def origins(node: Node) -> tuple[Origin, ...]:
     if caller is None:  # the model's own inputs
         return (Origin(input=node.name),)
     if node.name == EVERY_INPUT:
-        return sources(caller)
+        return sources_of(caller)
     if node in group.inputs:
         index = group.inputs.index(node)
         return origins(caller.inputs[index]) if index < len(caller.inputs) else ()
@@ -399,12 +399,12 @@ def _positions(call: Node) -> list[tuple[Origin, ...]]:
     return found
 
 
-def given(node: Node) -> int:
+def given_count(node: Node) -> int:
     """How many tensors a call receives positionally (``*``: all its group was given)."""
     return len(_positions(node))
 
 
-def sources(node: Node) -> tuple[Origin, ...]:
+def sources_of(node: Node) -> tuple[Origin, ...]:
     """Where each of ``node``'s inputs comes from, in order; a keyword input's origins
     carry its keyword."""
     found: list[Origin] = []
@@ -415,7 +415,7 @@ def sources(node: Node) -> tuple[Origin, ...]:
     return tuple(found)
 
 
-def returns(node: Node) -> tuple[str | None, tuple[Origin, ...]]:
+def returns_of(node: Node) -> tuple[str | None, tuple[Origin, ...]]:
     """What a container's call returns: how its layer merges (``add``, ``cat``…; None
     for a list, which returns values as they are), and the origins of what it merges or
     returns. A leaf returns what it computes: ``(None, ())``."""

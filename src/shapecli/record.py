@@ -18,9 +18,9 @@ under the module that is running when they are first called.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -32,8 +32,14 @@ from torch.utils.hooks import RemovableHandle
 
 from shapecli.report import Origin, Shape
 
-if TYPE_CHECKING:
-    from shapecli.trace import Dataflow
+
+class Tracer(Protocol):
+    """What the recorder asks of a dataflow tracer (:class:`shapecli.trace.Dataflow`):
+    where tensors were made, and that a module's outputs are now its own."""
+
+    def places(self, tensors: Iterable[torch.Tensor]) -> tuple[Origin, ...]: ...
+
+    def set(self, tensor: torch.Tensor, places: tuple[Origin, ...]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ class Recorder:
     #: How sizes are written down (formulas in a symbolic run; never a guard on them).
     size: SizeOf = plain_size
     #: Traces where tensors come from (a Python model's dataflow), or None.
-    dataflow: Dataflow | None = None
+    dataflow: Tracer | None = None
 
     def __post_init__(self) -> None:
         self.modules: dict[str, nn.Module] = dict(self.model.named_modules())

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from shapecli import ir
+from shapecli.ir import Graph, Group, Node
 from shapecli.record import tensors_in
 from shapecli.report import Origin
 
@@ -87,37 +87,37 @@ class Dataflow(TorchFunctionMode):
         return result
 
 
-def traced_graph(calls: Sequence[Call], inputs: Sequence[str]) -> ir.Graph:
+def traced_graph(calls: Sequence[Call], inputs: Sequence[str]) -> Graph:
     """The graph of a traced pass: ``calls`` in the order they began (a call's
     producers began before it), ``inputs`` the model inputs' names."""
-    top = ir.Group("", "model")
+    top = Group("", "model")
     given = {name: top.placeholder(name) for name in inputs}
-    graph = ir.Graph(top)
-    nodes: dict[tuple[str, int], ir.Node] = {}
-    groups: dict[int, ir.Group] = {}  # id of a call → the group of the calls it made
+    graph = Graph(top)
+    nodes: dict[tuple[str, int], Node] = {}
+    groups: dict[int, Group] = {}  # id of a call → the group of the calls it made
 
-    def node_of(origin: Origin) -> ir.Node | None:
+    def node_of(origin: Origin) -> Node | None:
         if origin.path is not None:
             return nodes.get((origin.path, origin.call))
         return given.get(origin.input or "")
 
-    def group_of(call: Call | None) -> ir.Group:
+    def group_of(call: Call | None) -> Group:
         if call is None:
             return top
         if id(call) not in groups:
             caller = nodes[(call.path, call.index)]
-            caller.inner = groups[id(call)] = ir.Group(call.path, "module", caller.group, caller)
+            caller.inner = groups[id(call)] = Group(call.path, "module", caller.group, caller)
         return groups[id(call)]
 
     for call in calls:
         args = tuple(n for n in map(node_of, call.places) if n is not None)
         name = call.path.rsplit(".", 1)[-1]
-        node = group_of(call.parent).add(ir.Node("call", call.path, name, args, call=call.index))
+        node = group_of(call.parent).add(Node("call", call.path, name, args, call=call.index))
         nodes[(call.path, call.index)] = node
         graph.calls.setdefault(call.path, node)
     for call in calls:
         group = groups.get(id(call))
         if group is not None and call.done:
             returned = tuple(n for n in map(node_of, call.returned_places) if n is not None)
-            group.output = ir.Node("output", call.path, args=returned, group=group)
+            group.output = Node("output", call.path, args=returned, group=group)
     return graph

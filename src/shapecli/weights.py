@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shapecli import __version__
 from shapecli.atomic import atomic_file
 from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message
 from shapecli.report import format_shape
@@ -70,6 +69,8 @@ def save_weights(model: nn.Module, path: Path, force: bool = False) -> str:
 def _save_safetensors(model: nn.Module, temp: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
+
+    from shapecli import __version__
 
     state = model.state_dict(keep_vars=True)
     metadata = {"format": "pt", "producer": f"shapecli {__version__}"}

@@ -22,10 +22,9 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from shapecli.errors import ShapecliError, fail
+from shapecli.errors import ShapecliError, did_you_mean, fail
 from shapecli.spec import yaml_nodes
 from shapecli.spec.model import AUTO, Entry
-from shapecli.spec.parse import did_you_mean
 
 #: Parameters whose values (each value, for tuples) must be at least 1.
 POSITIVE = frozenset(

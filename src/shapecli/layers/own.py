@@ -12,9 +12,7 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
 import torch
@@ -40,22 +38,10 @@ class LayerInputError(ValueError):
         self.tensor = tensor
 
 
-_HERE = Path(__file__).resolve()
-
-
-def own_words(error: BaseException) -> str | None:
-    """The message of a ``ValueError`` that one of these layers raised itself (``dim 32
-    is not divisible by heads 5; set head_dim``), else None.
-
-    Such a message is written for the person writing the spec, so it is the reason to
-    report, not a third party's detail to keep below ours.
-    """
-    if not isinstance(error, ValueError):
-        return None
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames or Path(frames[-1].filename).resolve() != _HERE:
-        return None
-    return str(error) or None
+class ArgumentError(ValueError):
+    """One of these layers refused its arguments (``dim 32 is not divisible by heads 5;
+    set head_dim``). The message is written for the person writing the spec, so it is
+    the reason to report, not a third party's detail to keep below ours."""
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -235,7 +221,7 @@ class Parallel(nn.Module):
     def __init__(self, branches: nn.ModuleList, merge: Merge = "cat", dim: int = 1) -> None:
         super().__init__()
         if len(branches) < 1:
-            raise ValueError("Parallel needs at least one branch")
+            raise ArgumentError("Parallel needs at least one branch")
         self.branches = branches
         self.merge = merge
         self.dim = dim
@@ -288,9 +274,9 @@ class Reshape(nn.Module):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if sum(1 for s in self.shape if s == -1) > 1:
-            raise ValueError("at most one size may be -1")
+            raise ArgumentError("at most one size may be -1")
         if any(s == 0 or s < -1 for s in self.shape):
-            raise ValueError("sizes are positive (or -1 for the rest)")
+            raise ArgumentError("sizes are positive (or -1 for the rest)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rest = math.prod(x.shape[1:])
@@ -565,7 +551,7 @@ class Param(nn.Module):
         super().__init__()
         size = (shape,) if isinstance(shape, int) else tuple(shape)
         if not size or any(d < 1 for d in size):
-            raise ValueError(f"shape {list(size)} needs sizes of at least 1")
+            raise ArgumentError(f"shape {list(size)} needs sizes of at least 1")
         self.init = init
         self.std = std
         self.weight = nn.Parameter(torch.empty(size))
@@ -762,12 +748,12 @@ class Attention(nn.Module):
         kv_heads = heads if kv_heads is None else kv_heads
         if head_dim is None:
             if dim % heads:
-                raise ValueError(f"dim {dim} is not divisible by heads {heads}; set head_dim")
+                raise ArgumentError(f"dim {dim} is not divisible by heads {heads}; set head_dim")
             head_dim = dim // heads
         if heads % kv_heads:
-            raise ValueError(f"heads {heads} is not a multiple of kv_heads {kv_heads}")
+            raise ArgumentError(f"heads {heads} is not a multiple of kv_heads {kv_heads}")
         if fused_qkv and context_dim not in (None, dim):
-            raise ValueError("fused_qkv projects q, k and v from one input: no context_dim")
+            raise ArgumentError("fused_qkv projects q, k and v from one input: no context_dim")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.causal, self.dropout, self.scale = causal, dropout, scale
         self.dim = dim
