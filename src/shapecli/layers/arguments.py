@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from shapecli.errors import ShapecliError, did_you_mean, fail
 from shapecli.spec import yaml_nodes
-from shapecli.spec.model import AUTO, Entry
+from shapecli.spec.model import AUTO, ENTRY_OPTIONS, Entry
 
 #: Parameters whose values (each value, for tuples) must be at least 1.
 POSITIVE = frozenset(
@@ -67,8 +67,6 @@ POSITIVE = frozenset(
 NON_NEGATIVE = frozenset({"padding", "output_padding", "proj_size"})
 #: Probabilities.
 PROBABILITY = frozenset({"p", "dropout"})
-#: The options of an entry (``- Layer: …`` then ``name:``, ``in:`` … beside it).
-ENTRY_OPTIONS = frozenset({"name", "repeat", "tie", "trainable", "in", "if"})
 #: Where shapecli, not the spec, decides.
 FORBIDDEN = {
     "device": "shapecli places every layer on the meta device itself",

@@ -27,7 +27,16 @@ from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
 from shapecli.spec.dataflow import PREVIOUS, ListNames
 from shapecli.spec.expressions import ExpressionError, Value, substitute
-from shapecli.spec.model import AUTO, INIT_SCHEMES, ArgValue, Entry, Spec, TensorRef, Wiring
+from shapecli.spec.model import (
+    AUTO,
+    ENTRY_OPTIONS,
+    INIT_SCHEMES,
+    ArgValue,
+    Entry,
+    Spec,
+    TensorRef,
+    Wiring,
+)
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
 
 FORMAT_VERSION = 2
@@ -43,7 +52,7 @@ TOP_LEVEL_KEYS = (
     "output",
     "init",
 )
-RESERVED_KEYS = ("name", "repeat", "tie", "trainable", "in", "if", "init")
+RESERVED_KEYS = ENTRY_OPTIONS
 BLOCK_KEYS = ("params", "body", "description", "inputs", "output")
 #: What format version 1 does not have, and the version that does.
 VERSION_2 = "needs format version 2 (`shapecli: 2`, the default when `shapecli:` is left out)"
