@@ -212,3 +212,32 @@ def test_lint_counts_flops_per_file(cli: Cli, tmp_path: Path) -> None:
         "lenet5.yaml": 833_040,
         "mlp.yaml": 30_720,
     }
+
+
+@pytest.mark.parametrize("config", ["llama2-70b", "llama-tiny", "gpt2", "t5-small"])
+def test_the_rows_a_table_shows_add_up_collapsed_copies_included(config: str) -> None:
+    """A collapsed row (``1…79 (decoder ×79, as 0)``) stands for every copy: its FLOPs
+    and its count are the copies' totals, so each shown row's children add up to it."""
+    from shapecli.render.tree import visible_rows
+
+    report = shapecli.inspect(CONFIGS / f"{config}.yaml", flops=True)
+    shown = visible_rows(report, None)
+    assert any("×" in row.type for row, _ in shown)  # a collapsed run is there
+    for i, (parent, level) in enumerate(shown):
+        children = []
+        for row, depth in shown[i + 1 :]:
+            if depth <= level:
+                break
+            if depth == level + 1:
+                children.append(row)
+        if children:
+            assert sum(r.flops or 0 for r in children) == parent.flops, parent.path
+            assert sum(r.param_count for r in children) == parent.param_count, parent.path
+    root = shown[0][0]
+    assert root.flops == report.totals.flops and root.param_count == report.totals.params
+
+
+def test_a_collapsed_row_shows_the_flops_of_all_its_copies(cli: Cli) -> None:
+    table = cli("inspect", str(CONFIGS / "llama2-70b.yaml"), "--flops").stdout
+    (row,) = [line for line in table.splitlines() if "(decoder ×79, as 0)" in line]
+    assert row.split()[-1] == f"{79 * 7_559_142_440_960:,}" == "597,172,252,835,840"
