@@ -582,3 +582,54 @@ def test_the_schema_knows_init() -> None:
     assert validator.is_valid(yaml.safe_load(good))
     for bad in ("init: xavier\nmodel: [ReLU]\n", "model:\n  - LazyLinear: 3\n    init: 3\n"):
         assert not validator.is_valid(yaml.safe_load(bad)), bad
+
+
+# -- a Ref is the layer it names -----------------------------------------------------------
+
+REUSED = """\
+input: 2x8
+model:
+  - LazyLinear: 8
+    name: shared
+  - ReLU
+  - Ref: shared
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "column", "words", "hint"),
+    [
+        (
+            "trainable: false",
+            16,
+            "`trainable: false` cannot freeze a `Ref`",
+            "put `trainable: false` on `shared` itself: that freezes every use of it",
+        ),
+        (
+            "init: normal",
+            11,
+            "`init` cannot apply to a `Ref`",
+            "put `init: normal` on `shared` itself",
+        ),
+    ],
+)
+def test_what_a_ref_cannot_do_is_refused_where_it_is_written(
+    cli: Cli, write: Callable[[str], Path], option: str, column: int, words: str, hint: str
+) -> None:
+    """A Ref shares its target's weights, so freezing or initializing them at one use
+    is impossible; before, the option was dropped without a word."""
+    path = write(REUSED + f"    {option}\n")
+    result = cli("inspect", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:7:{column}: error[spec-invalid] {words}" in result.stderr
+    assert f"hint: {hint}" in result.stderr
+    lint = cli("lint", str(path))
+    assert lint.exit_code == 1 and f"{path}:7:{column}: spec-invalid {words}" in lint.stdout
+
+
+def test_trainable_false_on_the_target_freezes_every_use_of_it() -> None:
+    text = REUSED.replace("name: shared\n", "name: shared\n    trainable: false\n")
+    model = shapecli.build(spec(text))
+    assert not model.shared.weight.requires_grad
+    assert model[2].target is model.shared  # the Ref calls the same, frozen, layer
+    assert spec(REUSED + "    trainable: true\n").model  # a Ref may say what it is anyway
