@@ -126,11 +126,14 @@ def estimate(
 def counted_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
     """FLOPs of one real forward pass in eval mode, as ``FlopCounterMode`` counts them.
 
-    The counter has no formula for two fused CPU kernels — flash attention for the CPU
-    and oneDNN's LSTM — and counts them as nothing. So the pass runs with torch's math
-    attention, and without oneDNN when there is an LSTM (oneDNN's convolutions are
-    counted, and much faster than the fallback): the same arithmetic in matrix products
-    the counter sees, whose count is what torch's own formula for fused attention gives."""
+    The counter has no formula for the CPU's fused kernels — flash attention for the
+    CPU, oneDNN's LSTM, and the inference fast paths of ``MultiheadAttention`` and
+    ``TransformerEncoderLayer`` — and counts them as nothing. So the pass runs with
+    torch's math attention, without oneDNN when there is an LSTM (oneDNN's
+    convolutions are counted, and much faster than the fallback), and with gradients
+    enabled, which keeps torch off the fast paths: the same arithmetic in matrix
+    products the counter sees, whose count is what torch's own formula for fused
+    attention gives."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     onednn = not any(isinstance(m, nn.LSTM) for m in model.modules())
@@ -141,7 +144,7 @@ def counted_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # setting the oneDNN flags warns of TF32
             with (
-                torch.no_grad(),
+                torch.enable_grad(),
                 torch.backends.mkldnn.flags(enabled=onednn),
                 sdpa_kernel(SDPBackend.MATH),
                 counter,

@@ -168,6 +168,23 @@ def test_lstm_variants_equal_a_real_step(lstm: str) -> None:
     assert estimate(spec, optimizers=("adam",)) == measure(spec, optimizers=("adam",))
 
 
+@pytest.mark.parametrize(
+    "bag",
+    [
+        "mode: mean",
+        "mode: sum",
+        "mode: max",
+        "mode: sum, padding_idx: 0",
+        "mode: mean, max_norm: 1.0",
+    ],
+)
+def test_embedding_bag_keeps_what_the_cpu_kernel_keeps(bag: str) -> None:
+    """The CPU kernel counts each index's bag into one slot more than there are
+    indices and keeps that storage: 8 bytes the fake kernel does not make."""
+    spec = f"input: 4x6:long\nmodel:\n  - EmbeddingBag: {{num_embeddings: 20, embedding_dim: 8, {bag}}}\n"
+    assert estimate(spec, optimizers=("adam",)) == measure(spec, optimizers=("adam",))
+
+
 def test_an_unmodelled_workspace_is_not_derived_and_says_where(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -197,7 +214,7 @@ def test_a_bfloat16_onednn_lstm_is_not_derived() -> None:
         x = torch.empty(5, 2, 8, dtype=torch.bfloat16)
         w = [torch.empty(s, dtype=torch.bfloat16) for s in ((64, 8), (64, 16), (64,), (64,))]
         h = torch.empty(2, 16, dtype=torch.bfloat16)
-        with memory._OneDnnWorkspaces():
+        with memory._CpuStorages():
             torch.ops.aten.mkldnn_rnn_layer(
                 x, *w, h, h, False, [], 2, 16, 1, True, False, False, True
             )

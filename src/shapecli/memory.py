@@ -17,8 +17,10 @@ the reference kernel the meta device runs), and an LSTM runs oneDNN's fused laye
 keeps a workspace of every gate of every step). So the training pass does not run on the
 meta device but on fake CPU tensors (``FakeTensorMode``: a device, shapes and dtypes, no
 memory), and torch's dispatcher chooses each kernel exactly as for real CPU tensors of
-those shapes. The one thing a fake kernel cannot tell is the size of oneDNN's LSTM
-workspace, which it leaves empty: :func:`onednn_lstm_workspace` sizes it as oneDNN does.
+those shapes. Where a fake kernel makes a tensor of another size than the CPU's kernel
+— oneDNN's LSTM workspace, which it leaves empty; EmbeddingBag's map from indices to
+bags, whose CPU storage has one element more — it is given the CPU's size
+(:func:`onednn_lstm_workspace` sizes the workspace as oneDNN does).
 A figure that is not modelled (that workspace outside float32) raises
 :class:`NotDerived`, and the estimate says so instead of printing a wrong number.
 
@@ -120,7 +122,7 @@ def training_step(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Step:
         with (
             _swapped(model, tensors),
             fake,
-            _OneDnnWorkspaces(),  # type: ignore[no-untyped-call]
+            _CpuStorages(),  # type: ignore[no-untyped-call]
             torch.enable_grad(),
             torch.autograd.graph.saved_tensors_hooks(pack, _unpack),
         ):
@@ -249,10 +251,10 @@ def onednn_lstm_workspace(steps: int, batch: int, features: int, hidden: int) ->
     return _page(offset)
 
 
-class _OneDnnWorkspaces(TorchDispatchMode):  # type: ignore[no-untyped-call]
-    """Inside the fake mode: gives oneDNN's LSTM layer the workspace its fake kernel
-    leaves empty, sized by :func:`onednn_lstm_workspace`, so autograd saves it as it
-    saves the real one. Raises :class:`NotDerived` where the size is not modelled."""
+class _CpuStorages(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Inside the fake mode: gives the outputs of the kernels whose CPU storage differs
+    from what their fake kernel makes the CPU's size, so autograd saves what it saves
+    on the CPU. Raises :class:`NotDerived` where the size is not modelled."""
 
     def __torch_dispatch__(
         self,
@@ -262,11 +264,24 @@ class _OneDnnWorkspaces(TorchDispatchMode):  # type: ignore[no-untyped-call]
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         result = func(*args, **(kwargs or {}))
-        if func is not torch.ops.aten.mkldnn_rnn_layer.default:
-            return result
-        size = _workspace_size(args)
-        output, hy, cy, workspace = result
-        return output, hy, cy, torch.empty(size, dtype=torch.uint8, device=workspace.device)
+        if func is torch.ops.aten.mkldnn_rnn_layer.default:
+            output, hy, cy, workspace = result
+            size = _workspace_size(args)
+            return output, hy, cy, torch.empty(size, dtype=torch.uint8, device=workspace.device)
+        if func is torch.ops.aten._embedding_bag.default:
+            output, offset2bag, *rest = result
+            return (output, _one_more(offset2bag), *rest)
+        return result
+
+
+def _one_more(offset2bag: torch.Tensor) -> torch.Tensor:
+    """EmbeddingBag's bag of each index, as the CPU kernel makes it when it makes it at
+    all: in a storage of one element more (it counts into n + 1 slots, then shrinks the
+    tensor, not the storage)."""
+    n = offset2bag.numel()
+    if n == 0:
+        return offset2bag
+    return torch.empty(n + 1, dtype=offset2bag.dtype, device=offset2bag.device)[:n]
 
 
 def _workspace_size(args: tuple[Any, ...]) -> int:
