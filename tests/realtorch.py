@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import shapecli
 from shapecli.api import _materialize
 from shapecli.inputs import parse_input
+from shapecli.record import tensors_in
 from shapecli.spec.model import Spec
 from shapecli.spec.parse import parse_spec
 from shapecli.verify import real_inputs
@@ -177,7 +178,7 @@ def saved_in_training(
     ):
         warnings.simplefilter("ignore")
         output = model(*inputs)
-    return sum(saved.values()), list(_floats(output))
+    return sum(saved.values()), [t for t in tensors_in(output) if t.is_floating_point()]
 
 
 def optimizer_state(model: nn.Module, name: str) -> int:
@@ -199,18 +200,6 @@ def _bytes(tensors: Iterator[torch.Tensor]) -> int:
     """Bytes of the storages of ``tensors``, each once."""
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
     return sum(storages.values())
-
-
-def _floats(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            yield value
-    elif isinstance(value, tuple | list):
-        for item in value:
-            yield from _floats(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _floats(item)
 
 
 # -- the README's table ----------------------------------------------------------------------

@@ -45,6 +45,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode  # private: see the docstring
 
+from shapecli.record import tensors_in
+
 #: States kept per trainable parameter, each the parameter's shape and dtype (torch's
 #: Adam and AdamW: ``exp_avg`` and ``exp_avg_sq``, made with ``zeros_like``; SGD with
 #: momentum: ``momentum_buffer``, a clone of the gradient).
@@ -183,15 +185,7 @@ def _unpack(tensor: torch.Tensor) -> torch.Tensor:
 def _outputs(value: Any) -> Iterator[torch.Tensor]:
     """The floating-point tensors in a model's output (a tensor, or nested tuples, lists
     and dicts of them): what a loss is made of."""
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            yield value
-    elif isinstance(value, tuple | list):
-        for item in value:
-            yield from _outputs(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _outputs(item)
+    return (t for t in tensors_in(value) if t.is_floating_point())
 
 
 def _reached(outputs: Iterator[torch.Tensor]) -> list[torch.Tensor]:
