@@ -9,6 +9,7 @@ passes on real models and fails when the dry run's shapes are wrong.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -51,6 +52,21 @@ def spec(text: str, file: str = "s.yaml") -> Spec:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+#: GPT-2 (configs/gpt2.yaml), small enough to build in a test.
+SMALL_GPT2 = {"layers": 1, "d": 64, "heads": 2, "vocab": 100, "context": 32}
+
+
+def small_gpt2(edit: Callable[[str], str] = lambda text: text) -> Spec:
+    text = edit((CONFIGS / "gpt2.yaml").read_text(encoding="utf-8"))
+    return parse_spec(text, "gpt2.yaml", SMALL_GPT2)
 
 
 # -- initialization ------------------------------------------------------------------------
@@ -545,6 +561,17 @@ def test_a_build_by_a_real_process_leaves_a_complete_file(tmp_path: Path) -> Non
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert leftovers(tmp_path) == ["gpt.safetensors"]
+    # another process, the same options: the same bytes
+    again = shapecli.build(
+        CONFIGS / "gpt2.yaml",
+        "1x16:long",
+        set={"layers": 1, "d": 64, "heads": 2, "vocab": 100},
+        init="normal",
+        seed=7,
+    )
+    shapecli.save(again, tmp_path / "again.safetensors")
+    assert digest(tmp_path / "again.safetensors") == digest(out)
+    (tmp_path / "again.safetensors").unlink()
     loaded = shapecli.build(
         CONFIGS / "gpt2.yaml",
         "1x16:long",
@@ -582,3 +609,134 @@ def test_the_schema_knows_init() -> None:
     assert validator.is_valid(yaml.safe_load(good))
     for bad in ("init: xavier\nmodel: [ReLU]\n", "model:\n  - LazyLinear: 3\n    init: 3\n"):
         assert not validator.is_valid(yaml.safe_load(bad)), bad
+
+
+# -- a Ref is the layer it names -----------------------------------------------------------
+
+REUSED = """\
+input: 2x8
+model:
+  - LazyLinear: 8
+    name: shared
+  - ReLU
+  - Ref: shared
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "column", "words", "hint"),
+    [
+        (
+            "trainable: false",
+            16,
+            "`trainable: false` cannot freeze a `Ref`",
+            "put `trainable: false` on `shared` itself: that freezes every use of it",
+        ),
+        (
+            "init: normal",
+            11,
+            "`init` cannot apply to a `Ref`",
+            "put `init: normal` on `shared` itself",
+        ),
+    ],
+)
+def test_what_a_ref_cannot_do_is_refused_where_it_is_written(
+    cli: Cli, write: Callable[[str], Path], option: str, column: int, words: str, hint: str
+) -> None:
+    """A Ref shares its target's weights, so freezing or initializing them at one use
+    is impossible; before, the option was dropped without a word."""
+    path = write(REUSED + f"    {option}\n")
+    result = cli("inspect", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:7:{column}: error[spec-invalid] {words}" in result.stderr
+    assert f"hint: {hint}" in result.stderr
+    lint = cli("lint", str(path))
+    assert lint.exit_code == 1 and f"{path}:7:{column}: spec-invalid {words}" in lint.stdout
+
+
+def test_trainable_false_on_the_target_freezes_every_use_of_it() -> None:
+    text = REUSED.replace("name: shared\n", "name: shared\n    trainable: false\n")
+    model = shapecli.build(spec(text))
+    assert not model.shared.weight.requires_grad
+    assert model[2].target is model.shared  # the Ref calls the same, frozen, layer
+    assert spec(REUSED + "    trainable: true\n").model  # a Ref may say what it is anyway
+
+
+# -- tied weights and their init -----------------------------------------------------------
+
+
+def test_init_on_a_tying_entry_sets_the_tied_weight() -> None:
+    """GPT-2's head *is* the token embedding; `init: normal` on the head sets that one
+    tensor. Before, it was dropped: the weight kept the Linear default."""
+    tied = small_gpt2(
+        lambda t: t.replace(
+            "tie: {weight: wte.weight}", "tie: {weight: wte.weight}\n    init: normal"
+        )
+    )
+    model = shapecli.build(tied, "1x8:long", seed=0)
+    assert model.lm_head.weight is model.wte.weight
+    assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    untouched = shapecli.build(small_gpt2(), "1x8:long", seed=0)
+    # without it, the head's Linear initializes the tensor last: U(±1/√64)
+    assert untouched.wte.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 64), rel=0.1)
+    # the same scheme at both ends of the tie is one wish, not a conflict
+    both = small_gpt2(
+        lambda t: t.replace("name: wte", "name: wte\n    init: normal").replace(
+            "tie: {weight: wte.weight}", "tie: {weight: wte.weight}\n    init: normal"
+        )
+    )
+    assert shapecli.build(both, "1x8:long", seed=0).wte.weight.std().item() == pytest.approx(
+        0.02, rel=0.1
+    )
+
+
+def test_two_schemes_for_one_tied_weight_are_refused_where_written(
+    cli: Cli, write: Callable[[str], Path], tmp_path: Path
+) -> None:
+    text = (
+        TIED.replace("name: emb\n", "name: emb\n    init: xavier_normal\n") + "    init: normal\n"
+    )
+    path = write(text)
+    result = cli("build", str(path), "-o", str(tmp_path / "t.safetensors"))
+    assert result.exit_code == 1
+    assert (
+        f"{path}:7:5: error[spec-invalid] `init: normal` here and `init: xavier_normal` at "
+        "line 3 name different schemes for one tied tensor, `emb.weight` = `head.weight`, "
+        "which is initialized once" in result.stderr
+    )
+    assert "hint: name the scheme on one of them only" in result.stderr
+    assert leftovers(tmp_path) == ["spec.yaml"]
+
+
+# -- the same build, the same bytes --------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_the_same_spec_seed_and_options_give_the_same_file(
+    cli: Cli, write: Callable[[str], Path], tmp_path: Path, suffix: str
+) -> None:
+    """safetensors wrote its metadata (here: the tied head) in a random order, and
+    torch.save named the folder in its zip after the random temporary file."""
+    path = write((CONFIGS / "gpt2.yaml").read_text(encoding="utf-8"), "gpt2.yaml")
+    options = [f"--set={k}={v}" for k, v in SMALL_GPT2.items()]
+    hashes = set()
+    for name in ("a", "b", "c"):
+        out = tmp_path / f"{name}{suffix}"
+        done = cli("build", str(path), "-i", "1x8:long", *options, "--seed", "3", "-o", str(out))
+        assert done.exit_code == 0, done.stderr
+        hashes.add(digest(out))
+    assert len(hashes) == 1
+
+
+def test_safetensors_metadata_is_in_name_order_and_loads(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    text = TIED + "  - LazyLinear: 8\n    tie: {bias: 1.bias}\n"
+    model = shapecli.build(spec(text))
+    shapecli.save(model, tmp_path / "t.safetensors")
+    data = (tmp_path / "t.safetensors").read_bytes()
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    assert list(header["__metadata__"]) == ["3.bias", "format", "head.weight", "producer"]
+    with safe_open(tmp_path / "t.safetensors", framework="pt") as f:  # safetensors reads it
+        assert f.metadata() == header["__metadata__"]
+    assert same_tensors(model, shapecli.build(spec(text), weights=tmp_path / "t.safetensors"))

@@ -30,7 +30,7 @@ from shapecli.diagnose import Explainer, failing_entry, in_tree, is_internal, op
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoBuildError, AutoSized
-from shapecli.memory import buffer_bytes, gradient_bytes, optimizer_bytes, saved_for_backward
+from shapecli.memory import NotDerived, Step, buffer_bytes, training_step
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report, Totals
@@ -44,8 +44,8 @@ class Measure:
 
     ``flops``: torch's ``FlopCounterMode`` counts every op of the pass (2 × multiply-adds,
     attention included), per call and in total. ``training``: one more pass, in train
-    mode with gradients, estimates what training holds (see :mod:`shapecli.memory`),
-    with the ``optimizer``'s state.
+    mode with gradients on fake CPU tensors, estimates what a CPU training step holds
+    (see :mod:`shapecli.memory`), with the ``optimizer``'s state.
     """
 
     flops: bool = False
@@ -174,53 +174,66 @@ def _flop_counter(recorder: Recorder) -> contextlib.AbstractContextManager[objec
 
 def _training(
     built: BuiltModel, tensors: list[torch.Tensor], shortcuts: bool, warned: list[Problem]
-) -> int | None:
-    """Bytes saved for backward in a train-mode pass; None (with a warning) when the
-    model cannot run in train mode as declared (BatchNorm over one value per channel)."""
-    # Recurrent layers run step by step here: their saved tensors are measured, not
-    # guessed (a long sequence costs time; the estimate is asked for).
+) -> Step | None:
+    """What one CPU training step holds (see :mod:`shapecli.memory`); None, with a
+    warning at the entry to blame, when the model cannot run in train mode as declared
+    (BatchNorm over one value per channel) or the estimate does not model it."""
+    # Recurrent layers take torch's own path, not the shape rule: on the fake CPU
+    # tensors of the training pass, that reaches the kernel the CPU would run.
     lean = lean_meta(recurrent=False) if shortcuts else contextlib.nullcontext()
     try:
         with lean, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return saved_for_backward(built.model, tensors)
+            return training_step(built.model, tensors)
     except Exception as e:  # what a train-mode forward raises is the model's, not ours
         warned.append(_training_failed(built, e))
         return None
 
 
 def _training_failed(built: BuiltModel, error: Exception) -> Problem:
-    """The warning for a model that cannot run in train mode, at the entry that failed
-    (a BatchNorm over one value per channel), so the user knows which line to look at."""
+    """The warning for a model whose training step is not estimated, at the entry that
+    failed (a BatchNorm over one value per channel) or is not modelled, so the user knows
+    which line to look at."""
     path = failing_entry(error, built)
     entry = built.entries.get(path) if path is not None else None
     who = f"layer {path} ({entry.display_type})" if entry is not None else "the model"
+    if isinstance(error, NotDerived):
+        message = f"the training estimate is not derived for {who}: {error}"
+        hint = "the other figures stand; train it once on the CPU to measure this one"
+    else:
+        message = (
+            f"the training estimate is missing: in train mode {who} failed: "
+            f"{foreign_message(error)}"
+        )
+        hint = "a layer that needs several values per channel (BatchNorm) may need a larger batch"
     return Problem(
         "training-estimate",
-        f"the training estimate is missing: in train mode {who} failed: {foreign_message(error)}",
+        message,
         source=entry.source if entry is not None else None,
         severity="warning",
         path=path if entry is not None else None,
         layer_type=entry.type if entry is not None else None,
-        hint="a layer that needs several values per channel (BatchNorm) may need a larger batch",
+        hint=hint,
     )
 
 
-def _memory(built: BuiltModel, totals: Totals, measure: Measure, saved: int | None) -> Memory:
+def _memory(
+    built: BuiltModel, totals: Totals, measure: Measure, step: Step | None
+) -> Memory:
     model = built.model
     memory = Memory(
         params=totals.param_bytes,
         buffers=buffer_bytes(model) if _sized(model) else 0,
         forward_activations=totals.activation_bytes or 0,
     )
-    if not measure.training or saved is None:
+    if not measure.training or step is None:
         return memory
     return replace(
         memory,
-        gradients=gradient_bytes(model),
+        gradients=step.gradient_bytes,
         optimizer=measure.optimizer,
-        optimizer_state=optimizer_bytes(measure.optimizer, totals.trainable),
-        saved_for_backward=saved,
+        optimizer_state=step.optimizer_bytes(measure.optimizer),
+        saved_for_backward=step.saved,
     )
 
 

@@ -10,7 +10,9 @@ set in its constructor on the meta device has to be set again. Three rules:
   ``MultiheadAttention`` and ``Transformer``, which have none, their private
   ``_reset_parameters``).
 * **Then the scheme** (``init:``, ``--init``): for every weight of two or more
-  dimensions, the scheme of the nearest entry that names one, else the model's. A
+  dimensions, the scheme of the nearest entry that names one, else the model's. A tied
+  weight is one tensor held by several entries (where it is defined, and each ``tie:``):
+  the scheme any of them names is its scheme, and two different ones are an error. A
   ``Param`` keeps its own ``init`` argument unless its own entry names a scheme.
 * **Nothing left unset**: before initializing, every float tensor is filled with NaN
   and every integer tensor with its type's minimum; a tensor that still holds the marker
@@ -59,27 +61,63 @@ def initialize(
             for module in _children_first(model):
                 _reset(module)
             modules = dict(model.named_modules())
-            for name, param in model.named_parameters():  # each tied parameter once
-                path = name.rpartition(".")[0]
-                chosen = scheme_for(path, entries, scheme)
+            for names, param in _tensors_by_names(model):  # each tied parameter once
+                paths = [name.rpartition(".")[0] for name in names]
+                chosen = _tensor_scheme(names, entries, scheme)
                 if param.dim() < 2 or chosen == "default":
                     continue
-                own_entry = entries.get(path)
-                if isinstance(modules[path], own.Param) and not (own_entry and own_entry.init):
+                named_here = any((e := entries.get(p)) is not None and e.init for p in paths)
+                if isinstance(modules[paths[0]], own.Param) and not named_here:
                     continue  # a Param says how it starts
                 _apply(SCHEMES[chosen], param)
     finally:
         torch.random.set_rng_state(state)
 
 
-def scheme_for(path: str, entries: Mapping[str, Entry], scheme: str) -> str:
-    """The scheme of the nearest entry at or above ``path`` that names one, else ``scheme``."""
+def _tensors_by_names(model: nn.Module) -> list[tuple[list[str], nn.Parameter]]:
+    """Every parameter once, in ``named_parameters`` order, with all of its names: a
+    tied parameter is registered where it is defined and at every layer tied to it."""
+    names: dict[int, list[str]] = {}
+    params: dict[int, nn.Parameter] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+        params.setdefault(id(param), param)
+    return [(names[key], params[key]) for key in params]
+
+
+def _tensor_scheme(names: list[str], entries: Mapping[str, Entry], scheme: str) -> str:
+    """The scheme for one tensor registered under ``names`` (several when it is tied):
+    the one an entry at or above its layers names, else ``scheme``. A tied tensor is
+    one tensor, so two entries that name different schemes for it are an error, at the
+    second. An entry that names one sets it from either end of a tie."""
+    named: dict[str, Entry] = {}
+    for name in names:
+        entry = _naming_entry(name.rpartition(".")[0], entries)
+        if entry is not None and entry.init is not None:
+            named.setdefault(entry.init, entry)
+    if len(named) > 1:
+        (first, one), (second, other) = list(named.items())[:2]
+        raise ShapecliError(
+            Problem(
+                code="spec-invalid",
+                message=f"`init: {second}` here and `init: {first}` at line "
+                f"{one.source.line} name different schemes for one tied tensor, "
+                f"{' = '.join(f'`{n}`' for n in names)}, which is initialized once",
+                source=other.source,
+                hint="name the scheme on one of them only",
+            )
+        )
+    return next(iter(named), scheme)
+
+
+def _naming_entry(path: str, entries: Mapping[str, Entry]) -> Entry | None:
+    """The nearest entry at or above ``path`` that names a scheme, if any."""
     while True:
         entry = entries.get(path)
         if entry is not None and entry.init is not None:
-            return entry.init
+            return entry
         if not path:
-            return scheme
+            return None
         path = path.rpartition(".")[0]
 
 

@@ -12,6 +12,10 @@ to store two names for one memory, so each tensor is stored once, under the firs
 file too). A fresh build is tied already; loading fills the one tensor once. ``torch.save``
 keeps the sharing by itself.
 
+**The same bytes every time.** The same model gives the same file, byte for byte: the
+safetensors header lists its metadata in name order, and ``torch.save`` writes through
+an open file, so the folder inside its zip is always ``archive``.
+
 **Strict loading.** Every tensor of the model must be in the file (a tied tensor under
 any of its names), every name in the file must be the model's, and the shapes must
 agree; the first difference is the error, in the model's order. Values are converted to
@@ -20,6 +24,7 @@ the model's dtype, so a float32 file loads into a ``--dtype bfloat16`` build.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -57,13 +62,21 @@ def save_weights(model: nn.Module, path: Path, force: bool = False) -> str:
     kind = weights_format(path)
     with atomic_file(path, force) as temp:
         if kind == "torch":
-            try:
-                torch.save(model.state_dict(), temp)
-            except RuntimeError as e:  # torch's zip writer reports a failed write so
-                raise OSError(foreign_message(e)) from e
+            _save_torch(model, temp)
         else:
             _save_safetensors(model, temp)
     return kind
+
+
+def _save_torch(model: nn.Module, temp: Path) -> None:
+    """``torch.save`` of the ``state_dict``, through an open file: given a path, torch
+    names the folder inside its zip after the file, and the temporary file's name is
+    random, so no two files would be the same. Given a file, the folder is ``archive``."""
+    try:
+        with temp.open("wb") as stream:
+            torch.save(model.state_dict(), stream)
+    except RuntimeError as e:  # torch's zip writer reports a failed write so
+        raise OSError(foreign_message(e)) from e
 
 
 def _save_safetensors(model: nn.Module, temp: Path) -> None:
@@ -82,6 +95,25 @@ def _save_safetensors(model: nn.Module, temp: Path) -> None:
         save_file(tensors, str(temp), metadata=metadata)
     except SafetensorError as e:  # how safetensors reports a failed write
         raise OSError(str(e)) from e
+    _sort_metadata(temp)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Put the header's metadata in name order, in place.
+
+    safetensors writes its metadata from a hash map, in an order that changes from
+    process to process, so the same weights would make different files. The header is
+    rewritten with the same JSON, the metadata sorted: the same length (padded with
+    spaces, as safetensors pads it), so the tensors after it stay where they are."""
+    with path.open("r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # the same content, more bytes: a header we do not know
+            raise RuntimeError(f"safetensors header of {size} bytes would not fit again")
+        f.seek(8)
+        f.write(text.ljust(size, b" "))
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

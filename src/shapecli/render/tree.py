@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from shapecli.report import Report, Row
@@ -37,7 +38,11 @@ def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
 
 def _collapse_copies(rows: list[Row]) -> list[Row]:
     """Runs of repeat copies that did what the first copy did become one row:
-    ``1…79 (decoder ×79, as 0)``. ``--depth`` and JSON still show every copy."""
+    ``1…79 (decoder ×79, as 0)``. ``--depth`` and JSON still show every copy.
+
+    Every number of a collapsed row is the total of all the copies it stands for (its
+    parameter count and its FLOPs), so the rows of a list still add up to the row
+    above them; its shapes are each copy's, which are all the same."""
     out: list[Row] = []
     run: list[Row] = []
 
@@ -55,6 +60,7 @@ def _collapse_copies(rows: list[Row]) -> list[Row]:
                 else first.type,
                 params=(),
                 param_count=sum(r.param_count for r in run),
+                flops=_total(r.flops for r in run),
             )
         )
         run.clear()
@@ -74,6 +80,16 @@ def _collapse_copies(rows: list[Row]) -> list[Row]:
         out.append(row)
     flush()
     return out
+
+
+def _total(values: Iterable[int | None]) -> int | None:
+    """The sum, or None when any value is unknown (FLOPs that were not counted)."""
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def guides(levels: list[int]) -> list[str]:

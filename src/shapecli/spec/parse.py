@@ -660,6 +660,8 @@ class _SpecParser:
             entry = replace(entry, tie=tie, tie_sources=tie_sources)
         if "init" in options:
             entry = replace(entry, init=self._init(options["init"], scope))
+        if type_name == "Ref":
+            _check_ref_options(entry, options)
         return entry
 
     def _wiring(self, node: Node, names: ListNames) -> Wiring:
@@ -1002,6 +1004,30 @@ class _SpecParser:
             ties[key] = target
             sources[key] = value.source
         return ties, sources
+
+
+def _check_ref_options(entry: Entry, options: dict[str, Node]) -> None:
+    """Refuse what a ``Ref`` cannot do. A Ref is the layer it names, not a copy: its
+    weights are one set of tensors, so they cannot be frozen, or initialized another
+    way, at one use only. Said where it is written, with where it belongs."""
+    written = entry.args[0] if entry.args else entry.kwargs.get("target")
+    target = f"`{written}`" if isinstance(written, str) else "the layer it names"
+    if "trainable" in options and not entry.trainable:
+        raise fail(
+            "spec-invalid",
+            "`trainable: false` cannot freeze a `Ref`: a Ref is the very layer it names, "
+            "with the same weights at every use, so they are trainable everywhere or nowhere",
+            options["trainable"].source,
+            hint=f"put `trainable: false` on {target} itself: that freezes every use of it",
+        )
+    if "init" in options:
+        raise fail(
+            "spec-invalid",
+            "`init` cannot apply to a `Ref`: a Ref is the very layer it names, whose "
+            "weights are initialized once, where it is defined",
+            options["init"].source,
+            hint=f"put `init: {entry.init}` on {target} itself",
+        )
 
 
 def _declared_name(node: Node, default: str) -> str:
