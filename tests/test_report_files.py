@@ -67,6 +67,36 @@ def test_a_saved_report_renders_as_the_live_run(stem: str, options: dict[str, ob
             assert render(back, option) == render(report, option), (name, option)
 
 
+def test_graph_draws_a_saved_report(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(CONFIGS.parent)
+    for stem in ("mlp", "resnet18"):
+        path = tmp_path / f"{stem}.json"
+        path.write_text(cli("inspect", f"configs/{stem}.yaml", "-f", "json").stdout)
+        for fmt in ("mermaid", "dot"):
+            drawn = cli("graph", str(path), "-f", fmt)
+            assert drawn.exit_code == 0 and drawn.stderr == ""
+            assert drawn.stdout == cli("graph", f"configs/{stem}.yaml", "-f", fmt).stdout
+
+
+def test_graph_of_a_saved_failing_run_marks_it_without_reporting_it_anew(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(CONFIGS.parent)
+    path = tmp_path / "mismatch.json"
+    path.write_text(cli("inspect", "configs/mismatch.yaml", "-f", "json").stdout)
+    drawn = cli("graph", str(path))
+    assert drawn.stdout == cli("graph", "configs/mismatch.yaml").stdout and "✗" in drawn.stdout
+    assert drawn.exit_code == 0
+    assert (
+        drawn.stderr
+        == f"{path}: note: the run this report was saved from had 1 error; the picture marks where\n"
+    )
+    again = cli("graph", str(path), "--input", "2x20")
+    assert again.exit_code == 2 and "a saved report holds its run" in again.stderr
+
+
 def test_diff_of_two_saved_reports(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
