@@ -537,14 +537,22 @@ def lint(
 
 
 @app.command(cls=_Command)
-def schema() -> None:
+def schema(
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Print the schema of the JSON report (inspect -f json) instead."
+        ),
+    ] = False,
+) -> None:
     """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
 
     def run() -> int:
         from importlib import resources
 
-        # shipped with the package: generating it would import torch (tests keep it fresh)
-        sys.stdout.write(resources.files("shapecli").joinpath("spec.schema.json").read_text())
+        # shipped with the package (python -m shapecli.schema --write; a test checks them)
+        name = "report.schema.json" if report else "spec.schema.json"
+        sys.stdout.write(resources.files("shapecli").joinpath(name).read_text(encoding="utf-8"))
         return 0
 
     raise typer.Exit(_guarded(run, _print_problems))
