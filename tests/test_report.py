@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -135,18 +136,29 @@ def test_a_field_added_to_a_dataclass_is_written_read_checked_and_published() ->
         codec.decode(grown, {k: v for k, v in written.items() if k != "activation_peak"})
 
 
+class Derivation(enum.StrEnum):
+    derived = "derived"
+    sampled = "sampled"
+
+
 @dataclasses.dataclass(frozen=True)
 class Figures:
-    """What no report field has yet, but a new one may: floats, lists, mappings."""
+    """What no report field has yet, but a new one may: floats, lists, mappings, enums."""
 
     ratio: float
     per_device: dict[str, int]
     order: list[str]
     pair: tuple[int, str]
+    how: Derivation | None
 
 
-def test_floats_lists_and_mappings_are_written_read_and_published() -> None:
-    value = Figures(0.5, {"cuda:0": 3}, ["a"], (1, "b"))
+def test_floats_lists_mappings_and_enums_are_written_read_and_published() -> None:
+    value = Figures(0.5, {"cuda:0": 3}, ["a"], (1, "b"), Derivation.sampled)
+    assert codec.encode(value)["how"] == "sampled"
+    with pytest.raises(
+        DecodeError, match=r'^\$\.how: expected one of "derived", "sampled" or null'
+    ):
+        codec.decode(Figures, {**codec.encode(value), "how": "guessed"})
     assert codec.decode(Figures, json.loads(json.dumps(codec.encode(value)))) == value
     assert jsonschema.Draft202012Validator(codec.schema(Figures)).is_valid(codec.encode(value))
     with pytest.raises(DecodeError, match=r'^\$\.per_device\["cuda:0"\]: expected an integer'):
@@ -173,7 +185,13 @@ def test_a_report_saved_by_an_earlier_shapecli_still_loads() -> None:
     """``report-v1-mlp.json`` is what ``inspect -f json`` wrote before the report was
     lossless (no ``named``, ``ran``, ``samples``, nor a row source's ``file``)."""
     text = (DATA / "report-v1-mlp.json").read_text()
-    report = read_report(text)
+    try:
+        report = read_report(text)
+    except DecodeError as e:
+        pytest.fail(
+            f"{e}: a field added to a report dataclass must be Annotated[..., Added()] (with "
+            "a default that is true of reports saved before it), or old reports stop loading"
+        )
     assert report.totals.params == 7_946 and report.inputs == (InputSpec((2, 20)),)
     assert report.rows[1].source == Source("", 6, 5) and report.ran
     again = to_json(report)

@@ -24,6 +24,7 @@ only when the new field says so. Nothing here imports torch.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import json
 import math
@@ -31,7 +32,6 @@ import re
 import types
 import typing
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 Schema = dict[str, Any]
@@ -44,36 +44,36 @@ _ABSENT: Any = object()  # no default (dataclasses.MISSING would mean that to a 
 # -- markers, used inside Annotated[...] -------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: errors.py imports these on every start of the CLI,
+# and each dataclass costs milliseconds to create.
+
+
 class Key:
     """The field's name in JSON, where it differs from the attribute's."""
 
-    name: str
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-@dataclass(frozen=True)
 class Range:
     """The bounds of an integer (every integer is within int64 in any case)."""
 
-    minimum: int = INT64_MIN
-    maximum: int = INT64_MAX
+    def __init__(self, minimum: int = INT64_MIN, maximum: int = INT64_MAX) -> None:
+        self.minimum, self.maximum = minimum, maximum
 
 
-@dataclass(frozen=True)
 class OneOf:
     """A string from a closed vocabulary (a collection's items, a mapping's keys)."""
 
-    values: tuple[str, ...]
-
     def __init__(self, values: Collection[str]) -> None:
-        object.__setattr__(self, "values", tuple(values))
+        self.values = tuple(values)
 
 
-@dataclass(frozen=True)
 class NullFor:
     """This attribute value is written as null (``line`` 0, the file as a whole)."""
 
-    value: Any
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Added:
@@ -84,15 +84,13 @@ class Added:
         self.default = default
 
 
-@dataclass(frozen=True)
 class Via:
     """A value written in another form: ``write`` turns it into a value of ``form`` (a
     type hint), ``read`` turns that back. For the odd published form the attribute
     cannot have itself."""
 
-    form: Any
-    write: Callable[[Any], Any]
-    read: Callable[[Any], Any]
+    def __init__(self, form: Any, write: Callable[[Any], Any], read: Callable[[Any], Any]):
+        self.form, self.write, self.read = form, write, read
 
 
 class DecodeError(ValueError):
@@ -400,6 +398,22 @@ class Choice(Kind):
         return {"const": self.values[0]} if len(self.values) == 1 else {"enum": list(self.values)}
 
 
+class Members(Choice):
+    """An ``Enum``: written as its members' values."""
+
+    plain = False
+
+    def __init__(self, cls: type[enum.Enum]) -> None:
+        super().__init__(tuple(member.value for member in cls))
+        self.cls = cls
+
+    def encode(self, value: Any) -> Any:
+        return value.value
+
+    def decode(self, value: Any, at: At) -> Any:
+        return self.cls(super().decode(value, at))
+
+
 class Array(Kind):
     """``tuple[X, ...]`` or ``list[X]``: a JSON array of X."""
 
@@ -525,6 +539,8 @@ def _decode_as(part: Kind, whole: Kind, value: Any, at: At) -> Any:
 
 def _python_kind(value: Any) -> str:
     """The JSON kind a Python value is written as."""
+    if isinstance(value, enum.Enum):
+        return _json_kind(value.value)
     if isinstance(value, tuple | list):
         return "array"
     if dataclasses.is_dataclass(value):
@@ -578,8 +594,7 @@ class Through(Kind):
         return self.form.depth()
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(typing.NamedTuple):
     """One key of a record: the attribute it holds, how it is written, and whether a
     document must have it (``default``: what it is when absent)."""
 
@@ -727,6 +742,8 @@ def compile_hint(hint: Any) -> Kind:
         return Mapping(compile_hint(args[1]))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return Record(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return Members(hint)
     raise TypeError(f"the codec cannot write {hint!r}")
 
 
