@@ -63,13 +63,14 @@ def strategy(kind: codec.Kind) -> st.SearchStrategy[Any]:
         return st.sampled_from(kind.values)
     if isinstance(kind, codec.Integer):
         return st.integers(kind.minimum, min(kind.maximum, LARGEST))
-    simple: dict[type, st.SearchStrategy[Any]] = {
-        codec.Null: st.none(),
-        codec.Boolean: st.booleans(),
-        codec.String: st.text(max_size=6),
-        codec.Number: st.floats(allow_nan=False, allow_infinity=False),
+    assert isinstance(kind, codec.Scalar)
+    simple: dict[str, st.SearchStrategy[Any]] = {
+        "null": st.none(),
+        "boolean": st.booleans(),
+        "string": st.text(max_size=6),
+        "number": st.floats(allow_nan=False, allow_infinity=False),
     }
-    return simple[type(kind)]
+    return simple[kind.kind]
 
 
 REPORTS = strategy(codec.compile_hint(Report))

@@ -307,22 +307,27 @@ class Kind:
         return 0
 
 
-class Null(Kind):
-    kinds = frozenset({"null"})
+class Scalar(Kind):
+    """null, true or false, a string, a finite number: checked, and written as it is."""
+
     plain = True
-    expected = "null"
+
+    def __init__(self, kind: str, expected: str) -> None:
+        self.kind, self.expected = kind, expected
+        self.kinds = frozenset({kind, "integer"} if kind == "number" else {kind})
+
+    def decode(self, value: Any, at: At) -> Any:
+        super().decode(value, at)
+        if self.kind == "number":
+            if not math.isfinite(value):
+                raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+            return float(value)
+        if self.kind == "string" and not value.isascii() and not _encodable(value):
+            raise _fail(at, f"expected {self.expected} of characters, got {shown(value)}")
+        return value
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
-        return {"type": "null"}
-
-
-class Boolean(Kind):
-    kinds = frozenset({"boolean"})
-    plain = True
-    expected = "true or false"
-
-    def schema(self, defs: dict[str, Schema]) -> Schema:
-        return {"type": "boolean"}
+        return {"type": self.kind}
 
 
 class Integer(Kind):
@@ -346,35 +351,6 @@ class Integer(Kind):
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
-
-
-class Number(Kind):
-    kinds = frozenset({"number", "integer"})
-    plain = True
-    expected = "a finite number"
-
-    def decode(self, value: Any, at: At) -> Any:
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise _fail(at, f"expected {self.expected}, got {shown(value)}")
-        return float(value)
-
-    def schema(self, defs: dict[str, Schema]) -> Schema:
-        return {"type": "number"}
-
-
-class String(Kind):
-    kinds = frozenset({"string"})
-    plain = True
-    expected = "a string"
-
-    def decode(self, value: Any, at: At) -> Any:
-        super().decode(value, at)
-        if not value.isascii() and not _encodable(value):
-            raise _fail(at, f"expected {self.expected} of characters, got {shown(value)}")
-        return value
-
-    def schema(self, defs: dict[str, Schema]) -> Schema:
-        return {"type": "string"}
 
 
 class Choice(Kind):
@@ -487,7 +463,7 @@ class Mapping(Kind):
     def decode(self, value: Any, at: At) -> Any:
         super().decode(value, at)
         for key in value:
-            String().decode(key, (at, key))
+            _SCALARS[str]().decode(key, (at, key))
         return {k: self.value.decode(v, (at, k)) for k, v in value.items()}
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
@@ -733,10 +709,8 @@ def compile_hint(hint: Any) -> Kind:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
         return _annotated(args[0], args[1:])
-    if hint is None or hint is type(None):
-        return Null()
-    if hint in _SCALARS:
-        return _SCALARS[hint]()
+    if hint in _SCALARS or hint is None:
+        return _SCALARS[type(None) if hint is None else hint]()
     if origin is Literal:
         return Choice(args)
     if origin in (typing.Union, types.UnionType):
@@ -757,10 +731,11 @@ def compile_hint(hint: Any) -> Kind:
 
 
 _SCALARS: dict[Any, Callable[[], Kind]] = {
-    bool: Boolean,
+    type(None): lambda: Scalar("null", "null"),
+    bool: lambda: Scalar("boolean", "true or false"),
     int: Integer,
-    float: Number,
-    str: String,
+    float: lambda: Scalar("number", "a finite number"),
+    str: lambda: Scalar("string", "a string"),
 }
 
 
@@ -775,7 +750,7 @@ def _annotated(base: Any, markers: tuple[Any, ...]) -> Kind:
                 raise TypeError(f"Range applies to int, not {base!r}")
             kind = Integer(max(marker.minimum, kind.minimum), min(marker.maximum, kind.maximum))
         elif isinstance(marker, OneOf):
-            if not isinstance(kind, String):
+            if not (isinstance(kind, Scalar) and kind.kind == "string"):
                 raise TypeError(f"OneOf applies to str, not {base!r}")
             kind = Choice(marker.values)
     for marker in markers:
