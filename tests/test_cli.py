@@ -57,7 +57,9 @@ def test_json_is_one_document_with_the_schema(cli: Cli) -> None:
     assert result.exit_code == 0 and result.stderr == ""
     doc = result.json()
     assert doc["schema_version"] == 1 and doc["ok"] is True and doc["errors"] == []
-    assert doc["inputs"] == [{"name": "input", "shape": [2, 20], "dtype": "float32"}]
+    assert doc["inputs"] == [
+        {"name": "input", "shape": [2, 20], "dtype": "float32", "named": False}
+    ]
     assert set(doc) >= {"name", "spec", "inputs", "ok", "layers", "totals", "errors"}
     layer = doc["layers"][1]
     assert set(layer) >= {
@@ -65,7 +67,7 @@ def test_json_is_one_document_with_the_schema(cli: Cli) -> None:
         "param_count", "flops",
     }  # fmt: skip
     assert layer["path"] == "0" and layer["type"] == "LazyLinear" and layer["depth"] == 1
-    assert layer["source"] == {"line": 6, "column": 5}
+    assert layer["source"] == {"file": str(CONFIGS / "mlp.yaml"), "line": 6, "column": 5}
     assert layer["params"][0] == {
         "name": "weight", "shape": [256, 20], "count": 5120, "trainable": True, "shared_with": None,
     }  # fmt: skip

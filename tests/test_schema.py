@@ -1,7 +1,9 @@
-"""``shapecli schema``: the spec format as JSON Schema, for editors."""
+"""``shapecli schema``: the spec format as JSON Schema, for editors, and the JSON
+report's schema (``--report``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import CONFIGS
+from shapecli.report import report_schema
 from shapecli.schema import spec_schema
 from shapecli.spec.parse import TOP_LEVEL_KEYS
 
@@ -79,12 +82,62 @@ def test_the_schema_follows_the_parser() -> None:
     assert "auto" in entry["LayerNorm"]["description"]
 
 
-def test_the_shipped_schema_is_what_the_code_generates(request: pytest.FixtureRequest) -> None:
-    """``shapecli schema`` prints a file shipped with the package (no torch import);
-    it must be what the loader and argument checker say today."""
-    from shapecli.schema import SHIPPED, render
+@pytest.mark.parametrize("name", ["spec.schema.json", "report.schema.json"])
+def test_each_shipped_schema_is_what_the_code_generates(name: str) -> None:
+    """``shapecli schema`` prints files shipped with the package (no torch import); each
+    must be what the code says today. The test reads them and never writes them."""
+    from shapecli.schema import generated
 
-    generated = render(spec_schema())
-    if request.config.getoption("--update-golden"):
-        SHIPPED.write_text(generated, encoding="utf-8")
-    assert SHIPPED.read_text(encoding="utf-8") == generated, "run pytest --update-golden"
+    (path, text), *_ = [(p, t) for p, t in generated().items() if p.name == name]
+    assert path.read_text(encoding="utf-8") == text, (
+        f"{path.name} is not what the code generates: run `python -m shapecli.schema "
+        "--write` and commit the file"
+    )
+
+
+def test_the_schema_script_says_what_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shapecli import schema
+
+    stale = tmp_path / "report.schema.json"
+    stale.write_text("{}\n")
+    monkeypatch.setattr(schema, "REPORT_SHIPPED", stale)
+    assert schema.main(["--check"]) == 1 and stale.read_text() == "{}\n"
+    assert schema.main(["--write"]) == 0 and schema.main(["--check"]) == 0
+    assert json.loads(stale.read_text())["title"].startswith("shapecli report")
+    assert schema.main([]) == 2
+
+
+# -- the JSON report's schema -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def report_validator() -> jsonschema.Draft202012Validator:
+    schema = report_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+REPORT_RUNS = [
+    *[[str(p)] for p in sorted(CONFIGS.glob("*.yaml"))],
+    [str(CONFIGS / "llama-tiny.yaml"), "--flops", "--memory"],
+    [str(CONFIGS / "resnet18.yaml"), "--input", "Bx3xHxW"],
+    [str(CONFIGS / "bert-base.yaml"), "--flops"],
+    [str(CONFIGS / "mlp.yaml"), "--input", "2x3"],  # a mismatch
+    ["nowhere.yaml"],
+]
+
+
+@pytest.mark.parametrize("args", REPORT_RUNS, ids=lambda a: " ".join(Path(x).name for x in a))
+def test_every_report_validates_against_the_report_schema(
+    report_validator: jsonschema.Draft202012Validator, cli: Any, args: list[str]
+) -> None:
+    document = cli("inspect", *args, "-f", "json").json()
+    assert [e.message for e in report_validator.iter_errors(document)] == []
+
+
+def test_shapecli_schema_prints_each_schema(cli: Any) -> None:
+    assert cli("schema").json()["title"].startswith("shapecli spec")
+    printed = cli("schema", "--report")
+    assert printed.exit_code == 0 and printed.json() == report_schema()

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
-from shapecli.errors import Problem, ShapecliError, fail
+from shapecli.codec import quoted
+from shapecli.errors import Problem, ShapecliError, Source, fail
 from shapecli.inputs import DTYPES, InputError, InputSpec, merge_inputs, parse_input
 from shapecli.pymodel import is_target
 from shapecli.report import Report, failed_report
@@ -333,24 +334,46 @@ def load_report(source: str, input: InputLike = None, allow_import: Iterable[str
     """A report to compare: a saved JSON report, a Python model, or a spec (dry-run
     with ``input`` or its own ``input:``). Raises ShapecliError if it has problems: a
     comparison needs both models whole."""
-    import json
-
-    from shapecli.errors import Source
-    from shapecli.report import from_json
-
-    if source.endswith(".json") and not is_target(source):
-        where = Source(source, 0, 0)
-        try:
-            report = from_json(json.loads(Path(source).read_text(encoding="utf-8")))
-        except OSError as e:
-            raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
-        except ValueError as e:
-            raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
-    else:
-        report = inspect(source, input, allow_import=allow_import)
+    if is_saved_report(source):
+        report = read_report(source)
+        if report.errors or not report.ran:
+            raise fail("usage", _not_comparable(report), Source(source, 0, 0))
+        return report
+    report = inspect(source, input, allow_import=allow_import)
     if report.errors:
         raise ShapecliError(*report.errors)
     return report
+
+
+def is_saved_report(source: str) -> bool:
+    """Whether ``source`` names a saved JSON report (``inspect -f json``) rather than a
+    spec or a Python model."""
+    return source.endswith(".json") and not is_target(source)
+
+
+def read_report(path: str) -> Report:
+    """The report saved in the file ``path`` (``inspect -f json``), exactly as it was
+    made; ``file-error`` naming the JSON path of the first thing that is not a report."""
+    from shapecli.report import read_report as decode
+
+    where = Source(path, 0, 0)
+    try:
+        return decode(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
+    except ValueError as e:  # not UTF-8, not JSON, not a report (the JSON path says where)
+        raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
+
+
+def _not_comparable(report: Report) -> str:
+    """Why a saved report cannot be compared — in words of its own: the problems it
+    records were found when it was made, not now."""
+    why = "diff compares models that ran"
+    if not report.errors:
+        return f"the report records no dry run (it was made without an input); {why}"
+    count = len(report.errors)
+    first = f"{report.errors[0].code} {quoted(report.errors[0].message, 120)}"
+    return f"the report records {count} error{'s' * (count != 1)} (first: {first}); {why}"
 
 
 #: Parameter dtypes a model can be built in.

@@ -40,6 +40,7 @@ from shapecli.errors import (
 from shapecli.report import Report, failed_report
 
 if TYPE_CHECKING:
+    from shapecli.render import Options
     from shapecli.spec.model import Spec
 
 
@@ -368,7 +369,15 @@ class GraphFormat(StrEnum):
 
 @app.command(cls=_Command)
 def graph(
-    spec: SpecArgument,
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="The spec file (YAML), a saved JSON report (inspect -f json), or a Python "
+            "model pkg.module:factory (with --allow-import pkg).",
+            metavar="SPEC",
+            show_default=False,
+        ),
+    ],
     output_format: Annotated[
         GraphFormat,
         typer.Option(
@@ -410,9 +419,11 @@ def graph(
         from shapecli import api
         from shapecli.render import Options, graph_renderers
 
+        options = Options(depth=depth, color=_color(sys.stderr))
+        if api.is_saved_report(spec):
+            return _graph_saved(spec, options, output_format.value, output, input or set_)
         inputs = api.parse_inputs(input)
         report = api.inspect(_load(spec, set_), inputs, allow_import=allow_import or ())
-        options = Options(depth=depth, color=_color(sys.stderr))
         rendered = graph_renderers()[output_format.value](report, options)
         if rendered.stdout:
             _write_picture(rendered.stdout, output)
@@ -420,6 +431,27 @@ def graph(
         return _exit_code(report)
 
     raise typer.Exit(_guarded(run, _print_problems))
+
+
+def _graph_saved(
+    path: str, options: Options, fmt: str, output: Path | None, reruns: list[str] | None
+) -> int:
+    """``graph report.json``: the picture of a saved report, as its own run drew it. The
+    problems it records are that run's, so they are not reported as found now."""
+    from shapecli import api
+    from shapecli.render import graph_renderers
+
+    if reruns:
+        raise fail("usage", "--input and --set apply to a spec; a saved report holds its run")
+    report = api.read_report(path)
+    rendered = graph_renderers()[fmt](report, options)
+    if rendered.stdout:
+        _write_picture(rendered.stdout, output)
+    if report.errors:
+        count = len(report.errors)
+        note = f"the run this report was saved from had {count} error{'s' * (count != 1)}"
+        print(f"{path}: note: {note}; the picture marks where", file=sys.stderr)
+    return 0
 
 
 def _write_picture(text: str, output: Path | None) -> None:
@@ -505,14 +537,22 @@ def lint(
 
 
 @app.command(cls=_Command)
-def schema() -> None:
+def schema(
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Print the schema of the JSON report (inspect -f json) instead."
+        ),
+    ] = False,
+) -> None:
     """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
 
     def run() -> int:
         from importlib import resources
 
-        # shipped with the package: generating it would import torch (tests keep it fresh)
-        sys.stdout.write(resources.files("shapecli").joinpath("spec.schema.json").read_text())
+        # shipped with the package (python -m shapecli.schema --write; a test checks them)
+        name = "report.schema.json" if report else "spec.schema.json"
+        sys.stdout.write(resources.files("shapecli").joinpath(name).read_text(encoding="utf-8"))
         return 0
 
     raise typer.Exit(_guarded(run, _print_problems))

@@ -217,9 +217,7 @@ def _training_failed(built: BuiltModel, error: Exception) -> Problem:
     )
 
 
-def _memory(
-    built: BuiltModel, totals: Totals, measure: Measure, step: Step | None
-) -> Memory:
+def _memory(built: BuiltModel, totals: Totals, measure: Measure, step: Step | None) -> Memory:
     model = built.model
     memory = Memory(
         params=totals.param_bytes,

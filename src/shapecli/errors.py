@@ -17,7 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import Literal
+from typing import Annotated, Literal
+
+from shapecli.codec import Added, Key, NullFor, OneOf, Range
 
 Severity = Literal["error", "warning"]
 
@@ -71,9 +73,10 @@ class Source:
     Line 0 means the file as a whole (it is missing, say), with no position in it.
     """
 
-    file: str
-    line: int
-    column: int
+    #: Added: a layer's ``source`` in JSON once had no ``file`` (then "": not recorded)
+    file: Annotated[str, Added(default="")]
+    line: Annotated[int, Range(1), NullFor(0)]  # JSON: null for the file as a whole
+    column: Annotated[int, Range(1), NullFor(0)]
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}" if self.line > 0 else self.file
@@ -87,12 +90,12 @@ class Problem:
     ours; ``path`` is the dotted module path of the layer involved, when there is one.
     """
 
-    code: str
+    code: Annotated[str, OneOf(EXIT_CODES)]
     message: str
     source: Source | None = None
     severity: Severity = "error"
     path: str | None = None
-    layer_type: str | None = None
+    layer_type: Annotated[str | None, Key("type")] = None
     input_shapes: tuple[tuple[int | str, ...], ...] | None = None
     expected: str | None = None
     produced_by: str | None = None

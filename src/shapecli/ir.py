@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from shapecli.layers.catalog import OWN_LAYERS
-from shapecli.report import Origin
+from shapecli.report import Merge, Origin
 from shapecli.spec.model import ArgValue, Entry, Spec, TensorRef
 
 Op = Literal["input", "call", "merge", "output"]
@@ -415,7 +415,7 @@ def sources_of(node: Node) -> tuple[Origin, ...]:
     return tuple(found)
 
 
-def returns_of(node: Node) -> tuple[str | None, tuple[Origin, ...]]:
+def returns_of(node: Node) -> tuple[Merge | None, tuple[Origin, ...]]:
     """What a container's call returns: how its layer merges (``add``, ``cat``…; None
     for a list, which returns values as they are), and the origins of what it merges or
     returns. A leaf returns what it computes: ``(None, ())``."""
@@ -425,5 +425,5 @@ def returns_of(node: Node) -> tuple[str | None, tuple[Origin, ...]]:
     if len(returned) == 1 and returned[0].op == "merge":
         merge = returned[0]
         found = [o for arg in merge.args for o in origins(arg)]
-        return merge.name, tuple(found)
+        return cast(Merge, merge.name), tuple(found)
     return None, tuple(o for arg in returned for o in origins(arg))

@@ -2,22 +2,34 @@
 
 The dry run fills these dataclasses; renderers are pure functions of them. Nothing
 here imports torch, so renderers and their tests run without it. :func:`to_json`
-is the stable machine-readable form (``schema_version`` 1, documented in the README).
+is the stable machine-readable form (``schema_version`` 1, documented in the README)
+and :func:`from_json` its exact inverse: both are :mod:`shapecli.codec` reading the
+type hints below, so a field added here is written, read back, checked and published
+in :func:`report_schema` with nothing else to change. A field added to a published
+type is marked :class:`~shapecli.codec.Added`, so reports saved before it still load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
+from shapecli.codec import Added, DecodeError, Key, OneOf, Range, Via, depth, loads, shown
+from shapecli.codec import decode as _decode
+from shapecli.codec import encode as _encode
+from shapecli.codec import schema as _schema
 from shapecli.errors import Problem, Source
-from shapecli.inputs import InputSpec, input_names
+from shapecli.inputs import DTYPES, InputSpec, input_names
 
 SCHEMA_VERSION = 1
 
-Dim = int | str
+#: A number of things (parameters, bytes, FLOPs): never negative.
+Count = Annotated[int, Range(0)]
+Dim = Annotated[int, Range(0)] | str  # a size, or a formula in symbolic sizes
 Shape = tuple[Dim, ...]
 RowStatus = Literal["ok", "failed", "not-run"]
+#: How a container combines what it returns (a Residual adds; a Parallel's ``merge:``).
+Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
 
 def format_shape(dims: Shape | tuple[int, ...]) -> str:
@@ -37,7 +49,7 @@ class Origin:
     path: str | None = None
     input: str | None = None
     arg: str | None = None
-    call: int = 0
+    call: Annotated[Count, Added()] = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class ParamInfo:
 
     name: str
     shape: Shape | None
-    count: int | None
+    count: Count | None
     trainable: bool = True
     shared_with: str | None = None
 
@@ -64,26 +76,26 @@ class Row:
     path: str
     name: str
     type: str
-    depth: int
+    depth: Count
     source: Source | None = None
     input_shapes: tuple[Shape, ...] = ()
     output_shapes: tuple[Shape, ...] = ()
     params: tuple[ParamInfo, ...] = ()
-    param_count: int = 0
-    flops: int | None = None
+    param_count: Count = 0
+    flops: Count | None = None
     entry: bool = True
     inferred: bool = False
     status: RowStatus = "ok"
     same_as: str | None = None  # a repeat copy that took and gave what copy 0 did
-    repeat: int | None = None  # for a repeat group: how many copies
+    repeat: Count | None = None  # for a repeat group: how many copies
     sources: tuple[Origin, ...] = ()  # where each input came from
     #: Which call of the module this row is (0: its first; a module called twice has
     #: two rows).
-    call: int = 0
+    call: Annotated[Count, Added()] = 0
     #: A container's output: what it returns (the rows inside it, or its own inputs),
     #: combined by ``merge`` (``add``, ``cat``… for a Residual or Parallel; None: as is).
-    returns: tuple[Origin, ...] = ()
-    merge: str | None = None
+    returns: Annotated[tuple[Origin, ...], Added()] = ()
+    merge: Annotated[Merge | None, Added()] = None
 
     @property
     def label(self) -> str:
@@ -97,13 +109,15 @@ class Memory:
     """Estimated bytes (see :mod:`shapecli.memory` for how each is counted). The
     training figures are None unless the training estimate was asked for."""
 
-    params: int = 0
-    buffers: int = 0
-    forward_activations: int = 0
-    gradients: int | None = None
+    params: Count = 0
+    buffers: Count = 0
+    forward_activations: Count = 0
+    gradients: Count | None = None
     optimizer: str | None = None
-    optimizer_state: int | None = None
-    saved_for_backward: int | None = None
+    optimizer_state: Count | None = None
+    saved_for_backward: Count | None = None
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("training_peak",)
 
     @property
     def training_peak(self) -> int | None:
@@ -115,34 +129,67 @@ class Memory:
 
 @dataclass(frozen=True)
 class Totals:
-    params: int = 0
-    trainable: int = 0
-    non_trainable: int = 0
-    shared: int = 0
-    param_bytes: int = 0
-    activation_bytes: int | None = 0  # None when sizes are symbolic
-    flops: int | None = None
+    params: Count = 0
+    trainable: Count = 0
+    non_trainable: Count = 0
+    shared: Count = 0
+    param_bytes: Count = 0
+    activation_bytes: Count | None = 0  # None when sizes are symbolic
+    flops: Count | None = None
     param_dtype: str = "float32"
     complete: bool = True  # False when some lazy parameters never got a size
     memory: Memory | None = None
 
 
 @dataclass(frozen=True)
+class InputForm:
+    """An input as the JSON report writes it: ``name`` is what the model calls it — the
+    spec's name, or ``input`` / ``input0``… — and ``named`` says which of the two."""
+
+    name: str
+    shape: tuple[Annotated[int, Range(1)] | str, ...]
+    dtype: Annotated[str, OneOf(dict.fromkeys(DTYPES.values()))]
+    #: None: a report saved before this key existed (then a name like ``input0`` is
+    #: taken to be shapecli's, not the spec's)
+    named: Annotated[bool | None, Added()] = None
+
+
+def _forms(inputs: tuple[InputSpec, ...]) -> tuple[InputForm, ...]:
+    display = input_names(tuple(InputSpec(i.dims) for i in inputs))  # shapecli's names
+    return tuple(
+        InputForm(name if i.name is None else i.name, i.dims, i.dtype, i.name is not None)
+        for name, i in zip(display, inputs, strict=True)
+    )
+
+
+def _inputs(forms: tuple[InputForm, ...]) -> tuple[InputSpec, ...]:
+    display = input_names(tuple(InputSpec(f.shape) for f in forms))
+    return tuple(
+        InputSpec(
+            f.shape, f.dtype, f.name if f.named or (f.named is None and f.name != d) else None
+        )
+        for f, d in zip(forms, display, strict=True)
+    )
+
+
+@dataclass(frozen=True)
 class Report:
     name: str
     spec: str
-    inputs: tuple[InputSpec, ...]
-    rows: tuple[Row, ...] = ()
+    inputs: Annotated[tuple[InputSpec, ...], Via(tuple[InputForm, ...], _forms, _inputs)]
+    rows: Annotated[tuple[Row, ...], Key("layers")] = ()
     totals: Totals = field(default_factory=Totals)
     errors: tuple[Problem, ...] = ()
     warnings: tuple[Problem, ...] = ()
     device: str = "meta"
-    ran: bool = True  # False when there was no input to dry-run with
+    ran: Annotated[bool, Added()] = True  # False when there was no input to dry-run with
     #: Symbolic sizes: their names, the sizes accepted (``H >= 4``), and the sample
     #: sizes the concrete runs used.
     symbols: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
-    samples: tuple[tuple[str, int], ...] = ()
+    samples: Annotated[tuple[tuple[str, Count], ...], Added()] = ()
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("ok",)
 
     @property
     def ok(self) -> bool:
@@ -172,179 +219,50 @@ def failed_report(
 
 def to_json(report: Report) -> dict[str, Any]:
     """The stable JSON form of a report (``schema_version`` 1)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "name": report.name,
-        "spec": report.spec,
-        "device": report.device,
-        "inputs": [
-            {"name": name, "shape": list(i.dims), "dtype": i.dtype}
-            for name, i in zip(input_names(report.inputs), report.inputs, strict=True)
-        ],
-        "ok": report.ok,
-        "symbols": list(report.symbols),
-        "constraints": list(report.constraints),
-        "layers": [_row_json(row) for row in report.rows],
-        "totals": totals_json(report.totals),
-        "errors": [problem_json(p) for p in report.errors],
-        "warnings": [problem_json(p) for p in report.warnings],
-    }
+    return {"schema_version": SCHEMA_VERSION, **_encode(report)}
 
 
 def totals_json(totals: Totals) -> dict[str, Any]:
     """The totals as JSON: the same in ``inspect`` and in each file of ``lint``."""
-    return {
-        "params": totals.params,
-        "trainable": totals.trainable,
-        "non_trainable": totals.non_trainable,
-        "shared": totals.shared,
-        "param_bytes": totals.param_bytes,
-        "activation_bytes": totals.activation_bytes,
-        "flops": totals.flops,
-        "param_dtype": totals.param_dtype,
-        "complete": totals.complete,
-        "memory": _memory_json(totals.memory) if totals.memory is not None else None,
-    }
-
-
-def _memory_json(memory: Memory) -> dict[str, Any]:
-    return {
-        "params": memory.params,
-        "buffers": memory.buffers,
-        "forward_activations": memory.forward_activations,
-        "gradients": memory.gradients,
-        "optimizer": memory.optimizer,
-        "optimizer_state": memory.optimizer_state,
-        "saved_for_backward": memory.saved_for_backward,
-        "training_peak": memory.training_peak,
-    }
-
-
-def _row_json(row: Row) -> dict[str, Any]:
-    return {
-        "path": row.path,
-        "name": row.name,
-        "type": row.type,
-        "depth": row.depth,
-        "entry": row.entry,
-        "source": {"line": row.source.line, "column": row.source.column} if row.source else None,
-        "input_shapes": [list(s) for s in row.input_shapes],
-        "output_shapes": [list(s) for s in row.output_shapes],
-        "params": [
-            {
-                "name": p.name,
-                "shape": list(p.shape) if p.shape is not None else None,
-                "count": p.count,
-                "trainable": p.trainable,
-                "shared_with": p.shared_with,
-            }
-            for p in row.params
-        ],
-        "param_count": row.param_count,
-        "flops": row.flops,
-        "inferred": row.inferred,
-        "status": row.status,
-        "same_as": row.same_as,
-        "repeat": row.repeat,
-        "sources": [_origin_json(o) for o in row.sources],
-        "call": row.call,
-        "returns": [_origin_json(o) for o in row.returns],
-        "merge": row.merge,
-    }
-
-
-def _origin_json(origin: Origin) -> dict[str, Any]:
-    return {"path": origin.path, "input": origin.input, "arg": origin.arg, "call": origin.call}
+    encoded: dict[str, Any] = _encode(totals)
+    return encoded
 
 
 def problem_json(problem: Problem) -> dict[str, Any]:
     """A problem as JSON: the same shape in ``inspect`` and ``lint`` output."""
-    source = problem.source
-    return {
-        "code": problem.code,
-        "severity": problem.severity,
-        "message": problem.message,
-        "path": problem.path,
-        "type": problem.layer_type,
-        "source": (
-            {
-                "file": source.file,
-                "line": source.line or None,
-                "column": source.column or None,
-            }
-            if source
-            else None
-        ),
-        "input_shapes": [list(s) for s in problem.input_shapes] if problem.input_shapes else None,
-        "expected": problem.expected,
-        "produced_by": problem.produced_by,
-        "hint": problem.hint,
-        "detail": problem.detail,
-        "notes": list(problem.notes),
-    }
-
-
-def _origin(doc: dict[str, Any]) -> Origin:
-    return Origin(doc.get("path"), doc.get("input"), doc.get("arg"), doc.get("call", 0))
+    encoded: dict[str, Any] = _encode(problem)
+    return encoded
 
 
 def from_json(doc: Any) -> Report:
-    """A report saved with ``inspect --format json``, read back (what ``diff`` compares).
+    """The report a parsed ``inspect --format json`` document holds: the inverse of
+    :func:`to_json`. Raises :class:`~shapecli.codec.DecodeError` (a ValueError) at the
+    JSON path of the first thing that is not what :func:`to_json` writes."""
+    if not isinstance(doc, dict):
+        raise DecodeError("$", f"expected a shapecli report (an object), got {shown(doc)}")
+    if "schema_version" not in doc:
+        raise DecodeError("$", 'missing key "schema_version"')
+    version = doc["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise DecodeError("$.schema_version", f"expected {SCHEMA_VERSION}, got {shown(version)}")
+    report: Report = _decode(Report, {k: v for k, v in doc.items() if k != "schema_version"})
+    return report
 
-    Only what a comparison needs is kept: rows, totals, inputs, errors as messages.
-    Raises ValueError on a document that is not a shapecli report.
-    """
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"not a shapecli report (schema_version {SCHEMA_VERSION})")
-    try:
-        rows = tuple(
-            Row(
-                path=row["path"],
-                name=row["name"],
-                type=row["type"],
-                depth=row["depth"],
-                input_shapes=tuple(tuple(s) for s in row["input_shapes"]),
-                output_shapes=tuple(tuple(s) for s in row["output_shapes"]),
-                params=tuple(
-                    ParamInfo(
-                        p["name"],
-                        tuple(p["shape"]) if p["shape"] is not None else None,
-                        p["count"],
-                        p["trainable"],
-                        p["shared_with"],
-                    )
-                    for p in row["params"]
-                ),
-                param_count=row["param_count"],
-                flops=row.get("flops"),
-                entry=row.get("entry", True),
-                status=row.get("status", "ok"),
-                repeat=row.get("repeat"),
-                sources=tuple(_origin(o) for o in row.get("sources", ())),
-                call=row.get("call", 0),
-                returns=tuple(_origin(o) for o in row.get("returns", ())),
-                merge=row.get("merge"),
-            )
-            for row in doc["layers"]
-        )
-        totals = doc["totals"]
-        inputs = tuple(
-            InputSpec(tuple(i["shape"]), i["dtype"], i.get("name")) for i in doc["inputs"]
-        )
-        errors = tuple(Problem(e["code"], e["message"]) for e in doc.get("errors", ()))
-        return Report(
-            name=doc["name"],
-            spec=doc["spec"],
-            inputs=inputs,
-            rows=rows,
-            totals=Totals(
-                params=totals["params"],
-                trainable=totals["trainable"],
-                non_trainable=totals["non_trainable"],
-                shared=totals["shared"],
-                param_bytes=totals["param_bytes"],
-            ),
-            errors=errors,
-        )
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"a shapecli report, but {type(e).__name__}: {e}") from None
+
+def read_report(text: str) -> Report:
+    """The report in the text of a saved one (:func:`from_json` of it, parsed safely)."""
+    return from_json(loads(text, max_depth=depth(Report)))
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of :func:`to_json`'s documents, from the same type hints."""
+    document = _schema(Report)
+    report = document["$defs"]["Report"]
+    version = {"const": SCHEMA_VERSION, "description": "the version of this JSON form"}
+    report["properties"] = {"schema_version": version, **report["properties"]}
+    report["required"] = ["schema_version", *report["required"]]
+    return {
+        "$schema": document["$schema"],
+        "title": f"shapecli report (inspect --format json), schema_version {SCHEMA_VERSION}",
+        **{k: v for k, v in document.items() if k != "$schema"},
+    }

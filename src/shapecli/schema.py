@@ -10,14 +10,17 @@ line ``# yaml-language-server: $schema=shapecli.schema.json``.
 
 Generating it reads every ``torch.nn`` class, so it needs torch (seconds); the package
 ships the generated text (``spec.schema.json``, next to this module) and ``shapecli
-schema`` prints that, instantly. ``tests/test_schema.py`` checks the shipped text is
-what :func:`spec_schema` generates now (``pytest --update-golden`` rewrites it).
+schema`` prints that, instantly — as ``shapecli schema --report`` prints
+``report.schema.json``, the JSON report's schema (:func:`shapecli.report.report_schema`).
+``python -m shapecli.schema --write`` writes both files; ``tests/test_schema.py`` fails
+while a shipped file is not what the code generates now.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import sys
 import types
 import typing
 from pathlib import Path
@@ -28,6 +31,7 @@ from shapecli.layers import arguments
 from shapecli.layers.auto import auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.registry import all_layers
+from shapecli.report import report_schema
 from shapecli.spec.model import INIT_SCHEMES
 from shapecli.spec.parse import BLOCK_KEYS, MAX_REPEAT, RESERVED_KEYS, TOP_LEVEL_KEYS
 
@@ -50,10 +54,35 @@ INIT: Schema = {"anyOf": [{"enum": list(INIT_SCHEMES)}, EXPRESSION]}
 
 
 SHIPPED = Path(__file__).with_name("spec.schema.json")
+REPORT_SHIPPED = Path(__file__).with_name("report.schema.json")
 
 
 def render(schema: Schema) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def generated() -> dict[Path, str]:
+    """Each shipped schema file and the text the code generates for it now."""
+    return {SHIPPED: render(spec_schema()), REPORT_SHIPPED: render(report_schema())}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m shapecli.schema --write``: write the shipped schema files;
+    ``--check``: exit 1, naming them, when they are not what the code generates."""
+    if argv not in (["--write"], ["--check"]):
+        print("usage: python -m shapecli.schema --write | --check", file=sys.stderr)
+        return 2
+    texts = generated()
+    stale = [path for path, text in texts.items() if _read(path) != text]
+    for path in stale:
+        if argv == ["--write"]:
+            path.write_text(texts[path], encoding="utf-8")
+        print(f"{'wrote' if argv == ['--write'] else 'stale:'} {path}", file=sys.stderr)
+    return 1 if stale and argv == ["--check"] else 0
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 def spec_schema() -> Schema:
@@ -279,3 +308,7 @@ def _inputs() -> Schema:
         "description": "named inputs, in the order the model takes them",
     }
     return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}, named]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -20,9 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shapecli.ir import Program, Slot
-from shapecli.report import format_shape
-
-Merge = Literal["cat", "add", "mul", "stack", "tuple"]
+from shapecli.report import Merge, format_shape
 
 
 class LayerInputError(ValueError):
