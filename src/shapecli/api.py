@@ -34,6 +34,7 @@ from shapecli.spec.parse import read_spec
 if TYPE_CHECKING:
     from torch import nn
 
+    from shapecli.analyses import Analysis
     from shapecli.materialize import Materialized
 
 SpecLike = str | os.PathLike[str] | Spec
@@ -116,7 +117,7 @@ def inspect(
             report = inspect_symbolic(loaded, inputs, allow_import)
             return replace(report, warnings=(*loaded.warnings, *report.warnings))
         from shapecli.construct import build_modules
-        from shapecli.dryrun import Measure, default_dtype, dry_run
+        from shapecli.dryrun import default_dtype, dry_run
         from shapecli.speedups import lean_meta
 
         with lean_meta(), default_dtype(dtype):  # building runs meta ops too (weight init)
@@ -139,9 +140,8 @@ def inspect(
                     ),
                 ),
             )
-        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
         with default_dtype(dtype):
-            report = dry_run(built, inputs, name, file, measure=measure)
+            report = dry_run(built, inputs, name, file, measure=_analyses(flops, memory, optimizer))
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         return failed_report(name, file, inputs, *e.problems)
@@ -320,14 +320,13 @@ def _inspect_python(
         )
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
-    from shapecli.dryrun import Measure, default_dtype, dry_run
+    from shapecli.dryrun import default_dtype, dry_run
     from shapecli.pymodel import load_model
     from shapecli.speedups import lean_meta
 
     with lean_meta(), default_dtype(dtype):
         built = load_model(target, allow_import)
-        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
-        return dry_run(built, inputs, target, target, measure=measure)
+        return dry_run(built, inputs, target, target, measure=_analyses(flops, memory, optimizer))
 
 
 def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
@@ -378,6 +377,13 @@ def _not_comparable(report: Report) -> str:
 
 #: Parameter dtypes a model can be built in.
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _analyses(flops: bool, memory: bool, optimizer: str) -> list[Analysis]:
+    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`)."""
+    from shapecli.analyses import Flops, Training
+
+    return [*([Flops()] if flops else []), *([Training(optimizer)] if memory else [])]
 
 
 def _check_analysis(optimizer: str, dtype: str | None) -> None:

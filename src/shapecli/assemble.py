@@ -216,7 +216,6 @@ def _totals(
         for _, m in modules
         for p in [*m._parameters.values(), None]
     )
-    root = recorder.first.get("") if recorder else None
     return Totals(
         params=total,
         trainable=trainable,
@@ -224,7 +223,6 @@ def _totals(
         shared=sum(p.numel() for i, p in found.unique.items() if found.uses[i] > 1),
         param_bytes=sum(p.numel() * p.element_size() for p in unique),
         activation_bytes=activations if recorder else 0,
-        flops=root.flops if root is not None else None,
         param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         complete=complete,
     )
