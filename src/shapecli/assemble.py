@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
@@ -27,7 +28,7 @@ from shapecli.construct import BuiltModel
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
-from shapecli.report import Origin, ParamInfo, Row, RowStatus, Totals
+from shapecli.report import ArgumentValue, Origin, ParamInfo, Row, RowStatus, Totals
 
 
 def join(path: str, name: str) -> str:
@@ -108,6 +109,7 @@ def assemble(
                 call=index,
                 returns=_expand(returned, inputs),
                 merge=merge,
+                arguments=held_arguments(module),
             )
         )
     return rows, _totals(built, modules, found, recorder, activations)
@@ -297,3 +299,44 @@ def _subtree_sums(own_counts: dict[str, int]) -> dict[str, int]:
             if prefix in sums:
                 sums[prefix] += count
     return sums
+
+
+def held_arguments(module: nn.Module) -> tuple[tuple[str, ArgumentValue], ...]:
+    """The constructor arguments ``module`` keeps as attributes of the same name, as
+    plain data: what torch's layers (``stride``, ``dilation``, ``approximate``…) and most
+    user modules do. Read from the module as built, not from what made it, so a spec's
+    ``LazyConv2d: {kernel_size: 3}`` and a model's ``nn.Conv2d(3, 64, 3)`` say the same
+    ``kernel_size: (3, 3)``. Parameters, buffers and submodules are left out (the report
+    shows them), and so is anything that is not plain data."""
+    from shapecli.layers.arguments import signature
+
+    try:
+        names = [
+            p.name
+            for p in signature(type(module)).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # a constructor inspect cannot read: nothing to say
+        return ()
+    held = vars(module)
+    slots = (module._parameters, module._buffers, module._modules)
+    found = []
+    for name in names:
+        if name in held and not any(name in slot for slot in slots):
+            value = _plain_argument(held[name])
+            if value is not _NOT_PLAIN:
+                found.append((name, cast(ArgumentValue, value)))
+    return tuple(found)
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_argument(value: object) -> object:
+    """``value`` as JSON-like data (tuples for sequences), or ``_NOT_PLAIN``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, tuple | list):
+        items = [_plain_argument(v) for v in value]
+        return _NOT_PLAIN if _NOT_PLAIN in items else tuple(items)
+    return _NOT_PLAIN
