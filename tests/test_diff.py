@@ -433,6 +433,26 @@ def test_arguments_are_in_the_report_and_read_back(cli: Cli, tmp_path: Path) -> 
     assert changed["b"]["arguments"]["ceil_mode"] is True
 
 
+def test_input_cannot_apply_to_a_saved_report(cli: Cli, tmp_path: Path) -> None:
+    """A saved report is not run again: under another --input only the spec would be,
+    and the layers the input sizes would seem to change."""
+    saved = tmp_path / "before.json"
+    saved.write_text(cli("inspect", str(CONFIGS / "mlp.yaml"), "-f", "json").stdout)  # 2x20
+    spec = str(CONFIGS / "mlp.yaml")
+    for args in ([str(saved), spec], [spec, str(saved)]):
+        refused = cli("diff", *args, "-i", "2x30", "--exit-code")
+        assert refused.exit_code == 2 and not refused.stdout, refused.stdout
+        assert (
+            f"--input 2x30 cannot apply to `{saved}`: it is a saved report, made with input 2x20"
+            in refused.stderr
+        )
+        assert (
+            cli("diff", *args, "-i", "2x20", "--exit-code").exit_code == 0
+        )  # what it was made with
+    as_json = cli("diff", str(saved), spec, "-i", "2x30", "-f", "json")
+    assert as_json.exit_code == 2 and as_json.json()["errors"][0]["code"] == "input-invalid"
+
+
 def test_different_inputs_are_said(cli: Cli, tmp_path: Path) -> None:
     """Without --input each side keeps its own: when they differ the summary says so."""
     saved = tmp_path / "before.json"

@@ -115,6 +115,31 @@ def inputs_key(inputs: tuple[InputSpec, ...]) -> tuple[tuple[object, ...], ...]:
     return tuple((i.dims, i.dtype) for i in inputs)
 
 
+def check_inputs(report: Report, given: tuple[InputSpec, ...], source: str) -> None:
+    """``--input`` is for both sides, but a saved report is not run again: it is compared
+    only when it was made with those inputs (never two models run on different inputs
+    under one ``--input``). Raises ``input-invalid`` otherwise."""
+    from shapecli.errors import fail
+    from shapecli.inputs import InputError, merge_inputs
+
+    if not given:
+        return
+    try:
+        wanted = inputs_key(merge_inputs(report.inputs, given))
+    except InputError:
+        wanted = ()
+    if wanted != inputs_key(report.inputs):
+        made = ", ".join(str(i) for i in report.inputs) or "no input"
+        asked = ", ".join(str(i) for i in given)
+        raise fail(
+            "input-invalid",
+            f"--input {asked} cannot apply to `{source}`: it is a saved report, made with "
+            f"input {made}, and a saved report is not run again",
+            hint="drop --input to compare with the input it was made with, or save it again "
+            f"with that input (shapecli inspect SPEC -i {asked} -f json)",
+        )
+
+
 def own_count(row: Row | None) -> int:
     return sum(p.count or 0 for p in row.params) if row is not None else 0
 
