@@ -413,10 +413,10 @@ def test_arguments_are_in_the_report_and_read_back(cli: Cli, tmp_path: Path) -> 
     doc = cli("inspect", str(CONFIGS / "lenet5.yaml"), "-f", "json").json()
     conv = doc["layers"][1]
     assert conv["type"] == "LazyConv2d" and conv["arguments"] == {
-        "in_channels": 1, "out_channels": 6, "kernel_size": [5, 5], "stride": [1, 1],
-        "padding": [0, 0], "dilation": [1, 1], "groups": 1, "padding_mode": "zeros",
+        "in_channels": "1", "out_channels": "6", "kernel_size": "(5, 5)", "stride": "(1, 1)",
+        "padding": "(0, 0)", "dilation": "(1, 1)", "groups": "1", "padding_mode": "'zeros'",
     }  # fmt: skip
-    assert from_json(doc).rows[1].arguments[2] == ("kernel_size", (5, 5))
+    assert from_json(doc).rows[1].arguments[2] == ("kernel_size", "(5, 5)")
     saved = tmp_path / "lenet.json"
     saved.write_text(json.dumps(doc))
     gelu = tmp_path / "gelu.yaml"
@@ -430,7 +430,11 @@ def test_arguments_are_in_the_report_and_read_back(cli: Cli, tmp_path: Path) -> 
     assert result.exit_code == 1
     (changed,) = [c for c in result.json()["changes"] if c["status"] == "changed"]
     assert changed["differences"] == ["ceil_mode False → True"]
-    assert changed["b"]["arguments"]["ceil_mode"] is True
+    assert changed["b"]["arguments"]["ceil_mode"] == "True"
+    doc["layers"][1]["arguments"] = {"kernel_size": [5, 5]}  # values are texts
+    saved.write_text(json.dumps(doc))
+    refused = cli("diff", str(saved), str(gelu))
+    assert refused.exit_code == 2 and "not a shapecli JSON report" in refused.stderr
 
 
 def test_input_cannot_apply_to_a_saved_report(cli: Cli, tmp_path: Path) -> None:

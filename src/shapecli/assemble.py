@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import cast
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
@@ -28,7 +27,7 @@ from shapecli.construct import BuiltModel
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
-from shapecli.report import ArgumentValue, Origin, ParamInfo, Row, RowStatus, Totals
+from shapecli.report import Origin, ParamInfo, Row, RowStatus, Totals
 
 
 def join(path: str, name: str) -> str:
@@ -301,13 +300,14 @@ def _subtree_sums(own_counts: dict[str, int]) -> dict[str, int]:
     return sums
 
 
-def held_arguments(module: nn.Module) -> tuple[tuple[str, ArgumentValue], ...]:
-    """The constructor arguments ``module`` keeps as attributes of the same name, as
-    plain data: what torch's layers (``stride``, ``dilation``, ``approximate``…) and most
-    user modules do. Read from the module as built, not from what made it, so a spec's
-    ``LazyConv2d: {kernel_size: 3}`` and a model's ``nn.Conv2d(3, 64, 3)`` say the same
-    ``kernel_size: (3, 3)``. Parameters, buffers and submodules are left out (the report
-    shows them), and so is anything that is not plain data."""
+def held_arguments(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The constructor arguments ``module`` keeps as attributes of the same name, each
+    written as Python writes it: what torch's layers (``stride``, ``dilation``,
+    ``approximate``…) and most user modules do. Read from the module as built, not from
+    what made it, so a spec's ``LazyConv2d: {kernel_size: 3}`` and a model's
+    ``nn.Conv2d(3, 64, 3)`` say the same ``kernel_size: (3, 3)``. Parameters, buffers
+    and submodules are left out (the report shows them), and so is anything that is not
+    plain data (numbers, text, booleans, None, and tuples or lists of them)."""
     from shapecli.layers.arguments import signature
 
     try:
@@ -320,23 +320,19 @@ def held_arguments(module: nn.Module) -> tuple[tuple[str, ArgumentValue], ...]:
         return ()
     held = vars(module)
     slots = (module._parameters, module._buffers, module._modules)
-    found = []
-    for name in names:
-        if name in held and not any(name in slot for slot in slots):
-            value = _plain_argument(held[name])
-            if value is not _NOT_PLAIN:
-                found.append((name, cast(ArgumentValue, value)))
-    return tuple(found)
+    return tuple(
+        (name, repr(_plain(held[name])))
+        for name in names
+        if name in held and not any(name in slot for slot in slots) and _is_plain(held[name])
+    )
 
 
-_NOT_PLAIN = object()
-
-
-def _plain_argument(value: object) -> object:
-    """``value`` as JSON-like data (tuples for sequences), or ``_NOT_PLAIN``."""
+def _is_plain(value: object) -> bool:
     if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, tuple | list):
-        items = [_plain_argument(v) for v in value]
-        return _NOT_PLAIN if _NOT_PLAIN in items else tuple(items)
-    return _NOT_PLAIN
+        return True
+    return isinstance(value, tuple | list) and all(_is_plain(v) for v in value)
+
+
+def _plain(value: object) -> object:
+    """A list as the tuple it stands for (torch keeps some sizes as lists)."""
+    return tuple(_plain(v) for v in value) if isinstance(value, tuple | list) else value

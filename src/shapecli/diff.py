@@ -37,6 +37,7 @@ side is a Python model, a parameter-free layer found only on the other side is
 
 from __future__ import annotations
 
+import ast
 import difflib
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shapecli.inputs import InputSpec
-from shapecli.report import ArgumentValue, ParamInfo, Report, Row, Shape
+from shapecli.report import ParamInfo, Report, Row, Shape
 
 Status = Literal["same", "changed", "added", "removed", "unseen"]
 Kind = Literal["type", "arguments", "parameters", "ties", "output"]
@@ -166,7 +167,7 @@ class Node:
     key: Hashable
     members: list[Node] = field(default_factory=list)
     kind: str | None = None
-    arguments: tuple[tuple[str, ArgumentValue], ...] = ()
+    arguments: tuple[tuple[str, str], ...] = ()
     params: tuple[ParamInfo, ...] = ()
     rerun: bool = False
     leaves: list[Node] = field(init=False)
@@ -511,21 +512,29 @@ def _compare(a: Node, b: Node, paths: dict[str, str]) -> Change:
 
 
 def _argument_changes(
-    a: tuple[tuple[str, ArgumentValue], ...], b: tuple[tuple[str, ArgumentValue], ...]
+    a: tuple[tuple[str, str], ...], b: tuple[tuple[str, str], ...]
 ) -> list[Difference]:
     """Each argument of one type's two layers that differs (a size ``2`` is ``(2, 2)``)."""
     left, right = dict(a), dict(b)
     found = []
     for name in [*left, *(n for n in right if n not in left)]:
         both = name in left and name in right
-        if name in NOT_COMPARED or (both and _same_value(left[name], right[name])):
+        if name in NOT_COMPARED or (both and _same_text(left[name], right[name])):
             continue
-        was, now = (repr(side[name]) if name in side else "(none)" for side in (left, right))
+        was, now = (side.get(name, "(none)") for side in (left, right))
         found.append(Difference("arguments", f"{name} {was} → {now}"))
     return found
 
 
-def _same_value(a: ArgumentValue, b: ArgumentValue) -> bool:
+def _same_text(a: str, b: str) -> bool:
+    """Do two arguments, as the report writes them, say the same value?"""
+    try:
+        return _same_value(ast.literal_eval(a), ast.literal_eval(b))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return a == b  # not a literal (a report written by hand): as written
+
+
+def _same_value(a: object, b: object) -> bool:
     """Equal, where a size given once stands for every dimension (torch's ``2`` for
     ``(2, 2)``); ``True`` is not ``1``."""
     if isinstance(a, tuple) and isinstance(b, tuple):
@@ -534,7 +543,7 @@ def _same_value(a: ArgumentValue, b: ArgumentValue) -> bool:
         one, many = (b, a) if isinstance(a, tuple) else (a, b)
         assert isinstance(many, tuple)
         return bool(many) and all(_same_value(one, item) for item in many)
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
+    return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
 
 
 def _tie_changes(

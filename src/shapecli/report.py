@@ -8,7 +8,7 @@ is the stable machine-readable form (``schema_version`` 1, documented in the REA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 from shapecli.errors import Problem, Source
 from shapecli.inputs import InputSpec, input_names
@@ -17,8 +17,6 @@ SCHEMA_VERSION = 1
 
 Dim = int | str
 Shape = tuple[Dim, ...]
-#: A constructor argument's value as a report keeps it: plain JSON data.
-ArgumentValue: TypeAlias = "int | float | bool | str | tuple[ArgumentValue, ...] | None"
 RowStatus = Literal["ok", "failed", "not-run"]
 
 
@@ -87,10 +85,11 @@ class Row:
     returns: tuple[Origin, ...] = ()
     merge: str | None = None
     #: The constructor arguments the module holds (``kernel_size``, ``stride``,
-    #: ``dilation`` …), read from the built module whatever made it, so a spec and the
-    #: Python model it copies say them alike; what two layers of one type differ in where
-    #: shapes cannot tell (``diff`` compares them).
-    arguments: tuple[tuple[str, ArgumentValue], ...] = ()
+    #: ``dilation`` …), each written as Python writes the value (``(3, 3)``, ``1e-05``,
+    #: ``'zeros'``). Read from the built module whatever made it, so a spec and the
+    #: Python model it copies say them alike: what two layers of one type differ in
+    #: where shapes cannot tell (``diff`` compares them).
+    arguments: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -257,18 +256,8 @@ def _row_json(row: Row) -> dict[str, Any]:
         "call": row.call,
         "returns": [_origin_json(o) for o in row.returns],
         "merge": row.merge,
-        "arguments": {name: plain_argument(value) for name, value in row.arguments},
+        "arguments": dict(row.arguments),
     }
-
-
-def plain_argument(value: ArgumentValue) -> Any:
-    """An argument as JSON (a tuple is a list)."""
-    return [plain_argument(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _argument(value: Any) -> ArgumentValue:
-    """An argument read back from JSON (a list is a tuple again)."""
-    return tuple(_argument(v) for v in value) if isinstance(value, list) else value
 
 
 def _origin_json(origin: Origin) -> dict[str, Any]:
@@ -304,6 +293,13 @@ def problem_json(problem: Problem) -> dict[str, Any]:
 
 def _origin(doc: dict[str, Any]) -> Origin:
     return Origin(doc.get("path"), doc.get("input"), doc.get("arg"), doc.get("call", 0))
+
+
+def _arguments(doc: Any) -> tuple[tuple[str, str], ...]:
+    """A row's ``arguments`` read back: each value is the text of one."""
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise TypeError("a row's arguments map names to the text of values")
+    return tuple(doc.items())
 
 
 def from_json(doc: Any) -> Report:
@@ -342,9 +338,7 @@ def from_json(doc: Any) -> Report:
                 call=row.get("call", 0),
                 returns=tuple(_origin(o) for o in row.get("returns", ())),
                 merge=row.get("merge"),
-                arguments=tuple(
-                    (name, _argument(value)) for name, value in row.get("arguments", {}).items()
-                ),
+                arguments=_arguments(row.get("arguments", {})),
             )
             for row in doc["layers"]
         )
@@ -367,5 +361,5 @@ def from_json(doc: Any) -> Report:
             ),
             errors=errors,
         )
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError) as e:
         raise ValueError(f"a shapecli report, but {type(e).__name__}: {e}") from None

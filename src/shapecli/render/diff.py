@@ -15,7 +15,7 @@ from shapecli.diff import Change, Diff, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
-from shapecli.report import Report, Row, plain_argument
+from shapecli.report import Report, Row
 
 DIFF_SCHEMA_VERSION = 1
 MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-", "unseen": "·"}
@@ -151,7 +151,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
             "path": row.path,
             "call": row.call,
             "type": row.type,
-            "arguments": {name: plain_argument(v) for name, v in row.arguments},
+            "arguments": dict(row.arguments),
             "output_shapes": [list(s) for s in row.output_shapes],
             "params": [
                 {"name": p.name, "shape": list(p.shape) if p.shape else None}
