@@ -11,18 +11,22 @@ added or removed. Two paired units differ in their type (a ``LazyLinear`` is a
 ``Linear``), their constructor arguments (``stride``, ``dilation``…, as the built
 modules hold them), their parameters' shapes, what their tied parameters are tied to
 (the paired module, or another), or their output shapes. ``inplace`` is not compared:
-it changes how a layer runs, not what it computes.
+it changes how a layer runs, not what it computes. A module never called computes
+nothing: it is left out unless it owns parameters.
 
 **How units are paired: by structure.** The report's rows are the model's call tree (one
 row per call, so a module called twice pairs call by call with two layers). The
 children of two paired calls are aligned as sequences (difflib's, without its junk
-heuristic) of what each child *is*: a leaf by its type, a container by the container of
-the other side it pairs with. Two containers pair when most of the layers in one pair
-with layers in the other (a first alignment of all their leaves, in order, says which);
-a container with no such partner — a spec's ``Residual`` where the Python model calls
-its layers directly — is opened, its children taking its place. Paired containers are
-aligned the same way inside, so a layer moved from one block to the next is a change,
-and an inserted layer is added rather than shifting everything after it.
+heuristic) of what each child *is*: a leaf by its type (first with its shapes, then
+without), a container by the container of the other side it pairs with. Two containers
+pair when the sequences put them in the same place and they hold the same kinds of
+layers (or mostly the same layers), when they hold exactly the same layers wherever
+they are, or when most of the layers in one pair with layers in the other (a first
+alignment of all their leaves, in order, says which). A container with no partner — a
+spec's ``Residual`` where the Python model calls its layers directly — is opened, its
+children taking its place. Paired containers are aligned the same way inside, so a
+layer moved from one block to the next is a change, and an inserted layer is added
+rather than shifting everything after it.
 
 **Running a module again.** A ``Ref`` in a spec and a later call of a module with
 parameters in a Python model both run a module whose weights are already counted: they
