@@ -108,6 +108,7 @@ def assemble(
                 call=index,
                 returns=_expand(returned, inputs),
                 merge=merge,
+                arguments=held_arguments(module),
             )
         )
     return rows, _totals(built, modules, found, recorder, activations)
@@ -295,3 +296,41 @@ def _subtree_sums(own_counts: dict[str, int]) -> dict[str, int]:
             if prefix in sums:
                 sums[prefix] += count
     return sums
+
+
+def held_arguments(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The constructor arguments ``module`` keeps as attributes of the same name, each
+    written as Python writes it: what torch's layers (``stride``, ``dilation``,
+    ``approximate``…) and most user modules do. Read from the module as built, not from
+    what made it, so a spec's ``LazyConv2d: {kernel_size: 3}`` and a model's
+    ``nn.Conv2d(3, 64, 3)`` say the same ``kernel_size: (3, 3)``. Parameters, buffers
+    and submodules are left out (the report shows them), and so is anything that is not
+    plain data (numbers, text, booleans, None, and tuples or lists of them)."""
+    from shapecli.layers.arguments import signature
+
+    try:
+        names = [
+            p.name
+            for p in signature(type(module)).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # a constructor inspect cannot read: nothing to say
+        return ()
+    held = vars(module)
+    slots = (module._parameters, module._buffers, module._modules)
+    return tuple(
+        (name, repr(_plain(held[name])))
+        for name in names
+        if name in held and not any(name in slot for slot in slots) and _is_plain(held[name])
+    )
+
+
+def _is_plain(value: object) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    return isinstance(value, tuple | list) and all(_is_plain(v) for v in value)
+
+
+def _plain(value: object) -> object:
+    """A list as the tuple it stands for (torch keeps some sizes as lists)."""
+    return tuple(_plain(v) for v in value) if isinstance(value, tuple | list) else value

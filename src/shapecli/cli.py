@@ -588,6 +588,7 @@ def diff(
 
     def run() -> int:
         from shapecli import api
+        from shapecli.diff import check_inputs
         from shapecli.diff import diff as compare
         from shapecli.pymodel import is_target
         from shapecli.render import Options
@@ -602,6 +603,8 @@ def diff(
         else:
             left = api.load_report(a, inputs, allowed)
             right = api.load_report(b, inputs or (left.inputs if is_target(b) else ()), allowed)
+        check_inputs(left, inputs, a)
+        check_inputs(right, inputs, b)
         result = compare(left, right)
         options = Options(color=_color(sys.stdout), every=every, sides=(a, b))
         sys.stdout.write(DIFF_FORMATS[fmt](result, options).stdout)

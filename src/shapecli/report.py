@@ -68,6 +68,10 @@ class ParamInfo:
     shared_with: str | None = None
 
 
+def _pairs(items: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(items.items())
+
+
 @dataclass(frozen=True)
 class Row:
     """One module of the tree. ``entry`` rows are what the spec wrote; the others are
@@ -96,6 +100,14 @@ class Row:
     #: combined by ``merge`` (``add``, ``cat``… for a Residual or Parallel; None: as is).
     returns: Annotated[tuple[Origin, ...], Added()] = ()
     merge: Annotated[Merge | None, Added()] = None
+    #: The constructor arguments the module holds (``kernel_size``, ``stride``,
+    #: ``dilation`` …), each written as Python writes the value (``(3, 3)``, ``1e-05``,
+    #: ``'zeros'``). Read from the built module whatever made it, so a spec and the
+    #: Python model it copies say them alike: what two layers of one type differ in
+    #: where shapes cannot tell (``diff`` compares them). JSON: an object of texts.
+    arguments: Annotated[
+        tuple[tuple[str, str], ...], Via(dict[str, str], dict, _pairs), Added()
+    ] = ()
 
     @property
     def label(self) -> str:

@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from shapecli.diff import Change, Diff, own_shapes
+from shapecli.diff import Change, Diff, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
@@ -19,6 +19,7 @@ from shapecli.report import Report, Row
 
 DIFF_SCHEMA_VERSION = 1
 MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-", "unseen": "·"}
+ARGUMENTS = "Arguments, ties"
 STYLES = {"same": "dim", "changed": "yellow", "added": "green", "removed": "red", "unseen": "dim"}
 
 
@@ -28,14 +29,18 @@ def _shown(result: Diff, options: Options) -> list[Change]:
 
 
 def _label(row: Row | None) -> str:
-    return f"{row.path or row.name} ({row.type})" if row is not None else "—"
+    """The path (and which call, for a module's later call) and the type."""
+    if row is None:
+        return "—"
+    call = f", call {row.call + 1}" if row.call else ""
+    return f"{row.path or row.name} ({row.type}{call})"
 
 
 def _side_by_side(a: str, b: str) -> str:
     return a if a == b else f"{a} → {b}"
 
 
-def _cells(change: Change) -> tuple[str, str, str, str, str]:
+def _cells(change: Change) -> tuple[str, str, str, str, str, str]:
     a, b = change.a, change.b
     out_a = shapes(a.output_shapes) if a else ""
     out_b = shapes(b.output_shapes) if b else ""
@@ -48,15 +53,21 @@ def _cells(change: Change) -> tuple[str, str, str, str, str]:
         _side_by_side(out_a, out_b) if a and b else out_a or out_b,
         _side_by_side(params_a, params_b) if a and b else params_a or params_b,
         f"{delta:+,}" if delta else "",
+        "; ".join(d.text for d in change.differences if d.kind in ("arguments", "ties")),
     )
 
 
-def _params(row: Row | None) -> str:
-    if row is None:
-        return ""
-    from shapecli.report import format_shape
+def _rows(changes: list[Change]) -> list[tuple[str, ...]]:
+    """Each change's cells; the last column (argument and tie changes) only when one of
+    them has any."""
+    rows: list[tuple[str, ...]] = [_cells(change) for change in changes]
+    return rows if any(row[-1] for row in rows) else [row[:-1] for row in rows]
 
-    return " · ".join(f"{n} {format_shape(s) if s else '?'}" for n, s in own_shapes(row))
+
+def _params(row: Row | None) -> str:
+    """The parameters a row owns (a tied one is shown where it is owned)."""
+    own = tuple(p for p in row.params if not p.shared_with) if row is not None else ()
+    return params_text(own) if own else ""
 
 
 def summary(result: Diff) -> str:
@@ -68,8 +79,14 @@ def summary(result: Diff) -> str:
         counts += f", {unseen} parameter-free unseen in the Python model"
     out_a, out_b = shapes(Diff.output(result.a)), shapes(Diff.output(result.b))
     output = f" · output {_side_by_side(out_a, out_b)}"
-    verdict = "the models differ" if result.differs else "no differences in shapes or counts"
+    if result.inputs_differ:
+        output += f" · inputs {_side_by_side(_inputs(result.a), _inputs(result.b))}"
+    verdict = "the models differ" if result.differs else "no differences found"
     return f"Parameters: {a:,} → {b:,} ({b - a:+,}){output} · {counts}: {verdict}"
+
+
+def _inputs(report: Report) -> str:
+    return ", ".join(str(i) for i in report.inputs) or "none"
 
 
 def _given(result: Diff, options: Options) -> tuple[str, str]:
@@ -94,11 +111,15 @@ def render_table(result: Diff, options: Options) -> Rendered:
     for column in ("", "A", "B", "Output", "Parameters"):
         table.add_column(column, no_wrap=column != "Parameters")
     table.add_column("Δ params", justify="right", no_wrap=True)
-    for change in _shown(result, options):
+    shown = _shown(result, options)
+    rows = _rows(shown)
+    if rows and len(rows[0]) > 5:
+        table.add_column(ARGUMENTS)
+    for change, cells in zip(shown, rows, strict=True):
         style = STYLES[change.status]
-        table.add_row(Text(MARKS[change.status], style=style), *(Text(c) for c in _cells(change)))
-    rows = to_text(table, options) if _shown(result, options) else ""
-    return Rendered(rows + to_text(Text(summary(result), style="bold"), options))
+        table.add_row(Text(MARKS[change.status], style=style), *(Text(c) for c in cells))
+    text = to_text(table, options) if shown else ""
+    return Rendered(text + to_text(Text(summary(result), style="bold"), options))
 
 
 def render_markdown(result: Diff, options: Options) -> Rendered:
@@ -109,11 +130,14 @@ def render_markdown(result: Diff, options: Options) -> Rendered:
     lines = [f"### `{given_a}` → `{given_b}`", ""]
     changes = _shown(result, options)
     if changes:
-        lines += ["| | A | B | Output | Parameters | Δ params |", "|---|---|---|---|---|---:|"]
-        for change in changes:
-            lines.append(
-                "| " + " | ".join(cell(c) for c in (MARKS[change.status], *_cells(change))) + " |"
-            )
+        rows = _rows(changes)
+        more = len(rows[0]) > 5
+        lines += [
+            "| | A | B | Output | Parameters | Δ params |" + (f" {ARGUMENTS} |" if more else ""),
+            "|---|---|---|---|---|---:|" + ("---|" if more else ""),
+        ]
+        for change, cells in zip(changes, rows, strict=True):
+            lines.append("| " + " | ".join(cell(c) for c in (MARKS[change.status], *cells)) + " |")
         lines.append("")
     lines.append(summary(result))
     return Rendered("\n".join(lines) + "\n")
@@ -125,9 +149,15 @@ def render_json(result: Diff, options: Options) -> Rendered:
             return None
         return {
             "path": row.path,
+            "call": row.call,
             "type": row.type,
+            "arguments": dict(row.arguments),
             "output_shapes": [list(s) for s in row.output_shapes],
-            "params": [{"name": n, "shape": list(s) if s else None} for n, s in own_shapes(row)],
+            "params": [
+                {"name": p.name, "shape": list(p.shape) if p.shape else None}
+                for p in row.params
+                if not p.shared_with
+            ],
             "param_count": sum(p.count or 0 for p in row.params),
         }
 
@@ -135,6 +165,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
         return {
             "name": report.name,
             "spec": report.spec,
+            "inputs": [{"shape": list(i.dims), "dtype": i.dtype} for i in report.inputs],
             "params": report.totals.params,
             "output_shapes": [list(s) for s in Diff.output(report)],
         }
@@ -151,7 +182,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
                 "status": c.status,
                 "a": side(c.a),
                 "b": side(c.b),
-                "differences": list(c.differences),
+                "differences": [d.text for d in c.differences],
                 "param_delta": c.delta,
             }
             for c in result.changes
