@@ -333,17 +333,15 @@ def load_report(source: str, input: InputLike = None, allow_import: Iterable[str
     """A report to compare: a saved JSON report, a Python model, or a spec (dry-run
     with ``input`` or its own ``input:``). Raises ShapecliError if it has problems: a
     comparison needs both models whole."""
-    import json
-
     from shapecli.errors import Source
     from shapecli.report import from_json
 
     if source.endswith(".json") and not is_target(source):
+        from shapecli.untrusted import read_json
+
         where = Source(source, 0, 0)
         try:
-            report = from_json(json.loads(Path(source).read_text(encoding="utf-8")))
-        except OSError as e:
-            raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
+            report = from_json(read_json(source))
         except ValueError as e:
             raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
     else:
