@@ -485,7 +485,14 @@ def lint(
 
         inputs = api.parse_inputs(input)
         workers = jobs if jobs is not None else lint.default_jobs()
-        result = lint.lint(paths, inputs, allow_import or (), flops=flops, jobs=workers)
+        result = lint.lint(
+            paths,
+            inputs,
+            allow_import or (),
+            flops=flops,
+            jobs=workers,
+            show_traceback=STATE.traceback,
+        )
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)
