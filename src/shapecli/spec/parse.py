@@ -28,7 +28,7 @@ from shapecli.spec.dataflow import PREVIOUS, ListNames
 from shapecli.spec.expressions import ExpressionError, Value, substitute
 from shapecli.spec.model import AUTO, INIT_SCHEMES, ArgValue, Entry, Spec, TensorRef, Wiring
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
-from shapecli.untrusted import read_bounded
+from shapecli.untrusted import describe, hidden_character, read_bounded, visible
 
 FORMAT_VERSION = 2
 TOP_LEVEL_KEYS = (
@@ -176,7 +176,7 @@ class _SpecParser:
                 )
             assert isinstance(version, int)
             self.version = version
-        name = self._text(values["name"], "`name`") if "name" in values else Path(self.file).stem
+        name = self._model_name(values["name"]) if "name" in values else Path(self.file).stem
         description = (
             self._text(values["description"], "`description`") if "description" in values else None
         )
@@ -868,6 +868,21 @@ class _SpecParser:
         if not isinstance(value, str):
             raise fail("spec-invalid", f"{what} must be text", node.source)
         return value
+
+    def _model_name(self, node: Node) -> str:
+        """The top-level ``name:``: free text, shown in every report's title, so a
+        character that is invisible there (a control or format character) is refused."""
+        name = self._text(node, "`name`")
+        hidden = hidden_character(name)
+        if hidden is not None:
+            raise fail(
+                "spec-invalid",
+                f"the model's `name` is shown in every report, and {describe(hidden)} (a "
+                f"control or format character, invisible there) is not allowed in it: "
+                f"`{visible(name)}`",
+                node.source,
+            )
+        return name
 
     def _type_name(self, node: Scalar) -> str:
         value = node.value
