@@ -29,6 +29,7 @@ from shapecli.render.layout import draw
 from shapecli.render.problems import problems_text
 from shapecli.render.tree import visible_rows
 from shapecli.report import Report, Row, format_shape
+from shapecli.untrusted import visible
 
 FALLBACK_NOTE = (
     "Graphviz's `dot` was not found, so the drawing uses shapecli's one-column layout; "
@@ -119,7 +120,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
     """The facts about a node the details panel lists, as text, in order."""
     details = {"title": " · ".join(node_lines(node)[:1])}
     if node.kind == "layer":
-        details["path"] = node.path or "(root)"
+        details["path"] = visible(node.path or "(root)")
     if node.input_shapes:
         details["input"] = _shapes(node.input_shapes)
     if node.output_shapes:
@@ -133,7 +134,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
         if node.rows > 1:
             details["stands for"] = f"{node.rows} entries"
         if row.source is not None:
-            details["spec"] = f"{report.spec}:{row.source.line}:{row.source.column}"
+            details["spec"] = visible(f"{report.spec}:{row.source.line}:{row.source.column}")
         details["status"] = node.status
         for problem in report.errors:
             if (
@@ -141,7 +142,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
                 and node.path is not None
                 and _under(problem.path, node.path)
             ):
-                details["problem"] = problem.message
+                details["problem"] = visible(problem.message)
     return details
 
 
@@ -172,7 +173,7 @@ def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> l
         attrs += f' data-node="{owner}"' if owner else ""
         attrs += f' data-group="{element[row.path]}"' if row.path in groups else ""
         attrs += " class=failed" if failed else ""
-        name = ("✗ " if failed else "") + row.name
+        name = ("✗ " if failed else "") + visible(row.name)
         cells = [
             f'<td style="padding-left:{0.4 + level * 1.1:.1f}em">{fold}{escape(name)}</td>',
             f"<td>{escape(fmt.type_label(row))}{'*' if row.inferred else ''}</td>",
