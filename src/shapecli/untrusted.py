@@ -113,17 +113,26 @@ def read_bounded(file: str, limit: int, what: str = "a spec") -> bytes:
         raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
 
 
-def read_json(file: str, limit: int = MAX_REPORT_BYTES, what: str = "a saved report") -> Any:
-    """The JSON document in ``file``, read as :func:`read_bounded` reads; a file that
-    is too large, not UTF-8, not JSON, or nested too deeply to read is a ``file-error``."""
+def read_text(file: str, limit: int = MAX_REPORT_BYTES, what: str = "a saved report") -> str:
+    """The UTF-8 text of ``file``, read as :func:`read_bounded` reads; a file that is
+    too large or not UTF-8 is a ``file-error``."""
     where = Source(file, 0, 0)
     data = read_bounded(file, limit, what)
     if len(data) > limit:
         raise fail("file-error", f"is larger than {limit:,} bytes, the most {what} may be", where)
     try:
-        return json.loads(data.decode("utf-8"))
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise fail("file-error", f"is not UTF-8 text (byte {e.start:,})", where) from None
+
+
+def read_json(file: str, limit: int = MAX_REPORT_BYTES, what: str = "a saved report") -> Any:
+    """The JSON document in ``file``, read as :func:`read_text` reads; a file that is not
+    JSON, or nested too deeply to read, is a ``file-error`` too."""
+    where = Source(file, 0, 0)
+    text = read_text(file, limit, what)
+    try:
+        return json.loads(text)
     except RecursionError:
         raise fail("file-error", "is JSON nested too deeply to read", where) from None
     except ValueError as e:
