@@ -51,7 +51,11 @@ def test_lint_reports_every_file_it_cannot_read(
     (tree / "good.yaml").write_text(GOOD)
     says = unreadable(tree)
     monkeypatch.chdir(tmp_path)
-    paths = {"folder": ["tree"], "glob": ["tree/*.yaml"], "files": sorted(f"tree/{n}" for n in says)}
+    paths = {
+        "folder": ["tree"],
+        "glob": ["tree/*.yaml"],
+        "files": sorted(f"tree/{n}" for n in says),
+    }
     result = cli("lint", *paths[named], *(["tree/good.yaml"] if named == "files" else []))
     doc = cli("lint", *paths[named], "-f", "json").json()
     problems = {Path(f["file"]).name: f["problems"] for f in doc["files"]}

@@ -83,7 +83,7 @@ def test_a_planted_module_runs_where_the_folder_is_on_the_path(
 def test_python_m_imports_nothing_from_the_folder_after_python_itself(
     planted: tuple[Path, set[str], set[str]],
 ) -> None:
-    folder, names, early = planted
+    folder, names, _ = planted
     done = run(folder, sys.executable, "-m", "shapecli", "lint", "s.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert ran(folder) == [], f"of {len(names)} planted modules"
