@@ -34,7 +34,7 @@ A failing spec is drawn up to the failing row, which is marked (``failed``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,6 +154,17 @@ def _inside(path: str, ancestor: str) -> bool:
     return ancestor == "" or path.startswith(ancestor + ".")
 
 
+def _prefixes(paths: Iterable[str]) -> set[str]:
+    """Every path and every module path above one (``a.b.c``: also ``a.b``, ``a``)."""
+    found: set[str] = set()
+    for path in paths:
+        probe: str | None = path
+        while probe is not None and probe not in found:
+            found.add(probe)
+            probe = _parent_path(probe)
+    return found
+
+
 class _Builder:
     def __init__(self, report: Report, depth: int | None) -> None:
         self.report = report
@@ -161,14 +172,15 @@ class _Builder:
         self.rows = rows_up_to_failure(report)
         self.by_path = {r.path: r for r in self.rows}
         self.children: dict[str, list[Row]] = {}  # entry tree: each row's entries
+        self.entry_parent: dict[str, str] = {}  # an entry's path → its container's
         for row in self.rows:
             if row.path != "" and row.entry:
-                self.children.setdefault(self._entry_parent(row.path), []).append(row)
-        self.readers: dict[str, list[str]] = {}  # path → the paths of rows reading it
-        for row in self.rows:
-            for origin in row.sources:
-                if origin.path is not None:
-                    self.readers.setdefault(origin.path, []).append(row.path)
+                parent = self.entry_parent[row.path] = self._entry_parent(row.path)
+                self.children.setdefault(parent, []).append(row)
+        self.prefixes = _prefixes(self.by_path)
+        self.read_within = self._read_within()
+        self.returned: dict[str, list[Row]] = {}  # memo of _returned, by container path
+        self.outputs: dict[str, list[str]] = {}  # memo of _outputs, by group id
         self.failing = {
             p.path for p in report.errors if p.path is not None and p.path in self.by_path
         }
@@ -353,35 +365,54 @@ class _Builder:
         return [element]
 
     def _outputs(self, group_id: str) -> list[str]:
-        """What a drawn group returns: its merge node, or the members it returns."""
+        """What a drawn group returns: its merge node, or the members it returns
+        (computed once: every edge out of the group asks)."""
         if group_id in self.merges:
             return [self.merges[group_id]]
-        tails: list[str] = []
-        for child in self._returned(self.group_rows[group_id]):
-            tails += [t for t in self._endpoints(child.path) if t not in tails]
-        return tails
+        if group_id not in self.outputs:
+            tails: dict[str, None] = {}
+            for child in self._returned(self.group_rows[group_id]):
+                tails.update(dict.fromkeys(self._endpoints(child.path)))
+            self.outputs[group_id] = list(tails)
+        return self.outputs[group_id]
 
     def _returned(self, row: Row) -> list[Row]:
         """The entries a container returns: those no other entry inside it reads, and for
         each of its outputs still unaccounted for, the last entry of that shape."""
+        if row.path in self.returned:
+            return self.returned[row.path]
         children = self.children.get(row.path, [])
-        sinks = [c for c in children if not self._read_within(c.path, row.path)]
+        sinks = [c for c in children if c.path not in self.read_within]
+        chosen = {c.path for c in sinks}
         missing = Counter(row.output_shapes) - Counter(s for c in sinks for s in c.output_shapes)
         for shape in missing:
-            match = [c for c in children if c.output_shapes == (shape,) and c not in sinks]
+            match = [c for c in children if c.output_shapes == (shape,) and c.path not in chosen]
             if match:
                 sinks.append(match[-1])
-        return sorted(sinks, key=children.index)
+                chosen.add(match[-1].path)
+        position = {c.path: i for i, c in enumerate(children)}
+        self.returned[row.path] = sorted(sinks, key=lambda c: position[c.path])
+        return self.returned[row.path]
 
-    def _read_within(self, path: str, container: str) -> bool:
-        """Does an entry of ``container`` outside ``path`` read ``path``, or a layer in it?
-        (A Python model's ``ModuleList`` never runs: what is read is its layers.)"""
-        return any(
-            _inside(reader, container) and not (reader == path or _inside(reader, path))
-            for source, readers in self.readers.items()
-            if source == path or _inside(source, path)
-            for reader in readers
-        )
+    def _read_within(self) -> set[str]:
+        """The entries that another entry of their own container reads — what is read
+        being the entry or a layer in it, the reader being outside it. (A Python model's
+        ``ModuleList`` never runs: what is read is its layers.)
+
+        For each tensor read, the entries it can count for are the ancestors of its
+        source up to the first that contains the reader too: one walk up per read, so
+        the graph costs time in proportion to its rows, not their square."""
+        found: set[str] = set()
+        for row in self.rows:
+            reader = row.path
+            for origin in row.sources:
+                probe = origin.path
+                while probe is not None and probe != reader and not _inside(reader, probe):
+                    container = self.entry_parent.get(probe)
+                    if container is not None and _inside(reader, container):
+                        found.add(probe)
+                    probe = _parent_path(probe)
+        return found
 
     def _tails(self, origin: Origin) -> list[str]:
         if origin.path is not None:
@@ -409,9 +440,8 @@ class _Builder:
             for tail in self._endpoints(child.path):
                 self._edge(tail, merge_id)
         shortcut = f"{row.path}.shortcut"
-        if row.type == "Residual" and not any(
-            p == shortcut or _inside(p, shortcut) for p in self.by_path
-        ):  # no shortcut: the identity, drawn from the Residual's own input
+        if row.type == "Residual" and shortcut not in self.prefixes:
+            # no shortcut: the identity, drawn from the Residual's own input
             for origin in row.sources:
                 for tail in self._tails(origin):
                     self._edge(tail, merge_id, skip=True)
