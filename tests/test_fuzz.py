@@ -132,3 +132,67 @@ def test_mutated_shipped_configs(
 def test_random_input_strings(cli: Cli, shape: str) -> None:
     result = cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", shape)
     assert result.exit_code in (0, 1, 2) and "Traceback" not in result.stderr
+
+
+# -- hidden characters in every place a spec names something ---------------------------------
+
+HIDDEN = st.characters(categories=("Cc", "Cf", "Zl", "Zp"))  # controls, format, separators
+NAMES = st.text(alphabet=HIDDEN | st.sampled_from(list("ab_:@<#|` ")), min_size=1, max_size=8)
+SLOTS = ["model name", "layer name", "key", "param", "block", "in", "type", "output",
+         "description", "argument", "file name"]  # fmt: skip
+REFUSED_IF_HIDDEN = {"model name", "key", "param", "block"}  # a key, or the model's name
+
+
+def spec_with(slot: str, text: str) -> dict[str, Any]:
+    """A working spec with ``text`` in ``slot``."""
+    layer: dict[str, Any] = {"LazyLinear": 4}
+    document: dict[str, Any] = {"input": "2x3", "model": [layer, "ReLU"]}
+    if slot == "model name":
+        document["name"] = text
+    elif slot == "layer name":
+        layer["name"] = text
+    elif slot == "key":
+        layer["LazyLinear"] = {text: 4}
+    elif slot == "param":
+        document["params"] = {text: 4}
+    elif slot == "block":
+        document["blocks"] = {text: ["ReLU"]}
+    elif slot == "in":
+        document["model"][1] = {"ReLU": None, "in": text}
+    elif slot == "type":
+        document["model"][1] = text
+    elif slot == "output":
+        document["output"] = text
+    elif slot == "description":
+        document["description"] = text
+    elif slot == "argument":
+        layer["LazyLinear"] = text
+    return document
+
+
+@given(slot=st.sampled_from(SLOTS), text=NAMES)
+def test_hidden_characters_in_names_never_reach_an_output(
+    cli: Cli, tmp_path_factory: Any, slot: str, text: str
+) -> None:
+    """Wherever a spec names something, a control or format character (written raw or
+    as a YAML escape) is refused or shown as its escape: no output of any command
+    carries it as it is."""
+    folder = tmp_path_factory.mktemp("h")
+    stem = text.replace("/", "").replace("\0", "") if slot == "file name" else "spec"
+    spec = folder / f"{stem or 'x'}.yaml"
+    spec.write_text(yaml.safe_dump(spec_with(slot, text), allow_unicode=True), encoding="utf-8")
+    for args in (
+        ["inspect", str(spec)],
+        ["inspect", str(spec), "-f", "markdown"],
+        ["lint", str(spec)],
+        ["lint", str(folder), "-f", "github"],
+    ):
+        result = cli(*args)
+        output = result.stdout + result.stderr
+        assert result.exit_code in (0, 1, 2), (slot, text, output)
+        raw = {c for c in output if not c.isprintable() and c != "\n"}
+        assert not raw, (slot, text, args, output)
+        assert not any(line.startswith("::") and "title=shapecli" not in line
+                       for line in output.splitlines())  # fmt: skip
+    if slot in REFUSED_IF_HIDDEN and not text.isprintable():
+        assert cli("inspect", str(spec)).exit_code == 1

@@ -289,7 +289,7 @@ def test_a_one_module_model_has_activation_memory(cli: Cli, write: Callable[...,
 
 def test_markdown_diagnostics_go_to_stderr(cli: Cli) -> None:
     result = cli("inspect", str(CONFIGS / "mismatch.yaml"), "-f", "markdown")
-    assert result.stdout.startswith("### mismatch · input 2x20\n")
+    assert result.stdout.startswith("### `mismatch` · input 2x20\n")
     assert "error[shape-mismatch]" in result.stderr and "torch: RuntimeError" in result.stderr
     assert "> **error** `shape-mismatch`" in result.stdout  # the document says it failed
 

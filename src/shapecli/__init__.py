@@ -5,14 +5,39 @@
     >>> report.totals.params
     7946
 
-``import shapecli`` imports nothing else: not torch (seconds), and not even PyYAML,
-because ``python -m shapecli`` imports this package *before* its ``__main__`` can
-take the current directory off ``sys.path``. The API is resolved on first use.
+``import shapecli`` imports nothing else: not torch (seconds), and not even PyYAML.
+
+``python -m shapecli`` puts the working folder first on ``sys.path`` and imports this
+package before ``__main__``; a checkout under review may hold a ``typing.py`` or
+``pathlib.py``. So the first statement after ``import sys`` (a module every
+interpreter has loaded before any code runs) takes the folder off the path, and only
+then is anything else imported — ``from __future__ import annotations`` included,
+which is why this module does without it.
 """
 
-from __future__ import annotations
+import sys
 
-from typing import TYPE_CHECKING, Any
+
+def _run_by_python_m() -> bool:
+    """Whether Python is importing this package to run it as ``python -m shapecli``.
+
+    While ``-m`` locates its module, ``sys.argv[0]`` is ``"-m"`` and the module's name
+    is the token of the original command line just before the program's arguments
+    (``-m shapecli`` or ``-mshapecli``). Another program run with ``-m`` that imports
+    shapecli while it starts keeps its path as it is.
+    """
+    if sys.argv[:1] != ["-m"] or len(sys.orig_argv) < len(sys.argv):
+        return False
+    token = sys.orig_argv[-len(sys.argv)]
+    name = token.partition("m")[2] if token.startswith("-") else token
+    return name in ("shapecli", "shapecli.__main__")
+
+
+# ``python -P`` (PYTHONSAFEPATH) puts no working folder on the path to begin with.
+if _run_by_python_m() and not sys.flags.safe_path and sys.path:
+    del sys.path[0]
+
+from typing import TYPE_CHECKING, Any  # noqa: E402  (only now: see above)
 
 if TYPE_CHECKING:
     from shapecli.api import build, inspect, load, save

@@ -1,14 +1,8 @@
 """``python -m shapecli``: the same as the ``shapecli`` command.
 
-``python -m`` puts the current directory first on ``sys.path``; it is removed, so a
-file in the directory being linted can never shadow a module shapecli imports.
+The working folder that ``python -m`` puts first on ``sys.path`` is already gone: the
+package's ``__init__`` takes it off before importing anything (see there).
 """
-
-import sys
-from pathlib import Path
-
-if sys.path and sys.path[0] in ("", str(Path.cwd())):
-    del sys.path[0]
 
 from shapecli.cli import main
 

@@ -354,12 +354,11 @@ def read_report(path: str) -> Report:
     """The report saved in the file ``path`` (``inspect -f json``), exactly as it was
     made; ``file-error`` naming the JSON path of the first thing that is not a report."""
     from shapecli.report import read_report as decode
+    from shapecli.untrusted import read_text
 
     where = Source(path, 0, 0)
     try:
-        return decode(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
+        return decode(read_text(path))
     except ValueError as e:  # not UTF-8, not JSON, not a report (the JSON path says where)
         raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
 

@@ -517,19 +517,25 @@ def lint(
 
         inputs = api.parse_inputs(input)
         workers = jobs if jobs is not None else lint.default_jobs()
-        result = lint.lint(paths, inputs, allow_import or (), flops=flops, jobs=workers)
+        result = lint.lint(
+            paths,
+            inputs,
+            allow_import or (),
+            flops=flops,
+            jobs=workers,
+            show_traceback=STATE.traceback,
+        )
         rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)
 
     def on_problem(problems: tuple[Problem, ...]) -> int:
         if fmt is LintFormat.json:
-            import json
-
             from shapecli.render.lint import usage_document
+            from shapecli.untrusted import json_text
 
             doc = usage_document(*problems)
-            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(doc) + "\n")
             return int(worst_exit_code(list(problems)))
         return _print_problems(problems)
 
@@ -612,12 +618,11 @@ def diff(
 
     def on_problem(problems: tuple[Problem, ...]) -> int:
         if fmt == "json":
-            import json
-
             from shapecli.report import to_json
+            from shapecli.untrusted import json_text
 
             doc = to_json(failed_report("", "", (), *problems))
-            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(doc) + "\n")
         else:
             _print_problems(problems)
         worst = worst_exit_code(list(problems))
@@ -792,9 +797,8 @@ def _asks_for_json(argv: list[str]) -> bool:
 
 
 def _emit_usage_json(argv: list[str], message: str) -> None:
-    import json
-
     from shapecli.report import to_json
+    from shapecli.untrusted import json_text
 
     problem = Problem("usage", message)
     command = next((a for a in argv if not a.startswith("-")), "")
@@ -804,4 +808,4 @@ def _emit_usage_json(argv: list[str], message: str) -> None:
         doc = usage_document(problem)
     else:
         doc = to_json(failed_report("", "", (), problem))
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(doc) + "\n")

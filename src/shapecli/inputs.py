@@ -31,6 +31,12 @@ DTYPES: dict[str, str] = {
     "bool": "bool",
 }  # fmt: skip
 
+#: The bytes one element of each dtype takes (``torch.empty(0, dtype=…).element_size()``).
+ITEM_BYTES: dict[str, int] = {
+    "float32": 4, "float16": 2, "bfloat16": 2, "float64": 8,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}  # fmt: skip
+
 MAX_DIMS = 16
 INT64_MAX = 2**63 - 1
 
@@ -122,6 +128,12 @@ def make_input(dims: tuple[Dim, ...], dtype: str, text: str) -> InputSpec:
     if dtype not in DTYPES:
         raise InputError(
             f"invalid input {text!r}: unknown dtype {dtype!r}; one of {', '.join(DTYPES)}"
+        )
+    size = ITEM_BYTES[DTYPES[dtype]]
+    if math.prod(numbers) * size > INT64_MAX:  # torch counts a tensor's bytes in int64 too
+        raise InputError(
+            f"invalid input {text!r}: {math.prod(numbers):.3e} elements of {DTYPES[dtype]} "
+            f"({size} bytes each) are more bytes than int64 can count"
         )
     return InputSpec(dims, DTYPES[dtype])
 

@@ -2,7 +2,8 @@
 
 Each spec is checked exactly as ``inspect`` checks it — loaded, built, dry-run with its
 own ``input:`` — and one that declares no input is built and checked statically, with a
-``dry-run-skipped`` warning. Every file is checked even when others fail. torch is
+``dry-run-skipped`` warning. Every file is checked even when others fail: whatever goes
+wrong while checking one — a bug in shapecli included — is that file's problem. torch is
 imported once, on the first spec that gets past the loader, and reused for the rest;
 a folder of broken YAML never imports it at all.
 
@@ -11,6 +12,11 @@ processes forked from this one (``jobs``; the command line's default is one per 
 starts with torch already imported, and the results come back in file order, exactly
 as one process would have found them. Forking is what makes workers cheap, so where
 it is not the safe default (anything but Linux) the files are checked in this process.
+
+What a path names is every entry that is not a folder — a FIFO, a link to ``/dev/zero``
+or a symlink loop included, each reported as a ``file-error`` when it cannot be read —
+and only what really lies inside the folder it was named in: a file reached through a
+symlink that leads out of it is refused unread, so no message can echo what it holds.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import itertools
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,46 +96,93 @@ class LintResult:
 def collect(paths: Sequence[str]) -> list[Path | FileResult]:
     """The spec files under ``paths`` (files, folders searched recursively, globs), in
     the order they were named (a folder's in a stable one), with a ``file-error`` result
-    in place of each path that names nothing. A file named twice, however it is spelled
-    (``a.yaml``, ``./x/../a.yaml``, an absolute path), is checked once, under the first
-    spelling."""
+    in place of each path that names nothing and of each file that lies outside the
+    folder it was named in. A file named twice, however it is spelled (``a.yaml``,
+    ``./x/../a.yaml``, an absolute path), is checked once, under the first spelling."""
     named: list[Path | FileResult] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for text in paths:
-        files, why = _named_by(text)
+        files, root, why = _named_by(text)
         if not files:
             named.append(_missing(text, why))
         for file in files:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
-                named.append(file)
+            real = os.path.realpath(file)
+            if real not in seen:
+                seen.add(real)
+                named.append(_outside(file, root) or file)
     return named
 
 
-def _named_by(text: str) -> tuple[list[Path], str]:
-    """The spec files one path names, and why there are none when there are none."""
+def _named_by(text: str) -> tuple[list[Path], Path, str]:
+    """The spec files one path names, the folder they must lie in, and why there are
+    none when there are none. A symlink loop or a broken link is named (reading it
+    says what it is); a folder is never followed through a symlink."""
     path = Path(text)
     if path.is_dir():
-        return sorted(_walk(path)), "no spec files (*.yaml, *.yml) under this folder"
-    if path.exists():
-        return [path], ""
-    if any(c in text for c in "*?["):
+        return sorted(_walk(path)), path, "no spec files (*.yaml, *.yml) under this folder"
+    if path.exists() or path.is_symlink():
+        return [path], path.parent, ""
+    if _is_pattern(text):
         # glob.glob, not Path.glob: the pattern is the user's, absolute or relative
         matches = sorted(Path(m) for m in glob.glob(text, recursive=True))  # noqa: PTH207
-        files = [m for m in matches if m.is_file() and m.suffix in SUFFIXES]
-        return files, "no spec file matches this pattern"
-    return [], "no such file or directory"
+        files = [m for m in matches if not m.is_dir() and m.suffix in SUFFIXES]
+        return files, _pattern_root(path), "no spec file matches this pattern"
+    return [], path, "no such file or directory"
+
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _pattern_root(pattern: Path) -> Path:
+    """The folder a glob searches: its leading parts without a wildcard."""
+    fixed = itertools.takewhile(lambda part: not _is_pattern(part), pattern.parts[:-1])
+    return Path(*fixed)
 
 
 def _walk(folder: Path) -> Iterable[Path]:
+    """Every spec file under ``folder`` but in hidden folders: everything with a spec's
+    suffix that is not a folder, so what cannot be read is reported, not skipped."""
     for path in folder.rglob("*"):
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-        if path.is_file() and path.suffix in SUFFIXES and not hidden:
+        if path.suffix in SUFFIXES and not hidden and not path.is_dir():
             yield path
+
+
+def _outside(file: Path, root: Path) -> FileResult | None:
+    """A ``file-error`` for a file that lies outside ``root`` once symlinks are
+    followed: a symlink in a checkout must not make lint read (and quote, in its
+    messages) a file the checkout does not hold."""
+    if Path(os.path.realpath(file)).is_relative_to(os.path.realpath(root)):
+        return None
+    problem = Problem(
+        "file-error",
+        f"is a symlink to a file outside {str(root) if root.parts else 'its folder'}; "
+        "lint reads only files inside the folder they are named in, so it was not read",
+        Source(str(file), 0, 0),
+    )
+    return FileResult(str(file), (problem,))
 
 
 def _missing(path: str, why: str) -> FileResult:
     return FileResult(path, (Problem("file-error", why, Source(path, 0, 0)),), found=False)
+
+
+def guarded(
+    check: Callable[[Path], FileResult], path: Path, show_traceback: bool = False
+) -> FileResult:
+    """``check(path)``, with whatever it raises as the file's own problems: a bug in
+    shapecli (an ``internal`` problem, exit 3 once every file is checked) stops the
+    check of this file only. ``show_traceback`` prints the bug's traceback to stderr."""
+    where = Source(str(path), 0, 0)
+    try:
+        return check(path)
+    except ShapecliError as e:
+        return FileResult(str(path), tuple(p.located(where) for p in e.problems))
+    except Exception as e:
+        if show_traceback:
+            traceback.print_exc()
+        return FileResult(str(path), (internal_problem(e).located(where),))
 
 
 def check_file(
@@ -182,15 +237,18 @@ def lint(
     allow_import: Iterable[str] = (),
     flops: bool = False,
     jobs: int = 1,
+    show_traceback: bool = False,
 ) -> LintResult:
     """Check every spec under ``paths`` (counting FLOPs with ``flops``), in up to
     ``jobs`` processes: 1, this one only (forking is the command line's choice, which
-    owns its process; :func:`default_jobs` is what it chooses)."""
+    owns its process; :func:`default_jobs` is what it chooses). ``show_traceback``
+    prints the traceback of a bug met while checking a file."""
     named = collect(paths)
     files = [item for item in named if isinstance(item, Path)]
-    check = functools.partial(
+    one = functools.partial(
         check_file, inputs=inputs, allow_import=tuple(allow_import), flops=flops
     )
+    check = functools.partial(guarded, one, show_traceback=show_traceback)
     results: list[FileResult] = []
     with contextlib.ExitStack() as lean:
         pending = iter(files)
@@ -286,11 +344,6 @@ def _start_worker(parent: int, check: Callable[[Path], FileResult]) -> None:
 
 
 def _work(path: Path) -> FileResult:
-    """The check of one file in a worker; a bug's error is sent back as a problem (its
-    traceback stays here, hence the advice to rerun in one process)."""
-    try:
-        return _CHECK[-1](path)
-    except ShapecliError:
-        raise  # crosses back intact, and is reported as in one process
-    except Exception as e:
-        raise ShapecliError(internal_problem(e, where="--jobs 1 and ")) from None
+    """The check of one file in a worker (which makes whatever goes wrong the file's
+    problem, as in one process)."""
+    return _CHECK[-1](path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shapecli.build_result import BuildResult
 from shapecli.render import Rendered
 from shapecli.render.format import nbytes
+from shapecli.untrusted import visible
 
 
 def render_text(result: BuildResult) -> Rendered:
@@ -15,8 +16,8 @@ def render_text(result: BuildResult) -> Rendered:
             "every shape the dry run reported"
         )
     lines.append(
-        f"wrote {result.output} ({result.format}, {nbytes(result.file_bytes)}): "
-        f"{result.name}, {result.params:,} parameters, {result.dtype}, "
+        f"wrote {visible(str(result.output))} ({result.format}, {nbytes(result.file_bytes)}): "
+        f"{visible(result.name)}, {result.params:,} parameters, {result.dtype}, "
         f"init {result.init}, seed {result.seed}"
     )
     return Rendered("\n".join(lines) + "\n")

@@ -3,7 +3,6 @@ request comment. Each is a pure function of a :class:`~shapecli.diff.Diff`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,9 @@ from shapecli.diff import Change, Diff, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
+from shapecli.render.markdown import code, literal
 from shapecli.report import Report, Row
+from shapecli.untrusted import json_text, visible
 
 DIFF_SCHEMA_VERSION = 1
 MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-", "unseen": "·"}
@@ -28,10 +29,8 @@ def _shown(result: Diff, options: Options) -> list[Change]:
     return [c for c in result.changes if options.every or c.status != "same" or c.differences]
 
 
-def _label(row: Row | None) -> str:
+def _label(row: Row) -> str:
     """The path (and which call, for a module's later call) and the type."""
-    if row is None:
-        return "—"
     call = f", call {row.call + 1}" if row.call else ""
     return f"{row.path or row.name} ({row.type}{call})"
 
@@ -40,27 +39,39 @@ def _side_by_side(a: str, b: str) -> str:
     return a if a == b else f"{a} → {b}"
 
 
-def _cells(change: Change) -> tuple[str, str, str, str, str, str]:
+def _cells(
+    change: Change, user: Callable[[str], str], ours: Callable[[str], str]
+) -> tuple[str, ...]:
+    """The cells of one change, each part shown by ``user`` (text from the models) or
+    ``ours`` (shapes and counts), as the format needs; the last, argument and tie
+    changes."""
     a, b = change.a, change.b
+
+    def both(left: str, right: str, show: Callable[[str], str]) -> str:
+        if a and b:
+            return show(left) if left == right else f"{show(left)} → {show(right)}"
+        return show(left or right) if left or right else ""
+
     out_a = shapes(a.output_shapes) if a else ""
     out_b = shapes(b.output_shapes) if b else ""
-    params_a = _params(a)
-    params_b = _params(b)
     delta = change.delta
+    changed = "; ".join(d.text for d in change.differences if d.kind in ("arguments", "ties"))
     return (
-        _label(a),
-        _label(b),
-        _side_by_side(out_a, out_b) if a and b else out_a or out_b,
-        _side_by_side(params_a, params_b) if a and b else params_a or params_b,
-        f"{delta:+,}" if delta else "",
-        "; ".join(d.text for d in change.differences if d.kind in ("arguments", "ties")),
+        user(_label(a)) if a else "—",
+        user(_label(b)) if b else "—",
+        both(out_a, out_b, ours),
+        both(_params(a), _params(b), user),
+        ours(f"{delta:+,}") if delta else "",
+        user(changed) if changed else "",
     )
 
 
-def _rows(changes: list[Change]) -> list[tuple[str, ...]]:
+def _rows(
+    changes: list[Change], user: Callable[[str], str], ours: Callable[[str], str]
+) -> list[tuple[str, ...]]:
     """Each change's cells; the last column (argument and tie changes) only when one of
     them has any."""
-    rows: list[tuple[str, ...]] = [_cells(change) for change in changes]
+    rows = [_cells(change, user, ours) for change in changes]
     return rows if any(row[-1] for row in rows) else [row[:-1] for row in rows]
 
 
@@ -95,13 +106,14 @@ def _given(result: Diff, options: Options) -> tuple[str, str]:
 
 
 def _title(report: Report, given: str) -> str:
-    return report.name if report.name == given else f"{report.name} ({given})"
+    name = visible(report.name)
+    return name if report.name == given else f"{name} ({visible(given)})"
 
 
 def render_table(result: Diff, options: Options) -> Rendered:
     given_a, given_b = _given(result, options)
-    table = Table(
-        title=f"{_title(result.a, given_a)} → {_title(result.b, given_b)}",
+    table = Table(  # a Text title, not markup: a name may hold [brackets]
+        title=Text(f"{_title(result.a, given_a)} → {_title(result.b, given_b)}"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -112,7 +124,7 @@ def render_table(result: Diff, options: Options) -> Rendered:
         table.add_column(column, no_wrap=column != "Parameters")
     table.add_column("Δ params", justify="right", no_wrap=True)
     shown = _shown(result, options)
-    rows = _rows(shown)
+    rows = _rows(shown, visible, str)
     if rows and len(rows[0]) > 5:
         table.add_column(ARGUMENTS)
     for change, cells in zip(shown, rows, strict=True):
@@ -123,23 +135,22 @@ def render_table(result: Diff, options: Options) -> Rendered:
 
 
 def render_markdown(result: Diff, options: Options) -> Rendered:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|") or " "
-
+    """A pull-request comment: what the models hold as code spans, shapecli's own text
+    escaped (see :mod:`shapecli.render.markdown`)."""
     given_a, given_b = _given(result, options)
-    lines = [f"### `{given_a}` → `{given_b}`", ""]
+    lines = [f"### {code(given_a, cell=False)} → {code(given_b, cell=False)}", ""]
     changes = _shown(result, options)
     if changes:
-        rows = _rows(changes)
+        rows = _rows(changes, code, literal)
         more = len(rows[0]) > 5
         lines += [
             "| | A | B | Output | Parameters | Δ params |" + (f" {ARGUMENTS} |" if more else ""),
             "|---|---|---|---|---|---:|" + ("---|" if more else ""),
         ]
         for change, cells in zip(changes, rows, strict=True):
-            lines.append("| " + " | ".join(cell(c) for c in (MARKS[change.status], *cells)) + " |")
+            lines.append("| " + " | ".join(c or " " for c in (MARKS[change.status], *cells)) + " |")
         lines.append("")
-    lines.append(summary(result))
+    lines.append(literal(summary(result)))
     return Rendered("\n".join(lines) + "\n")
 
 
@@ -188,7 +199,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
             for c in result.changes
         ],
     }
-    return Rendered(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return Rendered(json_text(doc) + "\n")
 
 
 DIFF_FORMATS: dict[str, Callable[[Diff, Options], Rendered]] = {

@@ -13,6 +13,7 @@ from shapecli.render import Options, Rendered
 from shapecli.render.drawing import group_title, node_lines, title
 from shapecli.render.problems import problems_text
 from shapecli.report import Report, format_shape
+from shapecli.untrusted import visible
 
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -103,4 +104,4 @@ def _tooltip(node: Node) -> str:
     given = ", ".join(format_shape(s) for s in node.input_shapes) or "?"
     made = ", ".join(format_shape(s) for s in node.output_shapes) or "?"
     where = f" · line {node.source.line}" if node.source and node.source.line else ""
-    return f"{node.path or '(root)'}: {given} → {made}{where}"
+    return f"{visible(node.path or '(root)')}: {given} → {made}{where}"

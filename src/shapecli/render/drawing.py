@@ -2,7 +2,8 @@
 
 A layer reads ``name · type`` and its parameter count; the failing layer is marked
 ``✗`` and says what it could not take; a repeat group says ``×N``; an input its shape
-and dtype. Lines are plain text: each format escapes them its own way.
+and dtype. Lines are plain text, with what the user wrote made visible
+(:func:`~shapecli.untrusted.visible`): each format escapes them its own way.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from shapecli.graph import Graph, Group, Node
 from shapecli.render.format import inputs
 from shapecli.report import format_shape
+from shapecli.untrusted import visible
 
 FAIL_MARK = "✗"
 
 
 def title(graph: Graph) -> str:
     """The picture's title: ``gpt2 · input 1x1024:int64``, as the table's."""
-    return f"{graph.name} · {inputs(graph.inputs)}" if graph.inputs else graph.name
+    name = visible(graph.name)
+    return f"{name} · {inputs(graph.inputs)}" if graph.inputs else name
 
 
 def shapes(node: Node | Group) -> str:
@@ -29,12 +32,12 @@ def node_lines(node: Node) -> list[str]:
         return [node.name]
     if node.kind in ("input", "output"):
         dtype = "" if node.kind == "output" or node.type == "float32" else f" {node.type}"
-        return [node.name, shapes(node) + dtype]
-    head = f"{node.name} · {node.type}"
+        return [visible(node.name), shapes(node) + dtype]
+    head = visible(f"{node.name} · {node.type}")
     lines = [f"{FAIL_MARK} {head}" if node.failed else head]
     if node.param_count:
         lines.append(params(node.param_count))
-    lines += node.shared
+    lines += [visible(shared) for shared in node.shared]
     if node.failed:
         taken = ", ".join(format_shape(s) for s in node.input_shapes)
         lines.append(f"cannot take {taken}" if taken else "failed")
@@ -43,7 +46,7 @@ def node_lines(node: Node) -> list[str]:
 
 def group_title(group: Group) -> str:
     """A group's box title: ``h · block ×12 · 85,054,464 params``."""
-    parts = [group.name, group.type]
+    parts = [visible(group.name), visible(group.type)]
     if group.param_count:
         parts.append(params(group.param_count))
     return (f"{FAIL_MARK} " if group.failed else "") + " · ".join(parts)

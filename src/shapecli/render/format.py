@@ -1,4 +1,8 @@
-"""Small formatting helpers every renderer shares: shapes, counts, bytes, problems."""
+"""Small formatting helpers every renderer shares: shapes, counts, bytes, problems.
+
+Text a user wrote (a name, a type, a file name, a message quoting a spec) goes through
+:func:`~shapecli.untrusted.visible` before it is shown, here and in every renderer.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from shapecli.errors import Problem
 from shapecli.inputs import InputSpec, input_names
 from shapecli.render.units import count_and_si, nbytes, si
 from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
+from shapecli.untrusted import visible
 
 __all__ = ["count_and_si", "nbytes", "si"]  # numbers are written in shapecli.render.units
 
@@ -21,13 +26,15 @@ def inputs(specs: tuple[InputSpec, ...]) -> str:
     """``input 2x20``; named inputs by name: ``inputs ids 1x128:int64, mask 1x128:bool``."""
     if not any(spec.name for spec in specs):
         return "input " + ", ".join(str(spec) for spec in specs)
-    named = (f"{name} {spec}" for name, spec in zip(input_names(specs), specs, strict=True))
+    named = (
+        f"{visible(name)} {spec}" for name, spec in zip(input_names(specs), specs, strict=True)
+    )
     return "inputs " + ", ".join(named)
 
 
 def type_label(row: Row) -> str:
     """The type as a table shows it: ``decoder ×4`` for a repeat group."""
-    return f"{row.type} ×{row.repeat}" if row.repeat else row.type
+    return visible(f"{row.type} ×{row.repeat}" if row.repeat else row.type)
 
 
 def count(n: int | None) -> str:
@@ -38,9 +45,9 @@ def params(infos: tuple[ParamInfo, ...]) -> str:
     """``weight 256×20 · bias 256``; shared ones say where they live."""
     parts = []
     for p in infos:
-        text = f"{p.name} {shape(p.shape) if p.shape is not None else '?'}"
+        text = f"{visible(p.name)} {shape(p.shape) if p.shape is not None else '?'}"
         if p.shared_with:
-            text += f" = {p.shared_with}"
+            text += f" = {visible(p.shared_with)}"
         if not p.trainable:
             text += " (frozen)"
         parts.append(text)
@@ -50,14 +57,14 @@ def params(infos: tuple[ParamInfo, ...]) -> str:
 def problem_lines(problem: Problem) -> list[str]:
     """A problem as text: its headline (``file:line:col: severity[code] message``) and
     indented details."""
-    lines = [problem.headline]
+    lines = [visible(problem.headline)]
     if problem.produced_by:
-        lines.append(f"  the shape comes from {problem.produced_by}")
-    lines.extend(f"  {note}" for note in problem.notes)
+        lines.append(f"  the shape comes from {visible(problem.produced_by)}")
+    lines.extend(f"  {visible(note)}" for note in problem.notes)
     if problem.hint:
-        lines.append(f"  hint: {problem.hint}")
+        lines.append(f"  hint: {visible(problem.hint)}")
     if problem.detail:
-        detail = problem.detail.splitlines()
+        detail = [visible(line) for line in problem.detail.splitlines()]
         lines.append(
             f"  torch: {detail[0]}" if problem.code == "shape-mismatch" else f"  {detail[0]}"
         )

@@ -3,7 +3,9 @@
 Everything is inline — styles, the SVG, the data, the script — and a Content Security
 Policy forbids the page any request, so it opens the same from a laptop, an artifact
 store or an email, with no network. The drawing is laid out by Graphviz's ``dot`` when
-it is installed, else by :mod:`shapecli.render.layout` (one column; a note says so).
+it is installed and the drawing is not too large for it
+(:data:`~shapecli.render.graphviz.MAX_NODES`), else by :mod:`shapecli.render.layout`
+(one column; a note says so).
 
 The script (hand-written, no library) does four things: zoom (wheel, buttons) and pan
 (drag) by moving the SVG's ``viewBox``; a node's details (shapes, parameters, entries
@@ -19,16 +21,17 @@ import re
 from html import escape
 from typing import Any
 
-from shapecli.graph import Graph, Group, Node, build_graph
+from shapecli.graph import Graph, Group, Node, build_graph, walk
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
 from shapecli.render.dot import to_dot
 from shapecli.render.drawing import group_title, node_lines, title
-from shapecli.render.graphviz import INSTALL_HINT, find_dot, run_dot
+from shapecli.render.graphviz import INSTALL_HINT, find_dot, run_dot, too_large
 from shapecli.render.layout import draw
 from shapecli.render.problems import problems_text
 from shapecli.render.tree import visible_rows
 from shapecli.report import Report, Row, format_shape
+from shapecli.untrusted import visible
 
 FALLBACK_NOTE = (
     "Graphviz's `dot` was not found, so the drawing uses shapecli's one-column layout; "
@@ -41,16 +44,20 @@ def render(report: Report, options: Options) -> Rendered:
     if not report.rows:
         return Rendered("", problems)
     graph = build_graph(report, options.depth)
-    svg, by_graphviz = drawing(graph)
-    note = "" if by_graphviz else f"note: {FALLBACK_NOTE}\n"
-    return Rendered(page(report, graph, svg, options.depth, by_graphviz), problems + note)
+    svg, why = drawing(graph)
+    note = "" if why is None else f"note: {why}\n"
+    return Rendered(page(report, graph, svg, options.depth, why), problems + note)
 
 
-def drawing(graph: Graph, graphviz: bool = True) -> tuple[str, bool]:
-    """The SVG to embed, and whether Graphviz laid it out."""
-    if graphviz and find_dot() is not None:
-        return inline_svg(run_dot(to_dot(graph))), True
-    return draw(graph), False
+def drawing(graph: Graph) -> tuple[str, str | None]:
+    """The SVG to embed, and why shapecli laid it out rather than Graphviz (None:
+    Graphviz did)."""
+    if find_dot() is None:
+        return draw(graph), FALLBACK_NOTE
+    why = too_large(len(graph.nodes), len(graph.groups))
+    if why is not None:
+        return draw(graph), why
+    return inline_svg(run_dot(to_dot(graph))), None
 
 
 def inline_svg(svg: str) -> str:
@@ -61,14 +68,13 @@ def inline_svg(svg: str) -> str:
     return re.sub(r'<svg width="[^"]*" height="[^"]*"', "<svg", svg, count=1)
 
 
-def page(
-    report: Report, graph: Graph, svg: str, depth: int | None, by_graphviz: bool = True
-) -> str:
+def page(report: Report, graph: Graph, svg: str, depth: int | None, note: str | None = None) -> str:
+    """The page; ``note`` says why shapecli laid the drawing out (None: Graphviz did)."""
     shown = visible_rows(report, depth)
     summary = fmt.summary_lines(report, [row for row, _ in shown])
     problems = ["\n".join(fmt.problem_lines(p)) for p in (*report.errors, *report.warnings)]
     data = json.dumps(_data(report, graph), ensure_ascii=False, separators=(",", ":"))
-    layout = "" if by_graphviz else f"<p class=note>{escape(FALLBACK_NOTE)}</p>"
+    layout = "" if note is None else f"<p class=note>{escape(note)}</p>"
     return _PAGE.format(
         title=escape(title(graph)),
         summary="<br>".join(escape(line) for line in summary),
@@ -86,32 +92,34 @@ def _data(report: Report, graph: Graph) -> dict[str, Any]:
     """What the script needs: each node's details, each group's contents."""
     by_path = {row.path: row for row in report.rows}
     nodes = {n.id: _details(report, n, by_path.get(n.path or "\0")) for n in graph.nodes}
-    tree = graph.contents()
-
-    def inside(group: Group) -> tuple[list[str], list[str]]:
-        members: list[str] = []
-        groups: list[str] = []
-        for element in tree[group.id]:
-            if isinstance(element, Group):
-                groups.append(element.id)
-                more_members, more_groups = inside(element)
-                members += more_members
-                groups += more_groups
-            else:
-                members.append(element.id)
-        return members, groups
-
-    groups = {}
-    for group in graph.groups:
-        members, subgroups = inside(group)
-        within = set(members)
-        edges = [e.id for e in graph.edges if e.tail in within and e.head in within]
-        groups[group.id] = {
+    members: dict[str, list[str]] = {g.id: [] for g in graph.groups}
+    subgroups: dict[str, list[str]] = {g.id: [] for g in graph.groups}
+    within: dict[str | None, list[str]] = {None: []}  # each element: the groups around it
+    opened: list[str] = []
+    for level, element in walk(graph):  # once through: each element joins its groups
+        del opened[level:]
+        if element is None:
+            continue
+        for group_id in opened:
+            (subgroups if isinstance(element, Group) else members)[group_id].append(element.id)
+        within[element.id] = list(opened)
+        if isinstance(element, Group):
+            opened.append(element.id)
+    edges: dict[str, list[str]] = {g.id: [] for g in graph.groups}
+    for edge in graph.edges:
+        around_head = set(within.get(edge.head, ()))
+        for group_id in within.get(edge.tail, ()):
+            if group_id in around_head:
+                edges[group_id].append(edge.id)
+    groups = {
+        group.id: {
             "title": group_title(group),
-            "nodes": members,
-            "groups": subgroups,
-            "edges": edges,
+            "nodes": members[group.id],
+            "groups": subgroups[group.id],
+            "edges": edges[group.id],
         }
+        for group in graph.groups
+    }
     return {"nodes": nodes, "groups": groups}
 
 
@@ -119,7 +127,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
     """The facts about a node the details panel lists, as text, in order."""
     details = {"title": " · ".join(node_lines(node)[:1])}
     if node.kind == "layer":
-        details["path"] = node.path or "(root)"
+        details["path"] = visible(node.path or "(root)")
     if node.input_shapes:
         details["input"] = _shapes(node.input_shapes)
     if node.output_shapes:
@@ -133,7 +141,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
         if node.rows > 1:
             details["stands for"] = f"{node.rows} entries"
         if row.source is not None:
-            details["spec"] = f"{report.spec}:{row.source.line}:{row.source.column}"
+            details["spec"] = visible(f"{report.spec}:{row.source.line}:{row.source.column}")
         details["status"] = node.status
         for problem in report.errors:
             if (
@@ -141,7 +149,7 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
                 and node.path is not None
                 and _under(problem.path, node.path)
             ):
-                details["problem"] = problem.message
+                details["problem"] = visible(problem.message)
     return details
 
 
@@ -172,7 +180,7 @@ def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> l
         attrs += f' data-node="{owner}"' if owner else ""
         attrs += f' data-group="{element[row.path]}"' if row.path in groups else ""
         attrs += " class=failed" if failed else ""
-        name = ("✗ " if failed else "") + row.label
+        name = ("✗ " if failed else "") + visible(row.label)
         cells = [
             f'<td style="padding-left:{0.4 + level * 1.1:.1f}em">{fold}{escape(name)}</td>',
             f"<td>{escape(fmt.type_label(row))}{'*' if row.inferred else ''}</td>",

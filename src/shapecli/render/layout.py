@@ -1,13 +1,15 @@
 """A drawing without Graphviz: one column, in the order the spec writes its entries.
 
 The html page embeds a drawing. Graphviz draws it best; where Graphviz is not
-installed, this module draws it instead, so the page still works. Rather than a general
-layered layout (hundreds of lines to get crossings and clusters right), it uses what a
-spec already gives: entries are written in dataflow order and a group's members are
-contiguous. So every node goes on its own line, top to bottom; a group is a box around
-its lines, indented by its nesting; an edge to the next line is a short arrow, and any
-longer edge (a residual's skip, a branch, a named tensor read further down) arcs out to
-the right. Parallel branches come one under the other instead of side by side.
+installed, or the drawing is too large for it to lay out in reasonable time, this module
+draws it instead (for ``-f svg`` too, in that case), in time proportional to its size.
+Rather than a general layered layout (hundreds of lines to get crossings and clusters
+right), it uses what a spec already gives: entries are written in dataflow order and a
+group's members are contiguous. So every node goes on its own line, top to bottom; a
+group is a box around its lines, indented by its nesting; an edge to the next line is a
+short arrow, and any longer edge (a residual's skip, a branch, a named tensor read
+further down) arcs out to the right. Parallel branches come one under the other instead
+of side by side.
 
 The SVG has the structure Graphviz's has (``g.node``, ``g.edge``, ``g.cluster`` with
 the graph's ids and classes), so the page's script and styles work on either.
@@ -43,6 +45,7 @@ def draw(graph: Graph) -> str:
     center = 10 + column / 2
     boxes: dict[str, tuple[float, float, float, float]] = {}  # id → x, y, width, height
     parts: list[str] = []
+    clusters: list[str] = []  # drawn first, so nodes lie on top: the innermost last
     open_groups: list[tuple[Group, float, int]] = []
     y = 30.0
     for level, element in rows:
@@ -51,7 +54,7 @@ def draw(graph: Graph) -> str:
             y += 6
             x = 10 + group_level * INDENT
             width = column - 2 * group_level * INDENT
-            parts.insert(0, _cluster(group, x, top, width, y - top))
+            clusters.append(_cluster(group, x, top, width, y - top))
             y += GAP / 2
         elif isinstance(element, Group):
             open_groups.append((element, y, level))
@@ -71,7 +74,7 @@ def draw(graph: Graph) -> str:
         adjacent = order[edge.head] == order[edge.tail] + 1
         edges.append(_edge(edge.id, edge.label, edge.skip, tail, head, adjacent, right, k))
     heading = f'<text x="10" y="18" font-size="12">{escape(title(graph))}</text>'
-    body = "\n".join([heading, *parts, *edges])
+    body = "\n".join([heading, *reversed(clusters), *parts, *edges])
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {right + 150:.0f} {y + 10:.0f}" '
         'font-family="Helvetica,Arial,sans-serif" font-size="10">\n'

@@ -3,7 +3,6 @@ GitHub Actions annotations. Each is a pure function of a :class:`LintResult`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from rich.text import Text
@@ -13,6 +12,7 @@ from shapecli.lint import FileResult, LintResult
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.report import problem_json, totals_json
+from shapecli.untrusted import json_text, visible
 
 LINT_SCHEMA_VERSION = 1
 
@@ -33,9 +33,9 @@ def render_text(result: LintResult, options: Options) -> Rendered:
     text = Text()
     for file in result.files:
         for p in file.problems:
-            text.append(f"{p.source or file.file}:", style="dim")
+            text.append(f"{visible(str(p.source or file.file))}:", style="dim")
             text.append(f" {p.code}", style="bold red" if p.severity == "error" else "bold yellow")
-            text.append(f" {' '.join(p.message.split())}\n")
+            text.append(f" {visible(' '.join(p.message.split()))}\n")
     text.append(summary(result), style="bold")
     return Rendered(to_text(text, options, wrap=False))
 
@@ -52,7 +52,7 @@ def render_json(result: LintResult, options: Options) -> Rendered:
         "files": [_file_json(f) for f in result.files],
         "errors": [],
     }
-    return Rendered(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return Rendered(json_text(doc) + "\n")
 
 
 def usage_document(*problems: Problem) -> dict[str, object]:
@@ -78,7 +78,8 @@ def _file_json(file: FileResult) -> dict[str, object]:
 
 
 def escape_data(text: str) -> str:
-    """A workflow command's message, escaped as GitHub's runner requires."""
+    """A workflow command's message, escaped as GitHub's runner requires (the line
+    breaks are shapecli's own: what a user wrote has none left, see :func:`visible`)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -93,11 +94,12 @@ def render_github(result: LintResult, options: Options) -> Rendered:
     for file in result.files:
         for p in file.problems:
             source = p.source
-            props = [f"file={escape_property(source.file if source else file.file)}"]
+            props = [f"file={escape_property(visible(source.file if source else file.file))}"]
             if source and source.line:
                 props += [f"line={source.line}", f"col={source.column}"]
             props.append(f"title={escape_property(f'shapecli {p.code}')}")
-            detail = "\n".join(x for x in (p.message, p.hint and f"hint: {p.hint}") if x)
+            said = (p.message, p.hint and f"hint: {p.hint}")
+            detail = "\n".join(visible(x) for x in said if x)
             lines.append(f"::{p.severity} {','.join(props)}::{escape_data(detail)}")
     lines.append(summary(result))
     return Rendered("\n".join(lines) + "\n")

@@ -12,6 +12,7 @@ from shapecli.render.console import to_text
 from shapecli.render.problems import problems_text
 from shapecli.render.tree import guides, visible_rows
 from shapecli.report import Report, Row
+from shapecli.untrusted import visible
 
 FAIL_MARK = "✗"
 
@@ -26,7 +27,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     shown = visible_rows(report, options.depth)
     failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
     table = Table(
-        title=_title(report),
+        title=Text(_title(report)),  # Text, not markup: a name may hold [brackets]
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -46,7 +47,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
         cells = _cells(prefix, row, row.path in failing and row.status == "failed")
         if options.paths:
-            cells = (cells[0], Text(row.path or "(root)"), *cells[1:])
+            cells = (cells[0], Text(visible(row.path) or "(root)"), *cells[1:])
         if counted:
             cells = (*cells, Text(fmt.count(row.flops) if row.flops else "—"))
         table.add_row(*cells)
@@ -56,14 +57,15 @@ def _rows_and_totals(report: Report, options: Options) -> str:
 
 
 def _title(report: Report) -> str:
-    return f"{report.name} · {fmt.inputs(report.inputs)}" if report.inputs else report.name
+    name = visible(report.name)
+    return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
 
 
 def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
-    layer.append(row.label, style=style or ("bold" if row.depth == 0 else ""))
+    layer.append(visible(row.label), style=style or ("bold" if row.depth == 0 else ""))
     layer.append(f" ({fmt.type_label(row)}{'*' if row.inferred else ''})", style=style or "cyan")
     if failed:
         output = Text(f"{FAIL_MARK} cannot take it", style=style)

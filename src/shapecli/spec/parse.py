@@ -14,9 +14,7 @@ torch-free keeps YAML and spec errors instant.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +36,7 @@ from shapecli.spec.model import (
     Wiring,
 )
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
+from shapecli.untrusted import describe, hidden_character, read_bounded, visible
 
 FORMAT_VERSION = 2
 TOP_LEVEL_KEYS = (
@@ -72,42 +71,8 @@ _MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # layer names may
 def read_spec(path: str | Path, overrides: Mapping[str, Value] | None = None) -> Spec:
     """Read and parse a spec file; unreadable files are ``file-error`` (exit 2)."""
     file = str(path)
-    return parse_spec(yaml_nodes.decode(read_bounded(file), file), file, overrides)
-
-
-def read_bounded(file: str, limit: int = yaml_nodes.MAX_BYTES) -> bytes:
-    """At most ``limit + 1`` bytes of a regular file — whatever ``stat`` says and
-    whatever the path points to (``/dev/zero`` never ends, a FIFO blocks forever)."""
-    where = Source(file, 0, 0)
-    try:
-        mode = Path(file).stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise fail("file-error", "is a directory; `shapecli lint` checks folders", where)
-        if not stat.S_ISREG(mode):
-            raise fail(
-                "file-error",
-                "is not a regular file (a device, pipe or socket); a spec is a file",
-                where,
-            )
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat above
-                raise fail("file-error", "is not a regular file", where)
-            chunks: list[bytes] = []
-            size = 0
-            while size <= limit:
-                chunk = os.read(fd, min(1 << 16, limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        raise fail("file-error", "no such file", where) from None
-    except OSError as e:
-        raise fail("file-error", f"cannot read: {e.strerror or e}", where) from None
+    data = read_bounded(file, yaml_nodes.MAX_BYTES)
+    return parse_spec(yaml_nodes.decode(data, file), file, overrides)
 
 
 def parse_spec(text: str, file: str, overrides: Mapping[str, Value] | None = None) -> Spec:
@@ -210,7 +175,7 @@ class _SpecParser:
                 )
             assert isinstance(version, int)
             self.version = version
-        name = self._text(values["name"], "`name`") if "name" in values else Path(self.file).stem
+        name = self._model_name(values["name"]) if "name" in values else Path(self.file).stem
         description = (
             self._text(values["description"], "`description`") if "description" in values else None
         )
@@ -904,6 +869,21 @@ class _SpecParser:
         if not isinstance(value, str):
             raise fail("spec-invalid", f"{what} must be text", node.source)
         return value
+
+    def _model_name(self, node: Node) -> str:
+        """The top-level ``name:``: free text, shown in every report's title, so a
+        character that is invisible there (a control or format character) is refused."""
+        name = self._text(node, "`name`")
+        hidden = hidden_character(name)
+        if hidden is not None:
+            raise fail(
+                "spec-invalid",
+                f"the model's `name` is shown in every report, and {describe(hidden)} (a "
+                f"control or format character, invisible there) is not allowed in it: "
+                f"`{visible(name)}`",
+                node.source,
+            )
+        return name
 
     def _type_name(self, node: Scalar) -> str:
         value = node.value

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from shapecli.errors import Source, fail
+from shapecli.untrusted import describe, hidden_character, visible
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -108,6 +109,9 @@ def yaml11_hint(value: object) -> str | None:
 
 # Anything a spec has no business containing: C0 controls but tab/LF/CR, DEL, C1.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# The same in a scalar's value, once YAML's escapes (``"\e"``, ``"\x9b"``, ``"\0"``) are
+# read: a line break in a file is always LF by then, so CR is refused there too.
+_ESCAPED_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def resolve_plain(text: str, source: Source) -> Scalar_t:
@@ -187,6 +191,19 @@ def parse(text: str, file: str) -> Node | None:
         MemoryError,
     ) as e:  # PyYAML raises all of these on odd input
         raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
+
+
+def _check_escapes(value: str, source: Source) -> None:
+    """Refuse a control character that an escape put in a scalar (the file's text was
+    checked for them before parsing)."""
+    bad = _ESCAPED_CONTROL.search(value)
+    if bad:
+        raise fail(
+            "yaml-syntax",
+            f"control character {describe(bad.group())} is not allowed in a spec, not even "
+            "written as an escape",
+            source,
+        )
 
 
 _ENTRY = re.compile(r"(?P<indent>\s*)- (?P<type>[A-Za-z_][\w.]*):")
@@ -293,6 +310,7 @@ class _Composer:
                 root = self._add(node, size, source) or root
             elif isinstance(event, yaml.ScalarEvent):
                 self._check_tag(event, source)
+                _check_escapes(event.value, source)
                 plain = bool(event.implicit and event.implicit[0] and not event.style)
                 value = resolve_plain(event.value, source) if plain else event.value
                 node = Scalar(source, value, plain, event.value)
@@ -364,6 +382,14 @@ class _Composer:
             ):
                 raise fail("yaml-syntax", "mapping keys must be names", key.source)
             name = str(key.value)
+            hidden = hidden_character(name)
+            if hidden is not None:
+                raise fail(
+                    "spec-invalid",
+                    f"a key is a name, and {describe(hidden)} (a control or format character, "
+                    f"invisible where it is shown) is not allowed in one: `{visible(name)}`",
+                    key.source,
+                )
             if name in values:
                 first = keys[name].source
                 raise fail(
