@@ -32,8 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shapecli.api import inspect as inspect_spec
-from shapecli.api import load as load_spec
+from shapecli import api
 from shapecli.errors import (
     ExitCode,
     Problem,
@@ -194,11 +193,11 @@ def check_file(
     """Check one spec; every problem is located in ``path``; ``flops`` counts them."""
     where = Source(str(path), 0, 0)
     try:
-        spec = load_spec(path)
+        spec = api.load(path)
     except ShapecliError as e:
         return FileResult(str(path), tuple(p.located(where) for p in e.problems))
     symbols = _symbols(spec.inputs, inputs) if flops else []
-    report = inspect_spec(
+    report = api.inspect(
         spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops and not symbols
     )
     found = [*report.errors, *report.warnings]
