@@ -1480,7 +1480,11 @@ class WeightNorm(nn.Module):
         for module in list(self.body.modules()):
             if not parametrize.is_parametrized(module, self.name):
                 continue
+            trainable = module.parametrizations[self.name].original1.requires_grad
             parametrize.remove_parametrizations(module, self.name)
+            plain = getattr(module, self.name).detach()  # left a plain tensor under no_grad
+            delattr(module, self.name)
+            module.register_parameter(self.name, nn.Parameter(plain, trainable))
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
