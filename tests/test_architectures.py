@@ -143,7 +143,9 @@ def test_mixtral_counts_the_flops_of_the_two_routed_experts_only() -> None:
     """Each token goes through 2 of the 8 experts: the experts' FLOPs are those of
     2 · tokens SwiGLU passes, not 8 ·, and the rest of the model is counted as usual."""
     small = {"layers": 1, "vocab": 100}
-    report = shapecli.inspect(CONFIGS / "mixtral-8x7b.yaml", input="1x64:long", set=small, flops=True)
+    report = shapecli.inspect(
+        CONFIGS / "mixtral-8x7b.yaml", input="1x64:long", set=small, flops=True
+    )
     assert report.ok, report.errors
     d, hidden, tokens = 4096, 14336, 64
     experts = 2 * tokens * 3 * (2 * d * hidden)  # 2 routed experts, 3 matrices each

@@ -177,7 +177,11 @@ def test_weight_norm_builds_as_torch_weight_norm() -> None:
     model = shapecli.build(spec(body, {"x": "1x4x7"})).eval()  # type: ignore[arg-type]
     conv = model.get_submodule("0.body.0")
     names = {n for n, _ in conv.named_parameters()}
-    assert names == {"bias", "parametrizations.weight.original0", "parametrizations.weight.original1"}
+    assert names == {
+        "bias",
+        "parametrizations.weight.original0",
+        "parametrizations.weight.original1",
+    }
     plain = torch.nn.Conv1d(4, 6, 3)
     weight_norm(plain, dim=2)
     plain.load_state_dict(conv.state_dict())

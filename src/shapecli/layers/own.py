@@ -1050,7 +1050,8 @@ class Split(nn.Module):
                 f"to {sum(self.size)}",
                 f"dim {self.dim} of size {sum(self.size)}",
             )
-        return tuple(torch.split(x, self.size, dim=self.dim))
+        size = self.size if isinstance(self.size, int) else list(self.size)
+        return tuple(torch.split(x, size, dim=self.dim))
 
 
 class Chunk(nn.Module):
@@ -1206,8 +1207,8 @@ class Expand(nn.Module):
         while t.dim() < like.dim():
             t = t.unsqueeze(0)
         sizes = [-1] * t.dim()
-        for d in self.dims:
-            d %= like.dim()
+        for given in self.dims:
+            d = given % like.dim()
             if t.shape[d] != 1:
                 raise LayerInputError(
                     f"Expand cannot give {_shape(t)} the size {like.shape[d]} of dim {d}: it "
@@ -1371,10 +1372,8 @@ def rotary(
     Qwen2, Gemma, Phi, Falcon in transformers) or of neighbours (``interleaved``:
     GPT-J, Meta's Llama code). ``positions``: (T,) or (B, T), default 0 … T-1."""
     rot = head_dim if rotary_dim is None else rotary_dim
-    if x.dim() != 3 or _size(x, -1) is not None and x.shape[-1] % head_dim:
-        raise LayerInputError(
-            f"{layer} got {_shape(x)}", f"B×T×(heads·{head_dim}) queries or keys"
-        )
+    if x.dim() != 3 or (_size(x, -1) is not None and x.shape[-1] % head_dim):
+        raise LayerInputError(f"{layer} got {_shape(x)}", f"B×T×(heads·{head_dim}) queries or keys")
     b, t, width = x.shape
     heads = x.view(b, t, width // head_dim, head_dim)
     if positions is None:
@@ -1391,7 +1390,7 @@ def rotary(
     sin = angles.sin().to(x.dtype).unsqueeze(-2)
     turned, kept = heads[..., :rot], heads[..., rot:]
     if interleaved:
-        pairs = turned.unflatten(-1, (rot // 2, 2))
+        pairs = turned.reshape(*turned.shape[:-1], rot // 2, 2)
         partner = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
     else:
         partner = torch.cat([-turned[..., rot // 2 :], turned[..., : rot // 2]], dim=-1)
@@ -1452,7 +1451,8 @@ class WeightNorm(nn.Module):
         if not targets:
             raise ValueError(f"WeightNorm found no layer with a `{name}` parameter of known size")
         for module in targets:
-            if not -module._parameters[name].dim() <= dim < module._parameters[name].dim():
+            rank = cast(torch.Tensor, module._parameters[name]).dim()
+            if not -rank <= dim < rank:
                 raise ValueError(f"dim {dim} is out of range for {name} of {type(module).__name__}")
             weight_norm(module, name, dim)
 
@@ -1480,7 +1480,8 @@ class WeightNorm(nn.Module):
         for module in list(self.body.modules()):
             if not parametrize.is_parametrized(module, self.name):
                 continue
-            trainable = module.parametrizations[self.name].original1.requires_grad
+            originals = cast(Any, module).parametrizations[self.name]
+            trainable = bool(originals.original1.requires_grad)
             parametrize.remove_parametrizations(module, self.name)
             plain = getattr(module, self.name).detach()  # left a plain tensor under no_grad
             delattr(module, self.name)
@@ -1536,8 +1537,9 @@ class MoE(nn.Module):
             weights = weights / weights.sum(dim=-1, keepdim=True)
         weights = weights.to(x.dtype)
         experts = self._experts()
+        rows: list[tuple[torch.Tensor, torch.Tensor]]
         if _has_values(tokens):
-            rows = [torch.where(chosen == e) for e in range(len(experts))]
+            rows = [cast(Any, torch.where(chosen == e)) for e in range(len(experts))]
         else:
             rows = self._even_shares(tokens.shape[0], len(experts), tokens.device)
         out: torch.Tensor | None = None
@@ -1559,7 +1561,7 @@ class MoE(nn.Module):
         token = torch.arange(count, device=device).repeat(self.top_k)
         slot = torch.arange(self.top_k, device=device).repeat_interleave(count)
         sizes = [routed // experts + (1 if e < routed % experts else 0) for e in range(experts)]
-        return list(zip(token.split(sizes), slot.split(sizes), strict=True))
+        return list(zip(torch.split(token, sizes), torch.split(slot, sizes), strict=True))
 
 
 OWN_MODULES: dict[str, type[nn.Module]] = {
