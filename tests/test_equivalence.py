@@ -143,6 +143,15 @@ CONVNEXT_STAGES = "\n".join(
     )
 )
 
+LLAMA = rules(r"""
+            tok_embeddings\.weight                          model.embed_tokens.weight
+            norm\.weight                                    model.norm.weight
+            output\.weight                                  lm_head.weight
+            layers\.(\d+)\.0\.body\.attention_norm\.weight  model.layers.\1.input_layernorm.weight
+            layers\.(\d+)\.0\.body\.attention\.(.)\.weight  model.layers.\1.self_attn.\2_proj.weight
+            layers\.(\d+)\.1\.body\.ffn_norm\.weight        model.layers.\1.post_attention_layernorm.weight
+""")  # the decoder of both Llama and Mixtral, but for the feed-forward
+
 CASES = [
     Case(
         "gpt2",
@@ -221,13 +230,8 @@ CASES = [
           "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 96,
           "rms_norm_eps": 1e-5, **TOKENS}),
         lambda m, x: m(input_ids=x["#0"]).logits,
-        rules(r"""
-            tok_embeddings\.weight                          model.embed_tokens.weight
-            norm\.weight                                    model.norm.weight
-            output\.weight                                  lm_head.weight
-            layers\.(\d+)\.0\.body\.attention_norm\.weight  model.layers.\1.input_layernorm.weight
-            layers\.(\d+)\.0\.body\.attention\.(.)\.weight  model.layers.\1.self_attn.\2_proj.weight
-            layers\.(\d+)\.1\.body\.ffn_norm\.weight        model.layers.\1.post_attention_layernorm.weight
+        LLAMA
+        + rules(r"""
             layers\.(\d+)\.1\.body\.1\.branches\.0\.w1\.weight  model.layers.\1.mlp.gate_proj.weight
             layers\.(\d+)\.1\.body\.1\.branches\.1\.w3\.weight  model.layers.\1.mlp.up_proj.weight
             layers\.(\d+)\.1\.body\.w2\.weight              model.layers.\1.mlp.down_proj.weight
@@ -245,13 +249,8 @@ CASES = [
           "num_local_experts": 4, "num_experts_per_tok": 2, "rope_theta": 1e6,
           "rms_norm_eps": 1e-5, **TOKENS}),
         lambda m, x: m(input_ids=x["#0"]).logits,
-        rules(r"""
-            tok_embeddings\.weight                          model.embed_tokens.weight
-            norm\.weight                                    model.norm.weight
-            output\.weight                                  lm_head.weight
-            layers\.(\d+)\.0\.body\.attention_norm\.weight  model.layers.\1.input_layernorm.weight
-            layers\.(\d+)\.0\.body\.attention\.(.)\.weight  model.layers.\1.self_attn.\2_proj.weight
-            layers\.(\d+)\.1\.body\.ffn_norm\.weight        model.layers.\1.post_attention_layernorm.weight
+        LLAMA
+        + rules(r"""
             layers\.(\d+)\.1\.body\.moe\.router\.weight     model.layers.\1.mlp.gate.weight
             layers\.(\d+)\.1\.body\.moe\.experts\.expert\.(\d+)\.0\.branches\.0\.w1\.weight  model.layers.\1.mlp.experts.gate_up_proj  w1
             layers\.(\d+)\.1\.body\.moe\.experts\.expert\.(\d+)\.0\.branches\.1\.w3\.weight  model.layers.\1.mlp.experts.gate_up_proj  w3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -240,6 +241,8 @@ def test_moe_is_the_weighted_sum_of_the_chosen_experts(renormalize: bool) -> Non
     assert torch.allclose(got.reshape(6, 4), want, atol=1e-6)
 
 
+# The symbolic pass lets the layer's own warning through (the dry run beside it reports it).
+@pytest.mark.filterwarnings("ignore:the router chooses by value")
 def test_moe_runs_with_a_symbolic_batch() -> None:
     report = shapecli.inspect(spec(moe(4, 2), {"x": "Bx3x4"}))  # type: ignore[arg-type]
     assert report.ok, report.errors
@@ -290,3 +293,18 @@ def test_bad_arguments_are_refused_at_their_entry(body: str, fragment: str) -> N
     assert error.code == "bad-arguments"
     assert fragment in error.message
     assert error.source is not None and error.source.line == 3
+
+
+def test_moe_says_its_experts_rows_are_an_even_share_and_verify_leaves_them_out(
+    tmp_path: Path,
+) -> None:
+    """The experts' rows come from the even share; a real run routes by score, so
+    ``--verify`` compares the MoE's own shapes and not its experts'."""
+    shapes = {"x": "1x5x4"}
+    report = shapecli.inspect(spec(moe(4, 2), shapes))  # type: ignore[arg-type]
+    (warning,) = report.warnings
+    assert warning.path == "0" and "even share" in warning.message
+    from shapecli.api import build_file
+
+    built = build_file(spec(moe(4, 2), shapes), tmp_path / "m.safetensors", verify=True)  # type: ignore[arg-type]
+    assert built.verified_rows == 2  # the model and the MoE

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
@@ -1509,6 +1510,11 @@ class MoE(nn.Module):
     as an expert's cost grows linearly with its tokens.
     """
 
+    #: The shapes inside an MoE depend on values: a dry run's rows for its experts show
+    #: the even share, a real run's the router's choice (``--verify`` compares the MoE
+    #: itself, not its experts).
+    ROUTED_INSIDE: ClassVar[bool] = True
+
     def __init__(self, experts: nn.Module, top_k: int = 2, renormalize: bool = True) -> None:
         super().__init__()
         self.experts = experts
@@ -1542,6 +1548,12 @@ class MoE(nn.Module):
             rows = [cast(Any, torch.where(chosen == e)) for e in range(len(experts))]
         else:
             rows = self._even_shares(tokens.shape[0], len(experts), tokens.device)
+            warnings.warn(
+                "the router chooses by value, and a dry run has none: each expert's rows show "
+                "an even share of the tokens × top_k routed rows, where a real run routes by "
+                "score (the MoE's output shape and the total FLOPs are the same either way)",
+                stacklevel=2,
+            )
         out: torch.Tensor | None = None
         for expert, (token, slot) in zip(experts, rows, strict=True):
             y = _output(expert(tokens[token]), "an expert")
