@@ -1,10 +1,11 @@
-"""The shipped configs compute their reference networks, number for number.
+"""Specs compute their reference networks, number for number.
 
-Each case builds a shipped config at small sizes (``set``) with ``shapecli.build``, builds
-the reference network from ``transformers`` at the same sizes with random weights (no
-download: ``HF_HUB_OFFLINE``), copies the reference's ``state_dict`` into the spec's model
-through a name map, and compares the outputs on the same random input, in float32 on the
-CPU in eval mode.
+Each case builds a spec at small sizes with ``shapecli.build`` — a shipped config (with
+``set``), or for a network no config is (Gemma, Phi-2, CLIP's text encoder) a spec of
+``tests/equivalence/`` — and the reference network from ``transformers`` at the same
+sizes with random weights (no download: ``HF_HUB_OFFLINE``), copies the reference's
+``state_dict`` into the spec's model through a name map, and compares the outputs on the
+same random input, in float32 on the CPU in eval mode.
 
 The name map is a list of rules: a spec parameter whose name matches ``pattern`` takes
 the reference tensor named by ``source`` (``\\1`` for the pattern's groups), through
@@ -13,13 +14,15 @@ experts). Every spec tensor must be given one and every reference parameter used
 layer the spec lacks, or has too many of, fails the test as surely as a wrong number.
 
 Tolerance: ``atol = rtol = 1e-4``. The reference's weights are spread first (see
-:func:`spread`) so that outputs are of order 1 to 5 and every step moves them. The two
+:func:`spread`) so that outputs are of order 1 to 10 and every step moves them. The two
 models then run the same float32 operations, though not always in the same order or
 kernels (fused attention against an explicit softmax, ConvNeXt's LayerNorm written out
 against ``F.layer_norm``), each good to about 1e-7 relative: measured, they agree to 1.2e-6
-at most (Whisper), exactly for five of the eight. A real difference is far larger: θ
+at most (Whisper), exactly for seven of the eleven. A real difference is far larger: θ
 halved in Llama's rotation moves the logits by 0.5, Mixtral routed to one expert instead
-of two by 2. 1e-4 lies two orders of magnitude from either.
+of two by 2, Phi-2 turning all of each head instead of its first half by 0.7, Gemma's norm without
+its 1 + w by 6.6, CLIP's GELU for its QuickGELU by 0.014. 1e-4 lies two orders of
+magnitude from either side.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,6 +117,12 @@ class Case:
     call: Callable[[nn.Module, dict[str, torch.Tensor]], Any]  # the reference's outputs
     rules: list[tuple[str, str, Take]]
     ints: dict[str, int] = field(default_factory=dict)  # integer inputs → their bound
+
+    @property
+    def spec(self) -> Path:
+        """A shipped config, or a spec of tests/equivalence/ (networks the configs lack)."""
+        shipped = CONFIGS / f"{self.config}.yaml"
+        return shipped if shipped.exists() else Path(__file__).parent / "equivalence" / shipped.name
 
     def build_reference(self) -> nn.Module:
         model, config, sizes = self.reference
@@ -315,6 +325,68 @@ CASES = [
         """)
         + rules(CONVNEXT_STAGES),
     ),
+    # -- networks no shipped config is: the ops they need, number for number
+    Case(
+        "gemma",
+        {},
+        {"#0": (2, 12)},
+        ("GemmaForCausalLM", "GemmaConfig",
+         {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16,
+          "intermediate_size": 64, "rms_norm_eps": 1e-6, **TOKENS}),
+        lambda m, x: m(input_ids=x["#0"]).logits,
+        rules(r"""
+            embed_tokens\.weight                    model.embed_tokens.weight
+            lm_head\.weight                         lm_head.weight
+            norm\.weight\.weight                    model.norm.weight
+            layers\.(\d+)\.0\.body\.input_layernorm\.weight\.weight  model.layers.\1.input_layernorm.weight
+            layers\.(\d+)\.0\.body\.self_attn\.(.)\.weight  model.layers.\1.self_attn.\2_proj.weight
+            layers\.(\d+)\.1\.body\.post_attention_layernorm\.weight\.weight  model.layers.\1.post_attention_layernorm.weight
+            layers\.(\d+)\.1\.body\.1\.branches\.\d\.(gate|up)_proj\.weight  model.layers.\1.mlp.\2_proj.weight
+            layers\.(\d+)\.1\.body\.down_proj\.weight  model.layers.\1.mlp.down_proj.weight
+        """),
+        ints={"#0": VOCAB},
+    ),
+    Case(
+        "phi",
+        {},
+        {"#0": (2, 12)},
+        ("PhiForCausalLM", "PhiConfig",
+         {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "intermediate_size": 64, "partial_rotary_factor": 0.5,
+          **TOKENS}),
+        lambda m, x: m(input_ids=x["#0"]).logits,
+        rules(r"""
+            embed_tokens\.(.*)                      model.embed_tokens.\1
+            final_layernorm\.(.*)                   model.final_layernorm.\1
+            lm_head\.(.*)                           lm_head.\1
+            layers\.(\d+)\.0\.body\.input_layernorm\.(.*)  model.layers.\1.input_layernorm.\2
+            layers\.(\d+)\.0\.body\.1\.branches\.0\.self_attn\.(q|k|v)\.(.*)  model.layers.\1.self_attn.\2_proj.\3
+            layers\.(\d+)\.0\.body\.1\.branches\.0\.self_attn\.o\.(.*)  model.layers.\1.self_attn.dense.\2
+            layers\.(\d+)\.0\.body\.1\.branches\.1\.(fc1|fc2)\.(.*)  model.layers.\1.mlp.\2.\3
+        """),
+        ints={"#0": VOCAB},
+    ),
+    Case(
+        "clip-text",
+        {},
+        {"ids": (2, 9)},
+        ("CLIPTextModel", "CLIPTextConfig",
+         {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 16,
+          **TOKENS}),  # end of text is id 2: CLIP's first models pool at the largest id
+        lambda m, x: ((out := m(input_ids=x["ids"])).last_hidden_state, out.pooler_output),
+        rules(r"""
+            (token|position)_embedding\.(.*)        embeddings.\1_embedding.\2
+            final_layer_norm\.(.*)                  final_layer_norm.\1
+            layers\.(\d+)\.0\.body\.layer_norm1\.(.*)  encoder.layers.\1.layer_norm1.\2
+            layers\.(\d+)\.0\.body\.self_attn\.(q|k|v)\.(.*)  encoder.layers.\1.self_attn.\2_proj.\3
+            layers\.(\d+)\.0\.body\.self_attn\.o\.(.*)  encoder.layers.\1.self_attn.out_proj.\2
+            layers\.(\d+)\.1\.body\.layer_norm2\.(.*)  encoder.layers.\1.layer_norm2.\2
+            layers\.(\d+)\.1\.body\.(fc1|fc2)\.(.*)  encoder.layers.\1.mlp.\2.\3
+        """),
+        ints={"ids": VOCAB},
+    ),
 ]  # fmt: skip
 
 
@@ -387,7 +459,7 @@ def test_the_shipped_config_computes_its_reference(case: Case) -> None:
     spread(reference)
     given = inputs(case)
     spec_inputs = [("" if n == "#0" else f"{n}=") + shape_text(t) for n, t in given.items()]
-    model = shapecli.build(CONFIGS / f"{case.config}.yaml", input=spec_inputs, set=case.sizes)
+    model = shapecli.build(case.spec, input=spec_inputs, set=case.sizes)
     model.load_state_dict(mapped(case, model, reference), strict=True)
     model.eval()
     with torch.no_grad():
