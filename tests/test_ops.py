@@ -279,6 +279,7 @@ def test_ops_say_what_they_expected(body: str, inputs: dict[str, str], fragment:
         ("  - Rotary: {head_dim: 8, rotary_dim: 3}\n", "rotary_dim 3 must be even"),
         ("  - Attention: {dim: 16, heads: 2, rope_theta: 10000, rotary_dim: 10}\n", "at most head_dim 8"),
         ("  - Sinusoidal: 7\n", "must be even"),
+        ("  - Scale: {by: 0, power: -1}\n", "not a number"),
         ("  - ClassToken: {dim: 8, count: 0}\n", "count 0"),
         ("  - PositionalEmbedding: {num_positions: 4, dim: 8, offset: 4}\n", "offset 4"),
         ("  - Param: {shape: [0]}\n", "sizes of at least 1"),

@@ -1250,6 +1250,8 @@ class Scale(nn.Module):
         self.by, self.power, self.shift = by, power, shift
         if by < 0 and not float(power).is_integer():
             raise ValueError(f"{by} to the power {power} is not a real number")
+        if by == 0 and power < 0:
+            raise ValueError(f"0 to the power {power} is not a number")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _tensor(x, "Scale")
@@ -1460,7 +1462,7 @@ class WeightNorm(nn.Module):
     def _targets(self) -> list[nn.Module]:
         targets = []
         for module in self.body.modules():
-            if type(module).__name__ == "AutoSized":
+            if type(module).__name__ == "AutoSized":  # by name: auto.py imports this module
                 raise ValueError("WeightNorm needs its layers' sizes: give them, not `auto`")
             param = module._parameters.get(self.name)
             if param is None:
