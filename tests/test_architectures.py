@@ -28,6 +28,8 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "torchvision.json").rea
         ("resnet18", 11_689_512, (1, 1000)),
         ("gpt2", 124_439_808, (1, 1024, 50257)),
         ("llama-tiny", 3_332_352, (1, 128, 1000)),  # derived by hand in the config
+        ("llama3-8b", 8_030_261_248, (1, 8192, 128256)),
+        ("mixtral-8x7b", 46_702_792_704, (1, 4096, 32000)),
     ],
 )
 def test_published_parameter_counts(config: str, params: int, output: tuple[int, ...]) -> None:
@@ -135,3 +137,18 @@ def test_bert_without_its_pooler() -> None:
     pooler = Counter({(768, 768): 1, (768,): 1})
     full = Counter(tuple(shape) for _, shape in GRAPHS["bert-base"]["params"])
     assert owned_shapes(report) == full - pooler
+
+
+def test_mixtral_counts_the_flops_of_the_two_routed_experts_only() -> None:
+    """Each token goes through 2 of the 8 experts: the experts' FLOPs are those of
+    2 · tokens SwiGLU passes, not 8 ·, and the rest of the model is counted as usual."""
+    small = {"layers": 1, "vocab": 100}
+    report = shapecli.inspect(
+        CONFIGS / "mixtral-8x7b.yaml", input="1x64:long", set=small, flops=True
+    )
+    assert report.ok, report.errors
+    d, hidden, tokens = 4096, 14336, 64
+    experts = 2 * tokens * 3 * (2 * d * hidden)  # 2 routed experts, 3 matrices each
+    (moe,) = [r for r in report.rows if r.path == "layers.0.1.body.moe"]
+    router = 2 * tokens * d * 8
+    assert moe.flops == experts + router

@@ -116,15 +116,37 @@ def _signature_of(cls: type) -> inspect.Signature:
     if cls.__name__ in SIGNATURES and cls.__module__.startswith("torch.nn"):
         return SIGNATURES[cls.__name__]
     sig = inspect.signature(cls)
-    try:
-        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
-    except Exception:  # unresolvable forward references: fall back to the raw ones
-        hints = {}
+    hints = _hints(cls)
+    becomes = getattr(cls, "cls_to_become", None)
+    if isinstance(becomes, type):
+        # A Lazy* layer passes its arguments on to the layer it becomes, whose types are
+        # the ones that hold (LazyConv2d's `padding` says int, Conv2d's takes "same").
+        hints.update({k: v for k, v in _hints(becomes).items() if k in sig.parameters})
     return sig.replace(
         parameters=[
             p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
         ]
     )
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+    except Exception:  # unresolvable forward references: fall back to the raw ones
+        return {}
+
+
+def _crops(cls: type) -> bool:
+    """Does a negative ``padding`` of ``cls`` crop instead of pad? It does for torch's
+    padding layers (``F.pad``), not for convolutions, which refuse it."""
+    from torch.nn.modules import padding
+
+    bases = tuple(
+        getattr(padding, name)
+        for name in ("_ConstantPadNd", "_ReflectionPadNd", "_ReplicationPadNd", "_CircularPadNd")
+        if hasattr(padding, name)
+    )
+    return issubclass(cls, bases)
 
 
 def bind(cls: type, entry: Entry, path: str) -> inspect.BoundArguments:
@@ -159,7 +181,7 @@ def bind(cls: type, entry: Entry, path: str) -> inspect.BoundArguments:
         expected = _expected_type(parameter)
         if expected is not None and not matches(value, expected):
             raise _bad(entry, path, key, _type_message(name, value, expected))
-        problem = _range_problem(name, value)
+        problem = _range_problem(name, value, crops=_crops(cls))
         if problem:
             raise _bad(entry, path, key, problem)
     return bound
@@ -332,14 +354,14 @@ def _numeric(text: str) -> bool:
 INT64_MAX = 2**63 - 1
 
 
-def _range_problem(name: str, value: object) -> str | None:
+def _range_problem(name: str, value: object, crops: bool = False) -> str | None:
     values = value if isinstance(value, tuple) else (value,)
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if any(isinstance(v, int) and abs(v) > INT64_MAX for v in _ints(value)):
         return f"`{name}` is too large: {value!r} does not fit in 64 bits"
     if name in POSITIVE and any(v < 1 for v in numbers):
         return f"`{name}` must be at least 1, not {value!r}"
-    if name in NON_NEGATIVE and any(v < 0 for v in numbers):
+    if name in NON_NEGATIVE and any(v < 0 for v in numbers) and not (crops and name == "padding"):
         return f"`{name}` cannot be negative, not {value!r}"
     if name in PROBABILITY and any(not 0 <= v <= 1 for v in numbers):
         return f"`{name}` is a probability between 0 and 1, not {value!r}"

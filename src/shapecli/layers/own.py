@@ -12,6 +12,7 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, cast
 
@@ -188,6 +189,12 @@ class Sequential(nn.Sequential):
         if program.output is not None:
             parts.append(f"output={[name for _, name in program.output]}")
         return ", ".join(parts)
+
+
+class Repeat(Sequential):
+    """The copies of ``repeat: N``: a layer list whose program has each copy read the
+    one before and the further inputs (a layer that holds copies, as ``MoE`` holds its
+    experts, can tell them from a list written as one layer)."""
 
 
 class Residual(nn.Module):
@@ -375,13 +382,17 @@ class Select(nn.Module):
 
 
 class ClassToken(nn.Module):
-    """Prepend a learned token: (B, T, D) → (B, T+1, D)."""
+    """Prepend ``count`` learned tokens: (B, T, D) → (B, T+count, D) (DeiT's class and
+    distillation tokens: ``count: 2``). The parameter is 1×count×D; for another layout
+    (CLIP's D) write ``Param``, ``Expand`` and ``Cat``."""
 
     AUTO: ClassVar[dict[str, str]] = {"dim": "last"}
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, count: int = 1) -> None:
         super().__init__()
-        self.token = nn.Parameter(torch.empty(1, 1, dim))
+        if count < 1:
+            raise ArgumentError(f"count {count} must be at least 1")
+        self.token = nn.Parameter(torch.empty(1, count, dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -397,12 +408,16 @@ class ClassToken(nn.Module):
 
 
 class PositionalEmbedding(nn.Module):
-    """``x + weight[:T]`` for x of shape (B, T, D): learned positions."""
+    """``x + weight[offset:offset + T]`` for x of shape (B, T, D): learned positions
+    (``offset: 2`` for BART, whose first two rows are never used)."""
 
     AUTO: ClassVar[dict[str, str]] = {"dim": "last"}
 
-    def __init__(self, num_positions: int, dim: int) -> None:
+    def __init__(self, num_positions: int, dim: int, offset: int = 0) -> None:
         super().__init__()
+        if not 0 <= offset < num_positions:
+            raise ArgumentError(f"offset {offset} must be at least 0 and below {num_positions}")
+        self.offset = offset
         self.weight = nn.Parameter(torch.empty(num_positions, dim))
         self.reset_parameters()
 
@@ -411,12 +426,13 @@ class PositionalEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions, dim = self.weight.shape
-        if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] > positions:
+        room = positions - self.offset
+        if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] > room:
             raise LayerInputError(
                 f"PositionalEmbedding({positions}, {dim}) got {_shape(x)}",
-                f"B×T×{dim} with T ≤ {positions}",
+                f"B×T×{dim} with T ≤ {room}",
             )
-        return x + self.weight[: x.shape[1]]
+        return x + self.weight[self.offset : self.offset + x.shape[1]]
 
 
 def _tensors(inputs: tuple[Any, ...], layer: str) -> list[torch.Tensor]:
@@ -548,7 +564,7 @@ class Param(nn.Module):
     ) -> None:
         super().__init__()
         size = (shape,) if isinstance(shape, int) else tuple(shape)
-        if not size or any(d < 1 for d in size):
+        if any(d < 1 for d in size):  # `shape: []` is a scalar (CLIP's logit scale)
             raise ArgumentError(f"shape {list(size)} needs sizes of at least 1")
         self.init = init
         self.std = std
@@ -724,7 +740,8 @@ class Attention(nn.Module):
     values come from ``context`` when it is given (cross-attention, ``context_dim``
     features); ``mask`` and ``bias`` as for :class:`ScaledDotProduct`. ``fused_qkv``
     lays q, k and v out as one Linear ``qkv`` (torchvision's ViT and Swin, GPT-2's
-    ``c_attn``).
+    ``c_attn``). ``rope_theta`` turns queries and keys by their positions (rotary
+    embeddings, as Llama), in the first ``rotary_dim`` features of each head.
     """
 
     AUTO: ClassVar[dict[str, str]] = {"dim": "last"}
@@ -741,6 +758,8 @@ class Attention(nn.Module):
         fused_qkv: bool = False,
         context_dim: int | None = None,
         scale: float | None = None,
+        rope_theta: float | None = None,
+        rotary_dim: int | None = None,
     ) -> None:
         super().__init__()
         kv_heads = heads if kv_heads is None else kv_heads
@@ -754,6 +773,9 @@ class Attention(nn.Module):
             raise ArgumentError("fused_qkv projects q, k and v from one input: no context_dim")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.causal, self.dropout, self.scale = causal, dropout, scale
+        if rope_theta is not None:
+            _check_rotary(head_dim, rotary_dim)
+        self.rope_theta, self.rotary_dim = rope_theta, rotary_dim
         self.dim = dim
         kv_width = kv_heads * head_dim
         if fused_qkv:
@@ -798,6 +820,9 @@ class Attention(nn.Module):
         else:
             source = x if context is None else context
             q, k, v = self.q(x), self.k(source), self.v(source)
+        if self.rope_theta is not None:
+            q = rotary(q, self.head_dim, self.rope_theta, self.rotary_dim, layer="Attention")
+            k = rotary(k, self.head_dim, self.rope_theta, self.rotary_dim, layer="Attention")
         out = attend(
             q, k, v, self.heads, causal=self.causal, scale=self.scale,
             dropout=self.dropout if self.training else 0.0, mask=mask, bias=bias,
@@ -945,12 +970,611 @@ class RelativePositionBias(nn.Module):
         return table[index].view(n, n, -1).permute(2, 0, 1).contiguous()
 
 
+# -- slicing, gathering and routing ------------------------------------------------------
+
+
+def _has_values(x: torch.Tensor) -> bool:
+    """Does ``x`` hold numbers? A meta tensor or a fake one (symbolic sizes) has only
+    a shape, so a layer whose work depends on values must take another path."""
+    from torch._subclasses.fake_tensor import is_fake  # loaded with torch itself
+
+    return x.device.type != "meta" and not is_fake(x)
+
+
+def _size(x: torch.Tensor, dim: int) -> int | None:
+    """The size of ``dim`` when it is a number (not a symbolic size), else None."""
+    size = x.shape[dim]
+    return size if isinstance(size, int) else None
+
+
+class Slice(nn.Module):
+    """``x[start:end:step]`` along ``dim``, as Python slices (negative counts from the
+    end): ``Slice: {dim: 1, start: 1}`` is ``x[:, 1:]``, which drops the class token;
+    ``{dim: -1, end: -1}`` drops the last position."""
+
+    def __init__(self, dim: int = 1, start: int = 0, end: int | None = None, step: int = 1):
+        super().__init__()
+        if step < 1:
+            raise ArgumentError(f"step {step} must be at least 1")
+        self.dim, self.start, self.end, self.step = dim, start, end, step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Slice")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        dim = self.dim % x.dim()
+        where = (slice(None),) * dim + (slice(self.start, self.end, self.step),)
+        out = x[where]
+        if _size(out, dim) == 0:
+            raise LayerInputError(
+                f"Slice [{self.start}:{'' if self.end is None else self.end}] of dim "
+                f"{self.dim} of {_shape(x)} is empty",
+                f"dim {self.dim} longer than the slice's start",
+            )
+        return out
+
+    def extra_repr(self) -> str:
+        end = "" if self.end is None else self.end
+        return f"dim={self.dim}, [{self.start}:{end}:{self.step}]"
+
+
+class Split(nn.Module):
+    """``torch.split``: pieces of ``size`` along ``dim`` (the last one may be shorter),
+    or of the listed sizes, as a tuple for ``Take`` or for wiring (``in: [pieces]``)."""
+
+    def __init__(self, size: int | tuple[int, ...], dim: int = -1) -> None:
+        super().__init__()
+        self.size = size if isinstance(size, int) else tuple(size)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _tensor(x, "Split")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        total = _size(x, self.dim)
+        if isinstance(self.size, tuple) and total is not None and sum(self.size) != total:
+            raise LayerInputError(
+                f"Split{list(self.size)} of dim {self.dim} of {_shape(x)}: the sizes add up "
+                f"to {sum(self.size)}",
+                f"dim {self.dim} of size {sum(self.size)}",
+            )
+        size = self.size if isinstance(self.size, int) else list(self.size)
+        return tuple(torch.split(x, size, dim=self.dim))
+
+
+class Chunk(nn.Module):
+    """``torch.chunk``: ``chunks`` pieces along ``dim`` as a tuple (ShuffleNet's channel
+    split, a GLU's halves)."""
+
+    def __init__(self, chunks: int, dim: int = -1) -> None:
+        super().__init__()
+        if chunks < 1:
+            raise ArgumentError(f"chunks {chunks} must be at least 1")
+        self.chunks, self.dim = chunks, dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _tensor(x, "Chunk")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        total = _size(x, self.dim)
+        if total is not None and total % self.chunks:
+            raise LayerInputError(
+                f"Chunk({self.chunks}) of dim {self.dim} of {_shape(x)}: {total} does not "
+                f"split into {self.chunks} equal pieces",
+                f"dim {self.dim} a multiple of {self.chunks}",
+                "`Split` takes uneven sizes",
+            )
+        return tuple(torch.chunk(x, self.chunks, dim=self.dim))
+
+
+def _indices(index: object, layer: str) -> torch.Tensor:
+    t = _tensor(index, layer)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise LayerInputError(
+            f"{layer} got indices of {t.dtype}", "whole-number indices (int64)", tensor=t
+        )
+    return t
+
+
+class Gather(nn.Module):
+    """Pick positions of ``x`` along ``dim`` by index: ``in: [x, index]``. For each
+    position of the dims before ``dim``, ``index`` lists the positions to take — a B×K
+    index of a B×T×D tensor gives B×K×D (the tokens ViT-MAE keeps) — or names one, a B
+    index giving B×D (the end-of-text token CLIP pools)."""
+
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Gather")
+        index = _indices(index, "Gather")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        dim = self.dim % x.dim()
+        one = index.dim() == dim
+        picked = index.unsqueeze(-1) if one else index
+        lead = tuple(x.shape[:dim])
+        if picked.dim() != dim + 1 or tuple(picked.shape[:dim]) != lead:
+            raise LayerInputError(
+                f"Gather(dim={self.dim}) cannot index {_shape(x)} with {_shape(index)}",
+                f"an index of {format_shape(lead)}×K (K positions each) or "
+                f"{format_shape(lead)} (one each)",
+                tensor=index,
+            )
+        rest = tuple(x.shape[dim + 1 :])
+        full = picked.reshape(*picked.shape, *(1 for _ in rest)).expand(*picked.shape, *rest)
+        out = x.gather(dim, full.long())
+        return out.squeeze(dim) if one else out
+
+
+class TopK(nn.Module):
+    """``torch.topk``: the ``k`` largest (``largest: false``: smallest) values along
+    ``dim`` and their indices, as a tuple (values, indices)."""
+
+    def __init__(self, k: int, dim: int = -1, largest: bool = True) -> None:
+        super().__init__()
+        if k < 1:
+            raise ArgumentError(f"k {k} must be at least 1")
+        self.k, self.dim, self.largest = k, dim, largest
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _tensor(x, "TopK")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        size = _size(x, self.dim)
+        if size is not None and size < self.k:
+            raise LayerInputError(
+                f"TopK({self.k}) over dim {self.dim} of {_shape(x)}",
+                f"at least {self.k} values along dim {self.dim}",
+            )
+        values, indices = torch.topk(x, self.k, dim=self.dim, largest=self.largest)
+        return values, indices
+
+
+class ArgMax(nn.Module):
+    """``x.argmax(dim)``: where the largest value is (CLIP finds its end-of-text token
+    as the largest token id)."""
+
+    def __init__(self, dim: int = -1, keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "ArgMax")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        return x.argmax(dim=self.dim, keepdim=self.keepdim)
+
+
+class ArgSort(nn.Module):
+    """``x.argsort(dim)``: the order that sorts ``x`` (ViT-MAE's shuffle and restore)."""
+
+    def __init__(self, dim: int = -1, descending: bool = False) -> None:
+        super().__init__()
+        self.dim, self.descending = dim, descending
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "ArgSort")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        return x.argsort(dim=self.dim, descending=self.descending)
+
+
+class Noise(nn.Module):
+    """Uniform noise in [0, 1) of the shape of the input's first ``dims`` dims (ViT-MAE
+    ranks it to choose which patches to mask). On the meta device it is a shape without
+    values, so a dry run draws nothing and routes nothing: every size is still exact."""
+
+    def __init__(self, dims: int = 2) -> None:
+        super().__init__()
+        if dims < 1:
+            raise ArgumentError(f"dims {dims} must be at least 1")
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Noise")
+        if x.dim() < self.dims:
+            raise LayerInputError(
+                f"Noise(dims={self.dims}) got {_shape(x)}", f"at least {self.dims} dims"
+            )
+        dtype = x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+        return torch.rand(x.shape[: self.dims], dtype=dtype, device=x.device)
+
+
+class Expand(nn.Module):
+    """A tensor repeated over another's batch: ``in: [token, x]`` gives ``token`` the
+    sizes of ``x`` in ``dims`` (default the batch, dim 0) without copying it — class
+    tokens, DETR's object queries, ViT-MAE's mask tokens. Missing leading dims are
+    added first (a D or T×D parameter becomes 1×D or 1×T×D), and the dims to fill must
+    have size 1. Reading ``x``'s sizes, it works for any batch, a symbolic one too."""
+
+    def __init__(self, dims: int | tuple[int, ...] = 0) -> None:
+        super().__init__()
+        self.dims = (dims,) if isinstance(dims, int) else tuple(dims)
+
+    def forward(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        _tensor(t, "Expand")
+        _tensor(like, "Expand")
+        check_dims(self.dims, like.dim(), f"the {like.dim()}-D tensor it expands like")
+        while t.dim() < like.dim():
+            t = t.unsqueeze(0)
+        sizes = [-1] * t.dim()
+        for given in self.dims:
+            d = given % like.dim()
+            if t.shape[d] != 1:
+                raise LayerInputError(
+                    f"Expand cannot give {_shape(t)} the size {like.shape[d]} of dim {d}: it "
+                    f"is {t.shape[d]} there",
+                    f"size 1 in dim {d}",
+                )
+            sizes[d] = like.shape[d]
+        return t.expand(*sizes)
+
+
+class ReshapeAs(nn.Module):
+    """``x.reshape(like.shape)``: ``in: [x, like]`` (a flat tensor back to the shape it
+    came from)."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "ReshapeAs")
+        _tensor(like, "ReshapeAs")
+        counts = (x.numel(), like.numel())
+        if all(isinstance(c, int) for c in counts) and counts[0] != counts[1]:
+            raise LayerInputError(
+                f"ReshapeAs cannot make {_shape(x)} ({counts[0]} elements) into "
+                f"{_shape(like)} ({counts[1]})",
+                f"{counts[1]} elements",
+            )
+        return x.reshape(like.shape)
+
+
+# -- arithmetic without parameters ---------------------------------------------------------
+
+
+class Scale(nn.Module):
+    """``x · by^power + shift``, constants: ``Scale: 0.125`` scales attention scores,
+    ``{by: 2048, power: 0.5}`` multiplies by √2048 (Gemma's embeddings), ``{shift: 1}``
+    adds one (Gemma's norms multiply by 1 + w)."""
+
+    def __init__(self, by: float = 1.0, power: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.by, self.power, self.shift = by, power, shift
+        if by < 0 and not float(power).is_integer():
+            raise ArgumentError(f"{by} to the power {power} is not a real number")
+        if by == 0 and power < 0:
+            raise ArgumentError(f"0 to the power {power} is not a number")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Scale")
+        factor = float(self.by) ** self.power
+        out = x if factor == 1 else x * factor
+        return out if self.shift == 0 else out + self.shift
+
+
+class Exp(nn.Module):
+    """``x.exp()`` (CLIP's learned temperature is stored as its logarithm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _tensor(x, "Exp").exp()
+
+
+class Sum(nn.Module):
+    """The sum over ``dim``."""
+
+    def __init__(self, dim: int | tuple[int, ...] = 1, keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim = dim if isinstance(dim, int) else tuple(dim)
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Sum")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        return x.sum(dim=self.dim, keepdim=self.keepdim)
+
+
+class Normalize(nn.Module):
+    """``F.normalize``: unit ``p``-norm along ``dim`` (CLIP's embeddings before their
+    similarities)."""
+
+    def __init__(self, p: float = 2.0, dim: int = -1, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.p, self.dim, self.eps = p, dim, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Normalize")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        return F.normalize(x, p=self.p, dim=self.dim, eps=self.eps)
+
+
+class QuickGELU(nn.Module):
+    """``x · sigmoid(1.702 x)``: the GELU approximation of OpenAI's CLIP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * _tensor(x, "QuickGELU"))
+
+
+# -- positions without parameters ----------------------------------------------------------
+
+
+class Positions(nn.Module):
+    """The positions of the input along ``dim``: ``arange(offset, offset + T)``, int64,
+    for an ``Embedding`` (learned positions) or ``Sinusoidal``; (T, D) broadcasts onto
+    B×T×D in an ``Add``."""
+
+    def __init__(self, dim: int = 1, offset: int = 0) -> None:
+        super().__init__()
+        self.dim, self.offset = dim, offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "Positions")
+        check_dims(self.dim, x.dim(), _input_noun(x))
+        return torch.arange(self.offset, self.offset + x.shape[self.dim], device=x.device)
+
+
+class Sinusoidal(nn.Module):
+    """Fixed sine/cosine features of positions or timesteps: input of any shape (the
+    values are the positions) → its shape × ``dim``.
+
+    The frequencies are ``exp(-ln(max_period) · i / (dim/2 - shift))`` for i < dim/2,
+    each position (times ``scale``) taken to sin and cos: the sines then the cosines
+    (diffusers' timestep embedding; ``flip: true`` puts the cosines first), or
+    ``interleave: true`` sin, cos pairs (the original Transformer's table, DETR's
+    2-D encoding per axis).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        max_period: float = 10000.0,
+        shift: float = 0.0,
+        scale: float = 1.0,
+        flip: bool = False,
+        interleave: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ArgumentError(f"dim {dim} must be even: it holds sine and cosine pairs")
+        if dim // 2 - shift <= 0:
+            raise ArgumentError(f"shift {shift} must be below dim / 2 = {dim // 2}")
+        self.dim, self.max_period, self.shift = dim, max_period, shift
+        self.scale, self.flip, self.interleave = scale, flip, interleave
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        _tensor(positions, "Sinusoidal")
+        half = self.dim // 2
+        steps = torch.arange(half, dtype=torch.float32, device=positions.device)
+        frequencies = torch.exp(-math.log(self.max_period) * steps / (half - self.shift))
+        angles = positions.float()[..., None] * frequencies * self.scale
+        first, second = (angles.cos(), angles.sin()) if self.flip else (angles.sin(), angles.cos())
+        if self.interleave:
+            return torch.stack([first, second], dim=-1).flatten(-2)
+        return torch.cat([first, second], dim=-1)
+
+
+def rotary(
+    x: torch.Tensor,
+    head_dim: int,
+    theta: float,
+    rotary_dim: int | None = None,
+    interleaved: bool = False,
+    positions: torch.Tensor | None = None,
+    layer: str = "Rotary",
+) -> torch.Tensor:
+    """Rotary position embedding of (B, T, heads·head_dim) queries or keys: in each
+    head, the first ``rotary_dim`` features (all by default) turn by ``position ·
+    theta^(-2i/rotary_dim)`` — as pairs of halves (``rotate_half``: Llama, Mistral,
+    Qwen2, Gemma, Phi, Falcon in transformers) or of neighbours (``interleaved``:
+    GPT-J, Meta's Llama code). ``positions``: (T,) or (B, T), default 0 … T-1."""
+    rot = head_dim if rotary_dim is None else rotary_dim
+    if x.dim() != 3 or (_size(x, -1) is not None and x.shape[-1] % head_dim):
+        raise LayerInputError(f"{layer} got {_shape(x)}", f"B×T×(heads·{head_dim}) queries or keys")
+    b, t, width = x.shape
+    heads = x.view(b, t, width // head_dim, head_dim)
+    if positions is None:
+        positions = torch.arange(t, device=x.device)
+    inverse = 1.0 / (
+        theta ** (torch.arange(0, rot, 2, dtype=torch.int64, device=x.device).float() / rot)
+    )
+    angles = positions.float()[..., None] * inverse  # (T or B×T) × rot/2
+    if interleaved:
+        angles = angles.repeat_interleave(2, dim=-1)
+    else:
+        angles = torch.cat([angles, angles], dim=-1)
+    cos = angles.cos().to(x.dtype).unsqueeze(-2)  # one value for every head
+    sin = angles.sin().to(x.dtype).unsqueeze(-2)
+    turned, kept = heads[..., :rot], heads[..., rot:]
+    if interleaved:
+        pairs = turned.reshape(*turned.shape[:-1], rot // 2, 2)
+        partner = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    else:
+        partner = torch.cat([-turned[..., rot // 2 :], turned[..., : rot // 2]], dim=-1)
+    out = torch.cat([turned * cos + partner * sin, kept], dim=-1)
+    return out.reshape(b, t, width)
+
+
+def _check_rotary(head_dim: int, rotary_dim: int | None) -> None:
+    rot = head_dim if rotary_dim is None else rotary_dim
+    if rot < 2 or rot % 2 or rot > head_dim:
+        raise ArgumentError(
+            f"rotary_dim {rot} must be even, at least 2 and at most head_dim {head_dim}"
+        )
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE) of B×T×(heads·head_dim) queries or keys, for
+    attention written from Linears and ``ScaledDotProduct``; ``Attention`` does the same
+    with ``rope_theta``. ``rotary_dim`` below ``head_dim`` turns only the first features
+    of each head (Phi-2); ``interleaved`` pairs neighbours instead of halves. Positions
+    are 0 … T-1, or read as a second input (``in: [q, position_ids]``)."""
+
+    def __init__(
+        self,
+        head_dim: int,
+        theta: float = 10000.0,
+        rotary_dim: int | None = None,
+        interleaved: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_rotary(head_dim, rotary_dim)
+        self.head_dim, self.theta, self.rotary_dim = head_dim, theta, rotary_dim
+        self.interleaved = interleaved
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        _tensor(x, "Rotary")
+        return rotary(
+            x, self.head_dim, self.theta, self.rotary_dim, self.interleaved,
+            None if positions is None else _indices(positions, "Rotary"),
+        )  # fmt: skip
+
+
+# -- wrappers ------------------------------------------------------------------------------
+
+
+class WeightNorm(nn.Module):
+    """Its layers with ``weight = g · v / ‖v‖`` (torch's ``weight_norm``
+    parametrization, norms over every dim but ``dim``): wav2vec2's positional
+    convolution. The layers need their sizes (``in_channels``, not ``auto``), since the
+    two tensors are made when the model is built."""
+
+    def __init__(self, body: nn.Module, dim: int = 0, name: str = "weight") -> None:
+        super().__init__()
+        from torch.nn.utils.parametrizations import weight_norm
+
+        self.body, self.dim, self.name = body, dim, name
+        targets = self._targets()
+        if not targets:
+            raise ArgumentError(
+                f"WeightNorm found no layer with a `{name}` parameter of known size"
+            )
+        for module in targets:
+            rank = cast(torch.Tensor, module._parameters[name]).dim()
+            if not -rank <= dim < rank:
+                raise ArgumentError(
+                    f"dim {dim} is out of range for {name} of {type(module).__name__}"
+                )
+            weight_norm(module, name, dim)
+
+    def _targets(self) -> list[nn.Module]:
+        targets = []
+        for module in self.body.modules():
+            if type(module).__name__ == "AutoSized":  # by name: auto.py imports this module
+                raise ArgumentError("WeightNorm needs its layers' sizes: give them, not `auto`")
+            param = module._parameters.get(self.name)
+            if param is None:
+                continue
+            if nn.parameter.is_lazy(param):
+                raise ArgumentError(
+                    f"WeightNorm needs its layers' sizes: {type(module).__name__} is lazy"
+                )
+            targets.append(module)
+        return targets
+
+    def reset_parameters(self) -> None:
+        """Initialize each layer as it would be without the norm, then split its weight
+        into ``g`` and ``v`` again (real weights are allocated empty)."""
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import weight_norm
+
+        for module in list(self.body.modules()):
+            if not parametrize.is_parametrized(module, self.name):
+                continue
+            originals = cast(Any, module).parametrizations[self.name]
+            trainable = bool(originals.original1.requires_grad)
+            parametrize.remove_parametrizations(module, self.name)
+            plain = getattr(module, self.name).detach()  # left a plain tensor under no_grad
+            delattr(module, self.name)
+            module.register_parameter(self.name, nn.Parameter(plain, trainable))
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            weight_norm(module, self.name, self.dim)
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.body(*inputs)
+
+
+class MoE(nn.Module):
+    """A mixture of experts with top-k routing, as Mixtral's sparse block: a router
+    Linear scores each token, softmax, the ``top_k`` best experts are kept and their
+    weights renormalized to sum to one (``renormalize: false`` keeps the softmax
+    weights), and each token's output is the weighted sum of its experts' outputs.
+
+    ``experts`` is a layer list whose entries are the experts; an entry with
+    ``repeat: N`` is N experts. Only routed tokens reach an expert, so the FLOPs are
+    those of the routed experts. On the meta device (and with symbolic sizes) there
+    are no scores to route by: each expert takes an equal share of the tokens ×
+    ``top_k`` routed rows — every shape and the total FLOPs are what any routing gives,
+    as an expert's cost grows linearly with its tokens.
+    """
+
+    #: The shapes inside an MoE depend on values: a dry run's rows for its experts show
+    #: the even share, a real run's the router's choice (``--verify`` compares the MoE
+    #: itself, not its experts).
+    ROUTED_INSIDE: ClassVar[bool] = True
+
+    def __init__(self, experts: nn.Module, top_k: int = 2, renormalize: bool = True) -> None:
+        super().__init__()
+        self.experts = experts
+        count = len(self._experts())
+        if count < 1:
+            raise ArgumentError("MoE needs at least one expert")
+        if not 1 <= top_k <= count:
+            raise ArgumentError(f"top_k {top_k} must be between 1 and the {count} experts")
+        self.top_k, self.renormalize = top_k, renormalize
+        self.router = nn.LazyLinear(count, bias=False)
+
+    def _experts(self) -> list[nn.Module]:
+        found: list[nn.Module] = []
+        for child in self.experts.children():
+            found.extend(child.children() if isinstance(child, Repeat) else [child])
+        return found
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _tensor(x, "MoE")
+        if x.dim() < 2:
+            raise LayerInputError(f"MoE got {_shape(x)}", "…×features tokens")
+        tokens = x.reshape(-1, x.shape[-1])
+        probabilities = F.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
+        weights, chosen = torch.topk(probabilities, self.top_k, dim=-1)
+        if self.renormalize:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = weights.to(x.dtype)
+        experts = self._experts()
+        rows: list[tuple[torch.Tensor, torch.Tensor]]
+        if _has_values(tokens):
+            rows = [cast(Any, torch.where(chosen == e)) for e in range(len(experts))]
+        else:
+            rows = self._even_shares(tokens.shape[0], len(experts), tokens.device)
+            warnings.warn(
+                "the router chooses by value, and a dry run has none: each expert's rows show "
+                "an even share of the tokens × top_k routed rows, where a real run routes by "
+                "score (the MoE's output shape and the total FLOPs are the same either way)",
+                stacklevel=2,
+            )
+        out: torch.Tensor | None = None
+        for expert, (token, slot) in zip(experts, rows, strict=True):
+            y = _output(expert(tokens[token]), "an expert")
+            if out is None:
+                out = tokens.new_zeros(tokens.shape[0], y.shape[-1])
+            out.index_add_(0, token, y * weights[token, slot, None])
+        assert out is not None
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def _even_shares(
+        self, count: int, experts: int, device: torch.device
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(token, slot) rows for each expert when no scores exist: the tokens ×
+        ``top_k`` routed rows dealt out evenly, the first experts one more each when
+        they do not divide."""
+        routed = count * self.top_k
+        token = torch.arange(count, device=device).repeat(self.top_k)
+        slot = torch.arange(self.top_k, device=device).repeat_interleave(count)
+        sizes = [routed // experts + (1 if e < routed % experts else 0) for e in range(experts)]
+        return list(zip(torch.split(token, sizes), torch.split(slot, sizes), strict=True))
+
+
 OWN_MODULES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (
         Sequential, Residual, Parallel, Ref, Reshape, Permute, Transpose, Take, Mean, Select,
         ClassToken, PositionalEmbedding, Attention, Add, Mul, Cat, Stack, MatMul, Param,
         ScaledDotProduct, PositionBuckets, Roll, WindowPartition, WindowMerge,
-        RelativePositionBias,
+        RelativePositionBias, Slice, Split, Chunk, Gather, TopK, ArgMax, ArgSort, Noise,
+        Expand, ReshapeAs, Scale, Exp, Sum, Normalize, QuickGELU, Positions, Sinusoidal,
+        Rotary, WeightNorm, MoE,
     )
 }  # fmt: skip
