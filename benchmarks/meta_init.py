@@ -14,14 +14,12 @@ dry run (``lint --jobs 1`` over many small specs, where startup is paid once).
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import harness
 
-ROOT = harness.ROOT
 SPECS = ("mlp.yaml", "lenet5.yaml", "llama-tiny.yaml")
 #: The CLI, with torch.nn.init's initializers leaving meta tensors alone.
 SKIPPING = (
@@ -48,9 +46,7 @@ def main() -> None:
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for i in range(args.files):
-            source = ROOT / "configs" / SPECS[i % len(SPECS)]
-            shutil.copy(source, folder / f"{i:03d}-{source.name}")
+        harness.spec_copies(folder, SPECS, args.files)
         runs = {
             "inspect configs/gpt2.yaml": ["inspect", "configs/gpt2.yaml"],
             "inspect configs/resnet50.yaml": ["inspect", "configs/resnet50.yaml"],
