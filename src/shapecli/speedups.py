@@ -54,7 +54,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from shapecli.torch_compat import dynamo_cache
+from shapecli.torch_compat import dynamo_cache, fake_tensors
+from shapecli.torch_compat import recurrent as recurrent_rule
 from shapecli.torch_compat.recurrent import recurrent_flops, recurrent_shape_rules
 
 __all__ = ["exit_now", "lean_meta", "own_the_process", "recurrent_flops", "recurrent_shape_rules"]
@@ -85,6 +86,11 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
     with _LEAN.lock:
         dynamo_cache.fill()
         if not _LEAN.depth:
+            # The rule's self-checks run now, before a pass enters its modes (a fake mode
+            # would fool the probe of fake tensors), and while no block in any thread has
+            # torch's _VF swapped (the probe swaps it too).
+            recurrent_rule.TOUCHPOINT.active()
+            fake_tensors.TOUCHPOINT.active()
             if _LEAN.own_process and not gc.get_freeze_count():
                 gc.freeze()  # what is alive now lives until exit: collections skip it
             _LEAN.shared.enter_context(_every_warning())

@@ -113,11 +113,6 @@ class Touchpoint:
             self._active = installed_torch() in self.tested and _passes(self.self_check)
         return self._active
 
-    def recheck(self) -> None:
-        """Forget the verdict, so the next use checks again (after torch changed under
-        it: only tests do that)."""
-        self._active = None
-
 
 def _passes(check: Callable[[], bool]) -> bool:
     with warnings.catch_warnings():

@@ -36,10 +36,7 @@ def recurrent_shape_rules(enabled: bool = True) -> Iterator[None]:
     namespace = vars(rnn)
     current = namespace["_VF"]
     real = current._real if isinstance(current, _RecurrentShapes) else current
-    ruled = enabled and TOUCHPOINT.active()
-    if ruled:  # the probe of fake tensors runs now, before a pass enters a fake mode
-        fake_tensors.TOUCHPOINT.active()
-    namespace["_VF"] = _RecurrentShapes(real) if ruled else real
+    namespace["_VF"] = _RecurrentShapes(real) if enabled and TOUCHPOINT.active() else real
     try:
         yield
     finally:
