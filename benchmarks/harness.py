@@ -23,6 +23,7 @@ import argparse
 import os
 import select
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -294,6 +295,17 @@ def invocation() -> str:
         else:
             args.append(arg)
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *args])
+
+
+def spec_copies(folder: Path, names: Sequence[str], count: int) -> list[Path]:
+    """``count`` copies of the ``configs/`` files ``names``, in turn, written to ``folder``
+    (a folder of many small specs for ``lint``)."""
+    copies = []
+    for i in range(count):
+        source = ROOT / "configs" / names[i % len(names)]
+        copies.append(folder / f"{i:03d}-{source.name}")
+        shutil.copy(source, copies[-1])
+    return copies
 
 
 def parser(doc: str | None, runs: int, timeout: float | None = None) -> argparse.ArgumentParser:

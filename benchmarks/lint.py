@@ -10,7 +10,6 @@ comes already imported); the same folder with ``--jobs 1`` shows what one proces
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import harness
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = ["mlp.yaml", "partial.yaml", "lenet5.yaml", "llama-tiny.yaml"]
 
 
@@ -30,10 +28,7 @@ def main() -> None:
     specs = args.specs
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for i in range(args.files):
-            source = ROOT / "configs" / specs[i % len(specs)]
-            shutil.copy(source, folder / f"{i:03d}-{source.name}")
-        one = sorted(folder.iterdir())[0]
+        one = harness.spec_copies(folder, specs, args.files)[0]
         cli = [sys.executable, "-m", "shapecli", "lint"]
         many_files = f"{args.files} files"
         commands = {

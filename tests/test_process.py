@@ -146,8 +146,8 @@ def test_the_api_leaves_dynamo_as_it_found_it() -> None:
         "shapecli.inspect(sys.argv[1])\n"
         "assert 'torch._dynamo' not in sys.modules\n"
         "from torch._refs import add\n"  # a reference kernel behind _disable_dynamo
-        "from shapecli import speedups\n"
-        "assert all(getattr(f, '__dynamo_disable', None) is None for f in speedups._dynamo_wrapped())\n"
+        "from shapecli.torch_compat import dynamo_cache\n"
+        "assert all(getattr(f, '__dynamo_disable', None) is None for f in dynamo_cache.wrapped_functions())\n"
         "print('ok')\n"
     )
     done = subprocess.run(

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shapecli import torch_compat
 from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
 from shapecli.codec import quoted
@@ -105,6 +106,7 @@ def inspect(
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
         _check_analysis(optimizer, dtype)
+        torch_compat.require_supported()
         if any(isinstance(d, str) for spec in inputs for d in spec.dims):
             if flops or memory or dtype:
                 raise fail(
@@ -112,6 +114,9 @@ def inspect(
                     "--flops, --memory and --dtype need concrete sizes; give numbers for "
                     f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
                 )
+            from shapecli.torch_compat import shape_env
+
+            shape_env.require()
             from shapecli.symbolic import inspect_symbolic
 
             report = inspect_symbolic(loaded, inputs, allow_import)
@@ -289,6 +294,7 @@ def _materialize(
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
+    torch_compat.require_supported()
     from shapecli.materialize import materialize
 
     return materialize(
@@ -320,6 +326,7 @@ def _inspect_python(
         )
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
+    torch_compat.require_supported()
     from shapecli.dryrun import default_dtype, dry_run
     from shapecli.pymodel import load_model
     from shapecli.speedups import lean_meta

@@ -41,6 +41,7 @@ from shapecli.layers.own import ArgumentError, LayerInputError
 from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
 from shapecli.report import Origin, Shape, format_shape
 from shapecli.spec.model import Entry
+from shapecli.torch_compat.frames import module_called
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 #: Exception types that, raised in shapecli's own code, can only be a bug in it.
@@ -71,11 +72,9 @@ def modules_on_traceback(error: BaseException) -> list[nn.Module]:
     modules: list[nn.Module] = []
     tb: types.TracebackType | None = error.__traceback__
     while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
-            module = frame.f_locals.get("self")
-            if isinstance(module, nn.Module) and (not modules or modules[-1] is not module):
-                modules.append(module)
+        module = module_called(tb.tb_frame)
+        if module is not None and (not modules or modules[-1] is not module):
+            modules.append(module)
         tb = tb.tb_next
     return modules
 

@@ -62,6 +62,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
     "missing-program": ExitCode.USAGE,  # a program a format needs (Graphviz's dot)
+    "unsupported-torch": ExitCode.USAGE,  # a torch release shapecli was not tested on
     "internal": ExitCode.INTERNAL,
 }
 

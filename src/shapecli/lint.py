@@ -254,8 +254,10 @@ def lint(
         for file in pending:  # in this process, until one of them has loaded torch
             results.append(check(file))
             if "torch" in sys.modules:
+                from shapecli import torch_compat
                 from shapecli.speedups import lean_meta
 
+                torch_compat.require_supported()  # said once for all, not once per file
                 lean.enter_context(lean_meta())  # one lean block for all the files left
                 break
         results.extend(_check_all(check, list(pending), jobs))

@@ -188,13 +188,15 @@ def _reached(outputs: Iterator[torch.Tensor]) -> list[torch.Tensor]:
     """The parameters a backward pass from ``outputs`` gives a gradient: the leaves of
     their autograd graph (``AccumulateGrad`` nodes), each once, in the order found."""
     found: dict[int, torch.Tensor] = {}
-    seen: set[int] = set()
+    # Each node seen is kept, not just its id: some torch releases hand out a new Python
+    # object for a node at every ``next_functions``, and a freed one's id is reused.
+    seen: dict[int, object] = {}
     todo = [t.grad_fn for t in outputs if t.grad_fn is not None]
     while todo:
         node = todo.pop()
         if id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         variable = getattr(node, "variable", None)
         if isinstance(variable, torch.Tensor):
             found.setdefault(id(variable), variable)

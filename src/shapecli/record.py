@@ -169,6 +169,15 @@ class Recorder:
     # -- installing ----------------------------------------------------------------------
 
     def install(self) -> None:
+        """Register the hooks. A torch that refuses them fails shapecli, not the model:
+        the error is a :class:`HookFailure` (an internal error), never a mismatch."""
+        try:
+            self._register()
+        except Exception as e:
+            self.remove()
+            raise HookFailure(f"{type(e).__name__}: {e}") from e
+
+    def _register(self) -> None:
         # The global pre-hook runs before any module's own (a Lazy* layer sizes itself in
         # its own pre-hook, and may fail there): it opens the call. Global pre-hooks
         # never see keyword arguments, so each module known now also gets a pre-hook that
