@@ -200,10 +200,3 @@ def render_json(result: Diff, options: Options) -> Rendered:
         ],
     }
     return Rendered(json_text(doc) + "\n")
-
-
-DIFF_FORMATS: dict[str, Callable[[Diff, Options], Rendered]] = {
-    "table": render_table,
-    "json": render_json,
-    "markdown": render_markdown,
-}
