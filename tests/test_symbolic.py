@@ -327,3 +327,24 @@ def test_a_size_dependent_layer_is_found_along_tied_names() -> None:
     report = shapecli.inspect(spec, input=["src=BxS:long", "src_mask=BxM:bool"])
     (error,) = report.errors
     assert error.code == "size-dependent" and "changes with S and M" in error.message
+
+
+PARALLEL = """
+input: 1x3x16x16
+model:
+  - Parallel:
+      branches:
+        - [LazyConv2d: {out_channels: 4, kernel_size: 1}]
+        - [LazyConv2d: {out_channels: 4, kernel_size: 1}]
+      merge: MERGE
+"""
+
+
+@pytest.mark.parametrize(
+    ("merge", "shape"), [("cat", ("B", 8, "H", "W")), ("stack", ("B", 2, 4, "H", "W"))]
+)
+def test_parallel_merges_symbolic_sizes(merge: str, shape: tuple[object, ...]) -> None:
+    # the merge compared and hashed torch.SymInt sizes: an internal error
+    report = shapecli.inspect(parse_spec(PARALLEL.replace("MERGE", merge), "p.yaml"), input="Bx3xHxW")
+    assert report.ok, report.errors
+    assert report.rows[1].output_shapes == (shape,)
