@@ -15,17 +15,22 @@ from shapecli.inputs import InputSpec, input_names
 
 SCHEMA_VERSION = 1
 
-Dim = int | str
+#: A size: a number, a formula over symbolic sizes, or None for one not derived.
+Dim = int | str | None
 Shape = tuple[Dim, ...]
 RowStatus = Literal["ok", "failed", "not-run"]
 
 
 def format_shape(dims: Shape | tuple[int, ...]) -> str:
     """``2×20``; a scalar tensor is ``()``; a formula is parenthesized when it is more
-    than a name: ``B×16×((H - 1)//2 + 1)``. One spelling for messages and tables."""
+    than a name: ``B×16×((H - 1)//2 + 1)``; a size not derived is ``?``. One spelling
+    for messages and tables."""
     if not dims:
         return "()"
-    return "×".join(str(d) if isinstance(d, int) or d.isidentifier() else f"({d})" for d in dims)
+    return "×".join(
+        "?" if d is None else str(d) if isinstance(d, int) or d.isidentifier() else f"({d})"
+        for d in dims
+    )
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,10 @@ class Report:
     warnings: tuple[Problem, ...] = ()
     device: str = "meta"
     ran: bool = True  # False when there was no input to dry-run with
-    #: Symbolic sizes: their names, the sizes accepted (``H >= 4``), and the sample
-    #: sizes the concrete runs used.
+    #: Symbolic sizes: their names, the sizes accepted (``H >= 4``; None when not
+    #: derived), and the sample sizes of the first run.
     symbols: tuple[str, ...] = ()
-    constraints: tuple[str, ...] = ()
+    constraints: tuple[str, ...] | None = ()
     samples: tuple[tuple[str, int], ...] = ()
 
     @property
@@ -168,7 +173,8 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "ok": report.ok,
         "symbols": list(report.symbols),
-        "constraints": list(report.constraints),
+        "samples": dict(report.samples),
+        "constraints": None if report.constraints is None else list(report.constraints),
         "layers": [_row_json(row) for row in report.rows],
         "totals": totals_json(report.totals),
         "errors": [problem_json(p) for p in report.errors],

@@ -119,8 +119,9 @@ class UndefinedError(ExpressionError):
 
 def _compile(node: ast.expr) -> Compiled:
     """``node`` as a function of the scope, every part checked now."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
-        value: Value = node.value if type(node.value) is bool else _checked(node.value)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        constant = node.value
+        value: Value = constant if isinstance(constant, bool) else _checked(constant)
         return lambda scope: value
     if isinstance(node, ast.Name):
         return _name(node.id)
