@@ -335,6 +335,7 @@ def _not_derived(
         {place[0] for place in proof.unwritten} - set(wrong), key=list(by_path).index
     )
     if unwritten:
+        unwritten = [*(p for p in unwritten if p), *(p for p in unwritten if not p)]
         example = next(p for p in sorted(proof.unwritten) if p[0] == unwritten[0])
         text = _formula_at(traced, example)
         notes.append(
@@ -418,7 +419,9 @@ def _formula_at(traced: Trace, place: proving.Place) -> int | str | None:
 
 
 def _listed(paths: Sequence[str], most: int = 4) -> str:
-    """``rows 3, 4 and 5``; past ``most``, ``rows 3, 4, 5, 6 and 12 more``."""
+    """``rows 3, 4 and 5``; past ``most``, ``rows 3, 4, 5, 6 and 12 more`` (the model's
+    own row, which repeats what its last layer gives, last)."""
+    paths = [*(p for p in paths if p), *(p for p in paths if not p)]
     shown = [p or "(the model)" for p in paths[:most]]
     if len(paths) > most:
         return f"rows {', '.join(shown)} and {len(paths) - most} more"
