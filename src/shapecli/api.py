@@ -158,7 +158,9 @@ def inspect(
             report = dry_run(built, inputs, name, file, measure=measure)
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
-        return failed_report(name, file, inputs, *e.problems)
+        failed = failed_report(name, file, inputs, *e.problems)
+        symbols = tuple(dict.fromkeys(d for i in inputs for d in i.dims if isinstance(d, str)))
+        return replace(failed, symbols=symbols, constraints=None) if symbols else failed
 
 
 def build(

@@ -89,13 +89,7 @@ def inspect_symbolic(
     if dependent:
         return replace(base, errors=tuple(dependent), constraints=None)
     traced = _traced(runner, inputs, chosen)
-    claim, assumptions, why_not = _claim(traced, chosen, runner)
-    ties = _kept_ties(traced, claim)
-    search = make_search(chosen, traced.facts.ranges if traced.facts else {}, ties)
-    batch = {s.dims[0] for s in inputs if s.dims and isinstance(s.dims[0], str)}
-    proof = proving.prove(
-        traced.formulas, claim, search, symbols, batch, runner, lambda v: fits(inputs, v)
-    )
+    claim, assumptions, why_not, proof = _proven(traced, chosen, runner, inputs, symbols)
     proven = proving.wrong_shapes(traced.formulas, proof)
     rows = tuple(_with_formulas(row, proven) for row in first.rows)
     errors = _changed_with_size(proof, first)
@@ -224,15 +218,47 @@ def _traced(runner: Runner, inputs: Sequence[InputSpec], samples: Sizes) -> Trac
         return Trace({}, None, "the budget ran out before torch's symbolic run began")
 
 
+#: How often a claim a run contradicted is searched for again, with what runs showed.
+ROUNDS = 3
+
+
+def _proven(
+    traced: Trace, samples: Sizes, runner: Runner, inputs: Sequence[InputSpec], symbols: list[str]
+) -> tuple[list[Rule] | None, list[Problem], str | None, proving.Proof]:
+    """The claim, the warnings of its search, why it is not derived (if not) and the
+    proof. Sizes where the proof saw the model work, though the claim excluded them,
+    go back into the search, which then knows what it kept wrongly (runs are cached:
+    the proof's second round costs only sizes it did not check before)."""
+    batch = {s.dims[0] for s in inputs if s.dims and isinstance(s.dims[0], str)}
+    working: list[dict[str, int]] = []
+    for _ in range(ROUNDS):
+        claim, assumptions, why_not = _claim(traced, samples, runner, working)
+        search = make_search(
+            samples, traced.facts.ranges if traced.facts else {}, _kept_ties(traced, claim)
+        )
+        proof = proving.prove(
+            traced.formulas, claim, search, symbols, batch, runner, lambda v: fits(inputs, v)
+        )
+        excluded = [
+            sizes
+            for sizes, ok in proof.points
+            if ok and claim is not None and not all(r.holds(sizes) for r in claim)
+        ]
+        if not excluded or proof.stopped or runner.budget.left() <= 0:
+            break
+        working += excluded
+    return claim, assumptions, why_not, proof
+
+
 def _claim(
-    traced: Trace, samples: Sizes, runner: Runner
+    traced: Trace, samples: Sizes, runner: Runner, working: Sequence[Sizes]
 ) -> tuple[list[Rule] | None, list[Problem], str | None]:
     """The constraints the search kept (None: not derived, and why), and warnings for
     what torch assumed that the formula language cannot write."""
     if traced.facts is None:
         return None, [], traced.stopped
     try:
-        kept, assumptions = accepted(traced.facts, samples, runner)
+        kept, assumptions = accepted(traced.facts, samples, runner, working)
     except BudgetExhausted:
         return None, [], "the budget ran out while testing what torch recorded about the sizes"
     return kept, assumptions, None
@@ -350,8 +376,8 @@ def _not_derived(
         names = ", ".join(sorted(proof.unseen))
         notes.append(
             _warning(
-                f"the runs saw {names} at fewer than {proving.MIN_SEEN} sizes the model "
-                f"accepts: formulas in {names} are not derived",
+                f"the runs that worked saw {names} at fewer than {proving.MIN_SEEN} sizes: "
+                f"formulas in {names} are not derived",
                 None,
                 None,
             )

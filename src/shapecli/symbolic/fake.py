@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from shapecli.record import Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Shape
 from shapecli.speedups import lean_meta
+from shapecli.symbolic.lean import lean_symbolic
 from shapecli.symbolic.runs import Budget, BudgetExhausted
 from shapecli.symbolic.samples import Sizes
 
@@ -130,6 +132,7 @@ def _run(
         names[expr] = sympy.Symbol(symbol, integer=True, positive=True)  # type: ignore[no-untyped-call]
     order = list(samples)
     written: dict[Any, int | str] = {}
+    model = built.model
 
     def size(d: object) -> int | str:
         if not isinstance(d, torch.SymInt):
@@ -140,7 +143,6 @@ def _run(
             written[expr] = int(named) if named.is_number else python(named)
         return written[expr]
 
-    model = built.model
     recorder = Recorder(model, set(built.entries), size=size)
     replayer = Replayer(
         model, repeat_copies(model, built.entries), recorder.first_call, recorder.replayed, size
@@ -149,7 +151,14 @@ def _run(
     modes = {path: m.training for path, m in model.named_modules()}
     check = register_module_forward_pre_hook(lambda module, args: budget.check())
     try:
-        with lean_meta(), budget.interrupting(share), _decompositions(decomposed), mode:
+        with (
+            _quiet_torch(),
+            lean_meta(),
+            lean_symbolic(model),
+            budget.interrupting(share),
+            _decompositions(decomposed),
+            mode,
+        ):
             tensors = [
                 torch.empty(
                     tuple(sizes[d] if isinstance(d, str) else d for d in spec.dims),
@@ -189,6 +198,19 @@ def _restore_modes(model: Any, modes: Mapping[str, bool]) -> None:
     from shapecli.dryrun import restore_modes
 
     restore_modes(model, dict(modes))
+
+
+@contextlib.contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """torch's symbolic-shape logger says nothing during the run: an interrupted
+    guard evaluation (the budget) is logged as a failure, on the user's stderr."""
+    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _decompositions(enabled: bool) -> contextlib.AbstractContextManager[object]:

@@ -108,7 +108,9 @@ class _Verdicts:
             self.pending += [p for p in wrong.parts if p.holds(sizes)]
 
 
-def accepted(facts: Facts, samples: Sizes, run: Run) -> tuple[list[Rule], list[Problem]]:
+def accepted(
+    facts: Facts, samples: Sizes, run: Run, working: Sequence[Sizes] = ()
+) -> tuple[list[Rule], list[Problem]]:
     """The constraints concrete runs confirm, and a warning for each thing torch
     assumed that cannot be written as Python (so cannot be tested, nor printed).
 
@@ -117,15 +119,21 @@ def accepted(facts: Facts, samples: Sizes, run: Run) -> tuple[list[Rule], list[P
     one (tied names move together: ``S`` and ``M`` to 1 together, else the run fails
     for ``M == S``, not for ``S ≥ 2``). A rule no such run can break is implied by the
     others, and a rule no size near the samples breaks at all restricts nothing:
-    neither is printed."""
+    neither is printed. ``working`` are sizes where the model is known to work (the
+    proof's runs): every rule, and every summary, they break is wrong from the start
+    (a summary ``T >= 5`` kept because T = 2 failed, where T = 4 works)."""
     rules = _rules(facts)
     unwritten = [r for r in rules if not _written(r, samples)]
     search = make_search(samples, facts.ranges, facts.ties)
     pending = [r for r in rules if r not in unwritten and search.outside(r, ()) is not None]
     verdicts = _Verdicts(pending, every=list(rules))
+    for sizes in working:
+        verdicts.disproved(sizes)
     _try_assumptions(verdicts, search, list(facts.ranges), run)
     while True:  # ends: each run keeps a rule or disproves one of torch's for good
         _summarize(verdicts, samples, list(facts.ranges))
+        for sizes in working:
+            verdicts.disproved(sizes)
         verdicts.pending.sort(key=lambda r: (r.kind, len(r.reads)))  # plain rules first
         if not (_test_each(verdicts, search, run) or _break_a_tie(verdicts, search, run)):
             break

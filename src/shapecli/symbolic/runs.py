@@ -126,7 +126,7 @@ class Runner:
     def first(self, values: Sizes) -> Report:
         """The full dry run at ``values`` (a fresh build): its report; its model is the
         one later runs use, once it worked."""
-        built = build_modules(self.spec, self.allow_import)
+        built = self._build()
         report = dry_run(built, concrete(self.inputs, values), self.spec.name, self.spec.file)
         self.count += 1
         if report.ok:
@@ -150,7 +150,7 @@ class Runner:
     def fresh(self, values: Sizes) -> Outcome:
         """The outcome at ``values`` of the spec built afresh for them."""
         assert self.built is not None and self.report is not None, "the first run worked"
-        built = build_modules(self.spec, self.allow_import)
+        built = self._build()
         report = dry_run(built, concrete(self.inputs, values), self.spec.name, self.spec.file)
         self.count += 1
         if not report.ok:
@@ -160,6 +160,10 @@ class Runner:
             path for path, params in _inferred(report).items() if mine.get(path) != params
         )
         return Outcome(True, _seen_in(report), changed)
+
+    def _build(self) -> BuiltModel:
+        with lean_meta():  # building runs meta ops too (weight initialization)
+            return build_modules(self.spec, self.allow_import)
 
     def _sized(self, values: Sizes) -> Outcome | None:
         """The outcome at ``values`` through the sized model, or None where it fails."""
