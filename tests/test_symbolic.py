@@ -537,13 +537,13 @@ def test_what_is_not_derived_is_null_in_json_and_a_warning(
 def test_the_budget_ends_a_search_that_exceeds_it(cli: Cli, write: Callable[..., Path]) -> None:
     import time
 
-    # six window blocks: torch's symbolic run alone takes minutes
-    blocks = "".join("  - window\n" for _ in range(6))
+    # 48 window blocks written out: torch's symbolic run alone takes many seconds
+    blocks = "".join("  - window\n" for _ in range(48))
     spec = write(WINDOWS + blocks)
     start = time.monotonic()
-    result = cli("inspect", str(spec), "--symbolic-budget", "2", "-f", "json")
+    result = cli("inspect", str(spec), "--symbolic-budget", "0.5", "-f", "json")
     elapsed = time.monotonic() - start
-    assert result.exit_code == 0 and elapsed < 2 + 10, elapsed  # the first run, then 2 s
+    assert result.exit_code == 0 and elapsed < 0.5 + 10, elapsed  # the first run, then 0.5 s
     doc = result.json()
     assert doc["ok"] and doc["constraints"] is None
     assert {w["code"] for w in doc["warnings"]} == {"not-derived"}

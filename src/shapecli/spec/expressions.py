@@ -218,9 +218,13 @@ def _bool(node: ast.expr) -> Callable[[Mapping[str, Value]], bool]:
 
 def _number(node: ast.expr) -> Callable[[Mapping[str, Value]], Number]:
     inner = _compile(node)
+    if _numeric(node):
+        return inner  # type: ignore[return-value]  # a number by construction
 
     def as_number(scope: Mapping[str, Value]) -> Number:
         value = inner(scope)
+        if type(value) is int:  # the common case, first
+            return value
         if isinstance(value, tuple):
             raise ExpressionError(f"`{ast.unparse(node)}` is a list, not a number")
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -230,7 +234,19 @@ def _number(node: ast.expr) -> Callable[[Mapping[str, Value]], Number]:
     return as_number
 
 
+def _numeric(node: ast.expr) -> bool:
+    """Whether ``node`` compiles to something that always gives a number (its parts are
+    checked where they are compiled), so the check need not be made again."""
+    constant = isinstance(node, ast.Constant) and type(node.value) in (int, float)
+    arithmetic = isinstance(node, ast.BinOp | ast.Call) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
+    )
+    return constant or arithmetic
+
+
 def _checked(value: Number) -> Number:
+    if type(value) is int and -INT64_MAX <= value <= INT64_MAX:
+        return value  # the common case, first
     if isinstance(value, int) and abs(value) > INT64_MAX:
         raise ExpressionError("result does not fit in 64 bits")
     if isinstance(value, float) and math.isnan(value):  # from inf - inf

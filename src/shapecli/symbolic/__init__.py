@@ -8,10 +8,11 @@ How, in six steps, each made of dry runs the rest of shapecli already trusts:
    get their sizes here. If the model fails there and the user did not choose the
    samples, other sizes are tried (a window of 7 needs a multiple of 7); if it fails
    at all of them, that is the report, with the sizes tried named.
-2. **Sizes that follow the input**: one more run with every symbol doubled, from a
-   fresh build: a layer whose *inferred* size changes depends on the input's size (a
-   ``LazyLinear`` after a ``Flatten`` over H and W). It cannot work for all sizes: an
-   error naming the symbols (found one by one only when something changed).
+2. **Sizes that follow the input**: one more run with every symbol doubled (or, if
+   the model fails there, halved), from a fresh build: a layer whose *inferred* size
+   changes depends on the input's size (a ``LazyLinear`` after a ``Flatten`` over H
+   and W). It cannot work for all sizes: an error naming the symbols (found one by
+   one only when something changed, or when neither run worked).
 3. **The symbolic run** (:mod:`~shapecli.symbolic.fake`): the sized model on torch's
    fake tensors with the symbols as sizes; every module's shapes as formulas, and what
    torch recorded about the sizes.
@@ -143,9 +144,16 @@ def _size_dependent(
     """One problem per inferred layer whose size changes with a symbol."""
     depends: dict[str, list[str]] = {}
     try:
-        together = runner.fresh({name: 2 * value for name, value in samples.items()})
-        if together.ok and not together.changed:
-            return []
+        for moved in (
+            {name: 2 * value for name, value in samples.items()},
+            {name: max(1, value // 2) for name, value in samples.items()},
+        ):
+            if all(moved[n] != samples[n] for n in symbols):
+                together = runner.fresh(moved)
+                if together.ok and not together.changed:
+                    return []  # every symbol moved, and no inferred size with them
+                if together.ok:
+                    break
         for symbol in symbols:
             for path in _changed_by(runner, samples, symbol):
                 depends.setdefault(path, []).append(symbol)
@@ -226,39 +234,48 @@ def _proven(
     traced: Trace, samples: Sizes, runner: Runner, inputs: Sequence[InputSpec], symbols: list[str]
 ) -> tuple[list[Rule] | None, list[Problem], str | None, proving.Proof]:
     """The claim, the warnings of its search, why it is not derived (if not) and the
-    proof. Sizes where the proof saw the model work, though the claim excluded them,
-    go back into the search, which then knows what it kept wrongly (runs are cached:
-    the proof's second round costs only sizes it did not check before)."""
+    proof. Sizes where the proof saw the model work though the claim excluded them, or
+    fail though it accepted them, go back into the search, which then knows what it
+    kept wrongly or what torch did not record (runs are cached: the proof's next round
+    costs only sizes it did not check before)."""
     batch = {s.dims[0] for s in inputs if s.dims and isinstance(s.dims[0], str)}
     working: list[dict[str, int]] = []
+    failing: list[dict[str, int]] = []
     for _ in range(ROUNDS):
-        claim, assumptions, why_not = _claim(traced, samples, runner, working)
+        claim, assumptions, why_not = _claim(traced, samples, runner, working, failing)
         search = make_search(
             samples, traced.facts.ranges if traced.facts else {}, _kept_ties(traced, claim)
         )
         proof = proving.prove(
             traced.formulas, claim, search, symbols, batch, runner, lambda v: fits(inputs, v)
         )
-        excluded = [
-            sizes
-            for sizes, ok in proof.points
-            if ok and claim is not None and not all(r.holds(sizes) for r in claim)
-        ]
-        if not excluded or proof.stopped or runner.budget.left() <= 0:
+        if claim is None or proof.stopped or runner.budget.left() <= 0:
+            break
+        said = {
+            tuple(sizes.items()): all(r.holds(sizes) for r in claim) for sizes, _ in proof.points
+        }
+        excluded = [s for s, ok in proof.points if ok and not said[tuple(s.items())]]
+        missed = [s for s, ok in proof.points if not ok and said[tuple(s.items())]]
+        if not excluded and not missed:
             break
         working += excluded
+        failing += missed
     return claim, assumptions, why_not, proof
 
 
 def _claim(
-    traced: Trace, samples: Sizes, runner: Runner, working: Sequence[Sizes]
+    traced: Trace,
+    samples: Sizes,
+    runner: Runner,
+    working: Sequence[Sizes],
+    failing: Sequence[Sizes],
 ) -> tuple[list[Rule] | None, list[Problem], str | None]:
     """The constraints the search kept (None: not derived, and why), and warnings for
     what torch assumed that the formula language cannot write."""
     if traced.facts is None:
         return None, [], traced.stopped
     try:
-        kept, assumptions = accepted(traced.facts, samples, runner, working)
+        kept, assumptions = accepted(traced.facts, samples, runner, working, failing)
     except BudgetExhausted:
         return None, [], "the budget ran out while testing what torch recorded about the sizes"
     return kept, assumptions, None

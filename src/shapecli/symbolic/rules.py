@@ -109,7 +109,11 @@ class _Verdicts:
 
 
 def accepted(
-    facts: Facts, samples: Sizes, run: Run, working: Sequence[Sizes] = ()
+    facts: Facts,
+    samples: Sizes,
+    run: Run,
+    working: Sequence[Sizes] = (),
+    failing: Sequence[Sizes] = (),
 ) -> tuple[list[Rule], list[Problem]]:
     """The constraints concrete runs confirm, and a warning for each thing torch
     assumed that cannot be written as Python (so cannot be tested, nor printed).
@@ -121,8 +125,11 @@ def accepted(
     others, and a rule no size near the samples breaks at all restricts nothing:
     neither is printed. ``working`` are sizes where the model is known to work (the
     proof's runs): every rule, and every summary, they break is wrong from the start
-    (a summary ``T >= 5`` kept because T = 2 failed, where T = 4 works)."""
-    rules = _rules(facts)
+    (a summary ``T >= 5`` kept because T = 2 failed, where T = 4 works). ``failing``
+    are sizes where it fails though every rule kept held: what torch did not record
+    (it assumed T > 2 where a kernel of 2 needs T >= 2), so each symbol they moved
+    gets the bound the nearest working size there gives, as one more rule."""
+    rules = _rules(facts) + _bounds_at(failing, samples, run)
     unwritten = [r for r in rules if not _written(r, samples)]
     search = make_search(samples, facts.ranges, facts.ties)
     pending = [r for r in rules if r not in unwritten and search.outside(r, ()) is not None]
@@ -143,6 +150,26 @@ def accepted(
         key=lambda r: (r.kind, min((rank[n] for n in r.reads), default=0)),
     )
     return kept, [_unwritten(r) for r in unwritten]
+
+
+def _bounds_at(failing: Sequence[Sizes], samples: Sizes, run: Run) -> list[Rule]:
+    """For each symbol a failing size moved below (above) its sample: a lower (upper)
+    bound at the nearest size towards the sample where the model works, that symbol
+    alone moved."""
+    found: dict[str, Rule] = {}
+    for sizes in failing:
+        for name, value in sizes.items():
+            sample = samples[name]
+            if value == sample:
+                continue
+            step = 1 if value < sample else -1
+            for size in range(value + step, sample, step):
+                if run({**samples, name: size}).ok:
+                    op = ">=" if step == 1 else "<="
+                    text = f"{name} {op} {size}"
+                    found.setdefault(text, _rule(text, _BOUND, (name,)))
+                    break
+    return list(found.values())
 
 
 def _try_assumptions(verdicts: _Verdicts, search: Search, free: Sequence[str], run: Run) -> None:
@@ -227,7 +254,14 @@ class Search:
         )
         if not rule.parts:
             return next(found, None)
-        return min(found, key=lambda s: _broken(rule.parts, s), default=None)
+        best, fewest = None, math.inf
+        for sizes in found:
+            count = _broken(rule.parts, sizes)
+            if count < fewest:
+                best, fewest = sizes, count
+                if count <= 1:
+                    break  # none breaks fewer: the rule's own
+        return best
 
     def around_rule(
         self, rule: Rule, others: Sequence[Rule], broken: bool, count: int
@@ -520,12 +554,19 @@ def evaluator(text: str) -> Callable[[Sizes], bool] | None:
         compiled = compile_expression(text, limit=None)
     except ExpressionError:
         return None
+    names = sorted(set(re.findall(r"[A-Za-z_]\w*", text)) - {"max", "min", "and", "or", "not"})
+    known: dict[tuple[int | None, ...], bool] = {}  # the search asks the same sizes again
 
     def holds(sizes: Sizes) -> bool:
-        try:
-            return bool(compiled(sizes))
-        except UndefinedError:
-            return True
+        key = tuple(sizes.get(n) for n in names)
+        if key not in known:
+            if len(known) > 50_000:
+                known.clear()
+            try:
+                known[key] = bool(compiled(sizes))
+            except UndefinedError:
+                known[key] = True
+        return known[key]
 
     return holds
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from shapecli.construct import BuiltModel, build_modules
-from shapecli.diagnose import is_internal
+from shapecli.diagnose import is_internal, modules_on_traceback
 from shapecli.dryrun import dry_run, make_inputs, restore_modes
 from shapecli.inputs import InputSpec
 from shapecli.record import Recorder
@@ -144,7 +144,7 @@ class Runner:
             elif not fits(self.inputs, values):
                 self.cache[key] = Outcome(False, skipped=True)
             else:
-                self.cache[key] = self._sized(values) or self.fresh(values)
+                self.cache[key] = self._sized(values)
         return self.cache[key]
 
     def fresh(self, values: Sizes) -> Outcome:
@@ -165,8 +165,11 @@ class Runner:
         with lean_meta():  # building runs meta ops too (weight initialization)
             return build_modules(self.spec, self.allow_import)
 
-    def _sized(self, values: Sizes) -> Outcome | None:
-        """The outcome at ``values`` through the sized model, or None where it fails."""
+    def _sized(self, values: Sizes) -> Outcome:
+        """The outcome at ``values`` through the sized model; where that fails inside a
+        layer whose size was inferred, the outcome of a fresh build (it may infer
+        another size there). A failure elsewhere is the same in a fresh build: every
+        inferred layer before it took its input as it is, so would infer what it did."""
         assert self.built is not None
         model = self.built.model
         recorder = Recorder(model, set(self.built.entries))
@@ -185,7 +188,9 @@ class Runner:
         except Exception as e:  # a layer that cannot take its input raises anything
             if is_internal(e):
                 raise
-            return None
+            if self._in_inferred(e):
+                return self.fresh(values)
+            return Outcome(False)
         finally:
             replayer.remove()
             recorder.remove()
@@ -195,6 +200,12 @@ class Runner:
             for path, call in recorder.first.items()
         }
         return Outcome(True, seen)
+
+    def _in_inferred(self, error: BaseException) -> bool:
+        """Whether ``error`` came through a layer whose size the first run inferred."""
+        assert self.built is not None
+        lazy = {id(self.built.model.get_submodule(path)) for path in self.built.lazy}
+        return any(id(m) in lazy for m in modules_on_traceback(error))
 
 
 def _key(values: Sizes) -> tuple[tuple[str, int], ...]:
