@@ -139,8 +139,11 @@ def symbolic_line(report: Report) -> str:
         accepts = f"the model accepts {', '.join(pretty)}"
     else:
         accepts = "the model accepts any sizes"
+    unknown = any(
+        d is None for row in report.rows for s in (*row.input_shapes, *row.output_shapes) for d in s
+    )
     return (
-        f"Sizes {names}: formulas in Python integer arithmetic (? = not derived); {accepts}"
-        f" (first run at {samples}; every formula and constraint checked by concrete runs "
-        "at and around its boundaries)"
+        f"Sizes {names}: formulas in Python integer arithmetic"
+        + ("; ? = not derived (see the warnings)" if unknown else "")
+        + f"; {accepts} (each checked by concrete runs; first run at {samples})"
     )
