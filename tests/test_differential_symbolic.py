@@ -25,7 +25,7 @@ UPPER = {"B": 3, "H": 70, "W": 70, "T": 90, "S": 9}
 def derived(dim: int | str | None, sizes: dict[str, int]) -> object:
     """A derived size at ``sizes`` (None: not derived)."""
     if isinstance(dim, str):
-        return compile_expression(dim, limit=None)(sizes)
+        return compile_expression(dim, limit=None, conditional=True)(sizes)
     return dim
 
 

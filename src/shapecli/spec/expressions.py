@@ -92,11 +92,15 @@ def evaluate(expression: str, scope: Mapping[str, Value]) -> Value:
 Compiled = Callable[[Mapping[str, Value]], Value]
 
 
-def compile_expression(expression: str, limit: int | None = MAX_EXPRESSION_LENGTH) -> Compiled:
+def compile_expression(
+    expression: str, limit: int | None = MAX_EXPRESSION_LENGTH, conditional: bool = False
+) -> Compiled:
     """``expression`` parsed and checked once, as a function of a scope: what a
     formula over sizes needs, evaluated at hundreds of sizes. Anything the grammar
     does not allow is refused here, before any value is computed. ``limit`` caps the
-    length (None: shapecli's own text, e.g. a formula torch derived)."""
+    length (None: shapecli's own text, e.g. a formula torch derived); ``conditional``
+    allows ``a if test else b``, which a formula over sizes may need (a pool with
+    ``ceil_mode`` gives one size for even H and another for odd) and ``${…}`` never."""
     source = expression.strip()
     if not source:
         raise ExpressionError("empty expression `${}`")
@@ -110,6 +114,10 @@ def compile_expression(expression: str, limit: int | None = MAX_EXPRESSION_LENGT
         raise ExpressionError(f"`{source}` is not a valid expression") from None
     except RecursionError:
         raise ExpressionError(f"`{source[:40]}…` is nested too deeply") from None
+    if not conditional:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.IfExp):
+                raise ExpressionError(_not_allowed(node))
     return _compile(tree.body)
 
 
@@ -150,9 +158,15 @@ def _compile(node: ast.expr) -> Compiled:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         operand_bool = _bool(node.operand)
         return lambda scope: not operand_bool(scope)
-    snippet = ast.unparse(node)
-    raise ExpressionError(
-        f"`{snippet}` is not allowed: expressions may use names, numbers, "
+    if isinstance(node, ast.IfExp):  # refused first where not allowed
+        test, then, otherwise = _bool(node.test), _compile(node.body), _compile(node.orelse)
+        return lambda scope: then(scope) if test(scope) else otherwise(scope)
+    raise ExpressionError(_not_allowed(node))
+
+
+def _not_allowed(node: ast.expr) -> str:
+    return (
+        f"`{ast.unparse(node)}` is not allowed: expressions may use names, numbers, "
         "+ - * / // % ( ), min() and max(), comparisons, and, or, not"
     )
 
@@ -241,6 +255,8 @@ def _numeric(node: ast.expr) -> bool:
     arithmetic = isinstance(node, ast.BinOp | ast.Call) or (
         isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
     )
+    if isinstance(node, ast.IfExp):
+        return _numeric(node.body) and _numeric(node.orelse)
     return constant or arithmetic
 
 

@@ -21,7 +21,9 @@ How, in six steps, each made of dry runs the rest of shapecli already trusts:
 5. **The proof** (:mod:`~shapecli.symbolic.proof`): runs at and around every boundary
    of the claim and at sizes spread over it, chosen apart from the samples; every
    formula must equal what each working run saw, and the claim must say which runs
-   work. What any run contradicts, or the runs did not reach, is not derived.
+   work. A formula a run contradicts is derived again at that run's sizes, and joined
+   to the first by a condition torch recorded if need be (:mod:`~shapecli.symbolic.
+   pieces`); what still disagrees, or the runs did not reach, is not derived.
 6. The report of step 1, its shapes replaced by the formulas that were proven (a size
    not derived is None: ``?`` in a table, ``null`` in JSON), with the accepted sizes
    (None when not derived) and a ``not-derived`` warning for each thing left out.
@@ -43,6 +45,7 @@ from shapecli.report import Report, Row, Shape
 from shapecli.spec.model import Spec
 from shapecli.symbolic import proof as proving
 from shapecli.symbolic.fake import Trace, trace
+from shapecli.symbolic.pieces import in_pieces
 from shapecli.symbolic.rules import Rule, accepted, make_search
 from shapecli.symbolic.runs import DEFAULT_BUDGET, Budget, BudgetExhausted, Runner
 from shapecli.symbolic.samples import (
@@ -91,7 +94,11 @@ def inspect_symbolic(
         return replace(base, errors=tuple(dependent), constraints=None)
     traced = _traced(runner, inputs, chosen)
     claim, assumptions, why_not, proof = _proven(traced, chosen, runner, inputs, symbols)
-    proven = proving.wrong_shapes(traced.formulas, proof)
+    formulas, still = in_pieces(
+        traced, proof, chosen, runner.budget, lambda at: _traced(runner, inputs, at)
+    )
+    proof.wrong = {place: proof.wrong[place] for place in still}
+    proven = proving.wrong_shapes(formulas, proof)
     rows = tuple(_with_formulas(row, proven) for row in first.rows)
     errors = _changed_with_size(proof, first)
     constraints = None
@@ -241,13 +248,21 @@ def _proven(
     batch = {s.dims[0] for s in inputs if s.dims and isinstance(s.dims[0], str)}
     working: list[dict[str, int]] = []
     failing: list[dict[str, int]] = []
+    proof: proving.Proof | None = None
     for _ in range(ROUNDS):
         claim, assumptions, why_not = _claim(traced, samples, runner, working, failing)
         search = make_search(
             samples, traced.facts.ranges if traced.facts else {}, _kept_ties(traced, claim)
         )
         proof = proving.prove(
-            traced.formulas, claim, search, symbols, batch, runner, lambda v: fits(inputs, v)
+            traced.formulas,
+            claim,
+            search,
+            symbols,
+            batch,
+            runner,
+            lambda v: fits(inputs, v),
+            [sizes for sizes, _ in proof.points] if proof is not None else (),
         )
         if claim is None or proof.stopped or runner.budget.left() <= 0:
             break
@@ -260,6 +275,7 @@ def _proven(
             break
         working += excluded
         failing += missed
+    assert proof is not None, "at least one round"
     return claim, assumptions, why_not, proof
 
 

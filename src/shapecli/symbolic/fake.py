@@ -103,10 +103,9 @@ def _run(
     share: float,
     decomposed: bool,
 ) -> Trace:
-    import sympy
     from torch._guards import GuardSource, Source
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     @dataclasses.dataclass(frozen=True)
     class Named(Source):
@@ -124,12 +123,7 @@ def _run(
 
     env = ShapeEnv()
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
-    names: dict[Any, Any] = {}
-    sizes: dict[str, Any] = {}
-    for symbol, hint in samples.items():
-        expr = env.create_symbol(hint, Named(symbol), dynamic_dim=DimDynamic.DYNAMIC)
-        sizes[symbol] = env.create_symintnode(expr, hint=hint)
-        names[expr] = sympy.Symbol(symbol, integer=True, positive=True)  # type: ignore[no-untyped-call]
+    names, sizes = _symbols(env, samples, Named)
     order = list(samples)
     written: dict[Any, int | str] = {}
     model = built.model
@@ -188,10 +182,35 @@ def _run(
         if call.outputs is not None
     }
     facts = None if stopped else _facts(env, names, order)
+    named = {str(n) for n in names.values()}
     fixed = tuple(
-        name for name, target in (facts.ties if facts else {}).items() if target.is_number
+        name
+        for name in samples
+        if name not in named or (facts is not None and _is_number(facts.ties.get(name)))
     )
     return Trace(formulas, facts, stopped, fixed, decomposed)
+
+
+def _symbols(env: Any, samples: Sizes, source: Any) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """A ``ShapeEnv`` symbol for each of the user's (by the user's name, as sympy), and
+    each one's size as the inputs are made of (a SymInt, or the number torch fixed)."""
+    import sympy
+    from torch.fx.experimental.symbolic_shapes import DimDynamic
+
+    names: dict[Any, Any] = {}
+    sizes: dict[str, Any] = {}
+    for symbol, hint in samples.items():
+        expr = env.create_symbol(hint, source(symbol), dynamic_dim=DimDynamic.DYNAMIC)
+        if not expr.is_Symbol:  # torch fixes a size of 0 or 1 as it makes it: a number
+            sizes[symbol] = hint
+            continue
+        sizes[symbol] = env.create_symintnode(expr, hint=hint)
+        names[expr] = sympy.Symbol(symbol, integer=True, positive=True)  # type: ignore[no-untyped-call]
+    return names, sizes
+
+
+def _is_number(expr: Any) -> bool:
+    return expr is not None and bool(expr.is_number)
 
 
 def _restore_modes(model: Any, modes: Mapping[str, bool]) -> None:

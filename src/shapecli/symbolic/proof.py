@@ -4,13 +4,15 @@ before it is printed.
 The sizes checked do not come from the samples alone. For every constraint of the
 claim: the sizes just outside it (the claim says the model refuses them) and just
 inside (it says the model takes them), three of each where there are three, keeping
-every other constraint. Then sizes spread over what the claim accepts, drawn (from a
-fixed seed, so the output is the same every time) from a pool that holds the smallest
-sizes, where torch specializes, odd and even ones, primes and large ones; batch sizes
-past torch's kernel heuristics too. And each symbol alone at 1, where a size
-broadcasts (an ``Add`` of S and T works when S is 1, whatever T is). A run at each:
-where the model works, each module's every size must equal its formula at those sizes,
-and the claim must have said it works; where it fails, the claim must have said so.
+every other constraint. Eight sizes in a row (33 to 40, every symbol at once), so that
+every remainder a stride can leave is seen. Sizes spread over what the claim accepts,
+drawn (from a fixed seed, so the output is the same every time) from a pool that holds
+the smallest sizes, where torch specializes, odd and even ones, primes and large ones;
+batch sizes past torch's kernel heuristics too. And each symbol alone at 1, where a
+size broadcasts (an ``Add`` of S and T works when S is 1, whatever T is). A run at
+each: where the model works, each module's every size must equal its formula at those
+sizes, and the claim must have said it works; where it fails, the claim must have said
+so.
 
 A formula that any run contradicts is not derived; so is the claim, when any run
 contradicts it, with the sizes that did as the reason. Nothing the runs did not check
@@ -38,6 +40,10 @@ SPREAD = 5
 #: Sizes the spread draws from (with each constraint's boundary): small ones first.
 POOL = (1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 24, 31, 32, 37, 48, 50, 63, 64, 65, 97, 100)
 BATCH_POOL = (1, 2, 3, 5, 16, 17, 33)
+#: The run of consecutive sizes every symbol takes, and where it starts.
+RUN = 8
+START = 33
+BATCH_START = 1
 #: How many distinct sizes of a symbol the runs must see before its formulas count.
 MIN_SEEN = 3
 
@@ -50,6 +56,8 @@ class Proof:
     """What the runs showed (see the module docstring)."""
 
     points: list[tuple[dict[str, int], bool]] = field(default_factory=list)
+    #: What each run that worked saw: the evidence a formula must agree with.
+    seen: list[tuple[dict[str, int], Seen]] = field(default_factory=list)
     #: Each formula a run contradicted: where, and what the model gave there.
     wrong: dict[Place, tuple[dict[str, int], int | None]] = field(default_factory=dict)
     #: Formulas not in the formula language (torch's floating point …).
@@ -71,16 +79,20 @@ def prove(
     batch: set[str],
     run: Any,
     fits: Callable[[Mapping[str, int]], bool],
+    earlier: Sequence[Mapping[str, int]] = (),
 ) -> Proof:
     """Check ``formulas`` and ``claim`` (None: no claim to check) by runs at the sizes
-    the module docstring describes; ``run`` is the runner."""
+    the module docstring describes, and at ``earlier`` ones (an earlier claim's: what
+    they showed holds for every claim); ``run`` is the runner."""
     proof = Proof()
     compiled = _compiled(formulas, proof)
     rules = list(claim or ())
     points = [
+        *_consecutive(rules, search, symbols, batch, fits),
         *_spread(rules, search, symbols, batch, fits),
         *_boundaries(rules, search),
         *_smallest(search, symbols),
+        *(dict(p) for p in earlier),
     ]
     try:
         for sizes in dict.fromkeys(tuple(sorted(p.items())) for p in points):
@@ -89,6 +101,8 @@ def prove(
             if outcome.skipped:
                 continue
             proof.points.append((values, outcome.ok))
+            if outcome.ok:
+                proof.seen.append((values, outcome.seen))
             _check(values, outcome, rules if claim is not None else None, compiled, proof)
     except BudgetExhausted:
         proof.stopped = True
@@ -123,9 +137,28 @@ def _compiled(formulas: Formulas, proof: Proof) -> dict[Place, int | Compiled]:
 
 def _compile(text: str) -> Compiled | None:
     try:
-        return compile_expression(text, limit=None)
+        return compile_expression(text, limit=None, conditional=True)
     except ExpressionError:
         return None
+
+
+def agrees(formula: int | str | None, place: Place, proof: Proof) -> bool:
+    """Whether ``formula`` is what every run that worked saw at ``place``."""
+    return formula is not None and disagreement(formula, place, proof) is None
+
+
+def disagreement(formula: int | str | None, place: Place, proof: Proof) -> dict[str, int] | None:
+    """The first sizes where a run that worked saw other than ``formula`` at ``place``
+    (None: none did; a formula that is not in the language disagrees at the first)."""
+    compiled = formula if isinstance(formula, int) or formula is None else _compile(formula)
+    # sizes of 1 last: torch fixes them when it traces there, so they make a poor sample
+    for sizes, seen in sorted(proof.seen, key=lambda run: min(run[0].values(), default=2) < 2):
+        value = (
+            compiled if isinstance(compiled, int) or compiled is None else _value(compiled, sizes)
+        )
+        if value is None or value != _seen(seen, place):
+            return sizes
+    return None
 
 
 def _check(
@@ -205,6 +238,25 @@ def _possible(name: str, claim: Sequence[Rule], search: Search) -> int:
 
 
 # -- the sizes to check -------------------------------------------------------------------------
+
+
+def _consecutive(
+    claim: Sequence[Rule],
+    search: Search,
+    symbols: Sequence[str],
+    batch: set[str],
+    fits: Callable[[Mapping[str, int]], bool],
+) -> list[dict[str, int]]:
+    """:data:`RUN` sizes in a row for every symbol at once (those the claim accepts):
+    every remainder modulo 2, 4 and 8, where strided layers' formulas differ (a pool with
+    ``ceil_mode`` after another is wrong only for H = 4k + 2)."""
+    points = []
+    for k in range(RUN):
+        values = {name: (BATCH_START if name in batch else START) + k for name in symbols}
+        sizes = search.tied({**search.samples, **values}, ())
+        if fits(sizes) and all(r.holds(sizes) for r in claim):
+            points.append(sizes)
+    return points
 
 
 def _smallest(search: Search, symbols: Sequence[str]) -> list[dict[str, int]]:
