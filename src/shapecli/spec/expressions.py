@@ -121,6 +121,17 @@ def compile_expression(
     return _compile(tree.body)
 
 
+def names_in(expression: str) -> set[str]:
+    """The names an expression reads (the functions it calls not among them); none for
+    text that is not an expression."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+
 class UndefinedError(ExpressionError):
     """An expression with no value at these values (a division by zero)."""
 

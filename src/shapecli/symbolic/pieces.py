@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from shapecli.spec.expressions import names_in
 from shapecli.symbolic.fake import Formulas, Trace
-from shapecli.symbolic.proof import Place, Proof, agrees, disagreement, names_in
-from shapecli.symbolic.rules import Rule, _rules, fit, plain_rules
+from shapecli.symbolic.proof import Place, Proof, agrees, disagreement
+from shapecli.symbolic.rules import Rule, fit, plain_rules, rules_of
 from shapecli.symbolic.runs import Budget
 from shapecli.symbolic.samples import Sizes
 
@@ -107,7 +108,7 @@ def _conditions(traced: Trace, samples: Sizes) -> list[tuple[str, Callable[[Size
     if traced.facts is None:
         return []
     found: dict[str, Callable[[Sizes], bool]] = {}
-    for rule in _rules(traced.facts):
+    for rule in rules_of(traced.facts):
         if rule.holds is None or not rule.holds(samples):
             continue
         for plain in _plainly(rule, samples):

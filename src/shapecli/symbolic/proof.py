@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shapecli.report import Shape
-from shapecli.spec.expressions import Compiled, ExpressionError, compile_expression
+from shapecli.spec.expressions import Compiled, ExpressionError, compile_expression, names_in
 from shapecli.symbolic.fake import Formulas
 from shapecli.symbolic.rules import Rule, Search
 from shapecli.symbolic.runs import BudgetExhausted, Outcome, Seen
@@ -36,7 +36,7 @@ from shapecli.symbolic.samples import described
 
 #: How many sizes to check on each side of each constraint, and spread over the rest.
 EACH_SIDE = 3
-SPREAD = 5
+SPREAD = 3
 #: Sizes the spread draws from (with each constraint's boundary): small ones first.
 POOL = (1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 24, 31, 32, 37, 48, 50, 63, 64, 65, 97, 100)
 BATCH_POOL = (1, 2, 3, 5, 16, 17, 33)
@@ -371,10 +371,3 @@ def _unproven(place: Place, dim: int | str | None, proof: Proof) -> bool:
     if place in proof.wrong or place in proof.unwritten or proof.stopped:
         return True
     return isinstance(dim, str) and any(name in proof.unseen for name in names_in(dim))
-
-
-def names_in(formula: str) -> set[str]:
-    """The symbols a formula reads (its identifiers, but the functions)."""
-    import re
-
-    return {w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula) if w not in ("max", "min")}

@@ -32,7 +32,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shapecli.errors import Problem
-from shapecli.spec.expressions import ExpressionError, UndefinedError, compile_expression
+from shapecli.spec.expressions import (
+    ExpressionError,
+    UndefinedError,
+    compile_expression,
+    names_in,
+)
 from shapecli.symbolic.fake import TIGHT, Facts, python
 from shapecli.symbolic.runs import Outcome
 from shapecli.symbolic.samples import Sizes
@@ -129,7 +134,7 @@ def accepted(
     are sizes where it fails though every rule kept held: what torch did not record
     (it assumed T > 2 where a kernel of 2 needs T >= 2), so each symbol they moved
     gets the bound the nearest working size there gives, as one more rule."""
-    rules = _rules(facts) + _bounds_at(failing, samples, run)
+    rules = rules_of(facts) + _bounds_at(failing, samples, run)
     unwritten = [r for r in rules if not _written(r, samples)]
     search = make_search(samples, facts.ranges, facts.ties)
     pending = [r for r in rules if r not in unwritten and search.outside(r, ()) is not None]
@@ -466,7 +471,7 @@ def plain_rules(name: str, pattern: _Pattern, parts: tuple[Rule, ...]) -> list[R
 # -- 4b. torch's records as rules ---------------------------------------------------------------
 
 
-def _rules(facts: Facts) -> list[Rule]:
+def rules_of(facts: Facts) -> list[Rule]:
     """Every candidate constraint: the ties (``M == S``, ``S == 10``), each name's
     bounds, then the guards (divisibility as ``H % 2 == 0``, whatever torch wrote it
     as), each once."""
@@ -554,7 +559,7 @@ def evaluator(text: str) -> Callable[[Sizes], bool] | None:
         compiled = compile_expression(text, limit=None)
     except ExpressionError:
         return None
-    names = sorted(set(re.findall(r"[A-Za-z_]\w*", text)) - {"max", "min", "and", "or", "not"})
+    names = sorted(names_in(text))
     known: dict[tuple[int | None, ...], bool] = {}  # the search asks the same sizes again
 
     def holds(sizes: Sizes) -> bool:
