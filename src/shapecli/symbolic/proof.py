@@ -87,9 +87,10 @@ def prove(
     proof = Proof()
     compiled = _compiled(formulas, proof)
     rules = list(claim or ())
+    space = _Space(rules, search, symbols, batch, fits)
     points = [
-        *_consecutive(rules, search, symbols, batch, fits),
-        *_spread(rules, search, symbols, batch, fits),
+        *_consecutive(space),
+        *_spread(space),
         *_boundaries(rules, search),
         *_smallest(search, symbols),
         *(dict(p) for p in earlier),
@@ -240,21 +241,27 @@ def _possible(name: str, claim: Sequence[Rule], search: Search) -> int:
 # -- the sizes to check -------------------------------------------------------------------------
 
 
-def _consecutive(
-    claim: Sequence[Rule],
-    search: Search,
-    symbols: Sequence[str],
-    batch: set[str],
-    fits: Callable[[Mapping[str, int]], bool],
-) -> list[dict[str, int]]:
+@dataclass(frozen=True)
+class _Space:
+    """Where the sizes to check are drawn: the claim, the searcher of sizes (samples,
+    ties), the symbols (the batch ones apart), and which sizes a run can be made at."""
+
+    claim: Sequence[Rule]
+    search: Search
+    symbols: Sequence[str]
+    batch: set[str]
+    fits: Callable[[Mapping[str, int]], bool]
+
+
+def _consecutive(space: _Space) -> list[dict[str, int]]:
     """:data:`RUN` sizes in a row for every symbol at once (those the claim accepts):
     every remainder modulo 2, 4 and 8, where strided layers' formulas differ (a pool with
     ``ceil_mode`` after another is wrong only for H = 4k + 2)."""
     points = []
     for k in range(RUN):
-        values = {name: (BATCH_START if name in batch else START) + k for name in symbols}
-        sizes = search.tied({**search.samples, **values}, ())
-        if fits(sizes) and all(r.holds(sizes) for r in claim):
+        start = {n: (BATCH_START if n in space.batch else START) + k for n in space.symbols}
+        sizes = space.search.tied({**space.search.samples, **start}, ())
+        if space.fits(sizes) and all(r.holds(sizes) for r in space.claim):
             points.append(sizes)
     return points
 
@@ -276,15 +283,11 @@ def _boundaries(claim: Sequence[Rule], search: Search) -> list[dict[str, int]]:
     return points
 
 
-def _spread(
-    claim: Sequence[Rule],
-    search: Search,
-    symbols: Sequence[str],
-    batch: set[str],
-    fits: Callable[[Mapping[str, int]], bool],
-) -> list[dict[str, int]]:
+def _spread(space: _Space) -> list[dict[str, int]]:
     """:data:`SPREAD` sizes the claim accepts, drawn from the pools (and the claim's own
     numbers), each symbol independently: the same every time."""
+    claim, search, symbols, fits = space.claim, space.search, space.symbols, space.fits
+    batch = space.batch
     draw = random.Random(0)
     pools = {name: _pool(name, claim, search, name in batch) for name in symbols}
     points: list[dict[str, int]] = []
