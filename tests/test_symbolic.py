@@ -516,6 +516,8 @@ def test_sample_chooses_the_first_run(cli: Cli) -> None:
     wrong = cli(*args[:-2], "--sample", "Tx=100")
     assert wrong.exit_code == 2 and "no symbol Tx (did you mean T?)" in wrong.stderr
     assert cli(*args[:-2], "--sample", "T=0").exit_code == 2
+    huge = cli(*args[:-2], "--sample", "T=99999999999999999999999")
+    assert huge.exit_code == 2 and "more than 2**40 elements" in huge.stderr
     assert cli(*args[:-2], "--sample", "T").exit_code == 2
     concrete = cli("inspect", str(CONFIGS / "mlp.yaml"), "--sample", "B=3")
     assert concrete.exit_code == 2 and "no symbolic sizes" in concrete.stderr

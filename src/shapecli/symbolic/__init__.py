@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from shapecli.errors import Problem
+from shapecli.errors import Problem, fail
 from shapecli.inputs import InputSpec
 from shapecli.report import Report, Row, Shape
 from shapecli.spec.model import Spec
@@ -77,8 +77,15 @@ def inspect_symbolic(
     symbols = symbols_of(inputs)
     given = dict(samples or {})
     check_given(given, symbols)
+    chosen = samples_for(inputs, spec.inputs, given)
+    if given and not fits(inputs, chosen):
+        raise fail(
+            "usage",
+            f"--sample {described(given)}: an input would have more than 2**40 elements "
+            "at these sizes; give smaller samples",
+        )
     runner = Runner(spec, inputs, tuple(allow_import), Budget(budget))
-    first, chosen = _first_run(runner, inputs, samples_for(inputs, spec.inputs, given), given)
+    first, chosen = _first_run(runner, inputs, chosen, given)
     runner.budget = Budget(budget)  # from here on: the first run is the concrete inspection
     base = replace(
         first,
