@@ -546,9 +546,12 @@ def test_the_budget_ends_a_search_that_exceeds_it(cli: Cli, write: Callable[...,
     blocks = "".join("  - window\n" for _ in range(48))
     spec = write(WINDOWS + blocks)
     start = time.monotonic()
+    assert cli("inspect", str(spec), "-i", "2x64x64x4", "-f", "json").exit_code == 0
+    concrete = time.monotonic() - start  # what the first run costs on this machine now
+    start = time.monotonic()
     result = cli("inspect", str(spec), "--symbolic-budget", "0.5", "-f", "json")
     elapsed = time.monotonic() - start
-    assert result.exit_code == 0 and elapsed < 0.5 + 10, elapsed  # the first run, then 0.5 s
+    assert result.exit_code == 0 and elapsed < 2 * concrete + 0.5 + 3, (elapsed, concrete)
     doc = result.json()
     assert doc["ok"] and doc["constraints"] is None
     assert {w["code"] for w in doc["warnings"]} == {"not-derived"}
@@ -556,8 +559,8 @@ def test_the_budget_ends_a_search_that_exceeds_it(cli: Cli, write: Callable[...,
         "budget" in w["message"] and "--symbolic-budget" in w["hint"] for w in doc["warnings"]
     )
     start = time.monotonic()
-    result = cli("lint", str(spec), "-f", "json")  # lint's default budget: under 30 s
-    assert result.exit_code == 0 and time.monotonic() - start < 30
+    result = cli("lint", str(spec), "-f", "json")  # lint's default budget of 20 s
+    assert result.exit_code == 0 and time.monotonic() - start < 2 * concrete + 20 + 5
 
 
 WINDOWS = """\
