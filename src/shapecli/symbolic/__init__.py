@@ -86,7 +86,6 @@ def inspect_symbolic(
         )
     runner = Runner(spec, inputs, tuple(allow_import), Budget(budget))
     first, chosen = _first_run(runner, inputs, chosen, given)
-    runner.budget = Budget(budget)  # from here on: the first run is the concrete inspection
     base = replace(
         first,
         inputs=inputs,
@@ -131,6 +130,7 @@ def _first_run(
     :func:`~shapecli.symbolic.samples.fallbacks`) until one works. The report of the
     first sizes tried is kept when none does, with the sizes tried named."""
     report = runner.first(samples)
+    runner.budget = Budget(runner.budget.seconds)  # from here on: that was the inspection
     if report.ok:
         return report, samples
     tried = []
