@@ -298,7 +298,9 @@ def _claim(
     if traced.facts is None:
         return None, [], traced.stopped
     try:
-        kept, assumptions = accepted(traced.facts, samples, runner, working, failing)
+        kept, assumptions = accepted(
+            traced.facts, samples, runner, working, failing, runner.budget.check
+        )
     except BudgetExhausted:
         return None, [], "the budget ran out while testing what torch recorded about the sizes"
     return kept, assumptions, None

@@ -119,6 +119,7 @@ def accepted(
     run: Run,
     working: Sequence[Sizes] = (),
     failing: Sequence[Sizes] = (),
+    check: Callable[[], None] = lambda: None,
 ) -> tuple[list[Rule], list[Problem]]:
     """The constraints concrete runs confirm, and a warning for each thing torch
     assumed that cannot be written as Python (so cannot be tested, nor printed).
@@ -133,10 +134,11 @@ def accepted(
     (a summary ``T >= 5`` kept because T = 2 failed, where T = 4 works). ``failing``
     are sizes where it fails though every rule kept held: what torch did not record
     (it assumed T > 2 where a kernel of 2 needs T >= 2), so each symbol they moved
-    gets the bound the nearest working size there gives, as one more rule."""
+    gets the bound the nearest working size there gives, as one more rule. ``check``
+    is called before each search of sizes (the budget's: it raises to stop)."""
     rules = rules_of(facts) + _bounds_at(failing, samples, run)
     unwritten = [r for r in rules if not _written(r, samples)]
-    search = make_search(samples, facts.ranges, facts.ties)
+    search = make_search(samples, facts.ranges, facts.ties, check)
     pending = [r for r in rules if r not in unwritten and search.outside(r, ()) is not None]
     verdicts = _Verdicts(pending, every=list(rules))
     for sizes in working:
@@ -246,12 +248,16 @@ class Search:
     samples: Sizes
     probes: Mapping[str, tuple[list[int], list[int]]]  # (all, special): see _probes
     ties: Mapping[str, Any]
+    #: Called before each search (the budget's check: a search runs no model, but
+    #: over hundreds of torch's guards it takes seconds of its own).
+    check: Callable[[], None] = lambda: None
 
     def outside(self, rule: Rule, others: Sequence[Rule]) -> dict[str, int] | None:
         """The sizes nearest the samples that break ``rule`` and keep ``others``; for a
         summary, those that break the fewest of its parts (then the nearest): there,
         a failure is the summary's own, not that of one of torch's conditions it
         stands for (``H <= 227`` tested at 228 breaks ``(H//4) % 7 == 0`` too)."""
+        self.check()
         found = (
             s
             for s in self._around(rule.moves)
@@ -340,11 +346,15 @@ class Search:
 
 
 def make_search(
-    samples: Sizes, ranges: Mapping[str, tuple[int, float]], ties: Mapping[str, Any]
+    samples: Sizes,
+    ranges: Mapping[str, tuple[int, float]],
+    ties: Mapping[str, Any],
+    check: Callable[[], None] = lambda: None,
 ) -> Search:
     """The sizes to test rules at, around ``samples`` (see :func:`_probes`), with
-    ``ties`` moving names along."""
-    return Search(samples, {n: _probes(samples[n], ranges.get(n)) for n in samples}, ties)
+    ``ties`` moving names along; ``check`` is called before each search."""
+    probes = {n: _probes(samples[n], ranges.get(n)) for n in samples}
+    return Search(samples, probes, ties, check)
 
 
 def _probes(sample: int, bounds: tuple[int, float] | None) -> tuple[list[int], list[int]]:
