@@ -73,7 +73,7 @@ def inspect_symbolic(
 ) -> Report:
     """The report of a spec whose inputs have symbolic sizes (see the module
     docstring). ``samples`` chooses sizes for the first run (``--sample``); ``budget``
-    is the seconds steps 2 to 5 may take."""
+    is the seconds everything after the first run may take."""
     symbols = symbols_of(inputs)
     given = dict(samples or {})
     check_given(given, symbols)
@@ -104,7 +104,7 @@ def inspect_symbolic(
         traced, proof, chosen, runner.budget, lambda at: _traced(runner, inputs, at)
     )
     proof.wrong = {place: proof.wrong[place] for place in still}
-    proven = proving.wrong_shapes(formulas, proof)
+    proven = proving.proven_shapes(formulas, proof)
     rows = tuple(_with_formulas(row, proven) for row in first.rows)
     errors = _changed_with_size(proof, first)
     constraints = None

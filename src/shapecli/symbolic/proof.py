@@ -349,7 +349,7 @@ def _accepted_values(name: str, own: Iterable[Rule], search: Search, count: int)
     return found
 
 
-def wrong_shapes(
+def proven_shapes(
     formulas: Formulas, proof: Proof
 ) -> dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]:
     """``formulas`` with every size the proof did not establish as None."""
