@@ -76,6 +76,8 @@ def inspect(
     memory: bool = False,
     optimizer: str = "adam",
     dtype: str | None = None,
+    samples: Mapping[str, int] | None = None,
+    symbolic_budget: float | None = None,
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
@@ -88,6 +90,11 @@ def inspect(
     runs the model in that floating-point dtype (parameters and float inputs).
     ``spec`` may also name a Python model, ``pkg.module:factory`` (see
     :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow.
+
+    With symbolic sizes in the inputs (``Bx3xHxW``), ``samples`` chooses the sizes of
+    the first run (``{"H": 224}``), and ``symbolic_budget`` the seconds the checks
+    after it may take (default :data:`shapecli.symbolic.DEFAULT_BUDGET`); see
+    :mod:`shapecli.symbolic`.
     """
     name = Path(spec.file if isinstance(spec, Spec) else spec).stem
     file = spec.file if isinstance(spec, Spec) else str(spec)
@@ -106,7 +113,9 @@ def inspect(
             )
         _check_analysis(optimizer, dtype)
         torch_compat.require_supported()
-        if any(isinstance(d, str) for spec in inputs for d in spec.dims):
+        symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
+        _check_symbolic(symbolic, samples, symbolic_budget)
+        if symbolic:
             if flops or memory or dtype:
                 raise fail(
                     "usage",
@@ -116,9 +125,15 @@ def inspect(
             from shapecli.torch_compat import shape_env
 
             shape_env.require()
-            from shapecli.symbolic import inspect_symbolic
+            from shapecli.symbolic import DEFAULT_BUDGET, inspect_symbolic
 
-            report = inspect_symbolic(loaded, inputs, allow_import)
+            report = inspect_symbolic(
+                loaded,
+                inputs,
+                allow_import,
+                samples=samples,
+                budget=DEFAULT_BUDGET if symbolic_budget is None else symbolic_budget,
+            )
             return replace(report, warnings=(*loaded.warnings, *report.warnings))
         from shapecli.construct import build_modules
         from shapecli.dryrun import Measure, default_dtype, dry_run
@@ -149,7 +164,9 @@ def inspect(
             report = dry_run(built, inputs, name, file, measure=measure)
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
-        return failed_report(name, file, inputs, *e.problems)
+        failed = failed_report(name, file, inputs, *e.problems)
+        symbols = tuple(dict.fromkeys(d for i in inputs for d in i.dims if isinstance(d, str)))
+        return replace(failed, symbols=symbols, constraints=None) if symbols else failed
 
 
 def build(
@@ -400,6 +417,21 @@ def _check_analysis(optimizer: str, dtype: str | None) -> None:
             f"--dtype {dtype}: parameters are one of {', '.join(FLOAT_DTYPES)} "
             "(or half, float, double, bf16 … as in --input)",
         )
+
+
+def _check_symbolic(
+    symbolic: bool, samples: Mapping[str, int] | None, budget: float | None
+) -> None:
+    """``samples`` only for symbolic sizes; a budget is a positive number of seconds."""
+    if samples and not symbolic:
+        name = next(iter(samples))
+        raise fail(
+            "usage",
+            f"--sample {name}={samples[name]}: the inputs have no symbolic sizes to sample "
+            "(give names in --input, e.g. Bx3xHxW)",
+        )
+    if budget is not None and (isinstance(budget, bool) or not budget > 0):
+        raise fail("usage", f"--symbolic-budget {budget}: a number of seconds above 0")
 
 
 def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:

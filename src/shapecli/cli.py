@@ -157,6 +157,28 @@ SetOption = Annotated[
 ]
 
 
+SampleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sample",
+        metavar="NAME=SIZE",
+        help="With symbolic sizes (--input Bx3xHxW): the size of NAME in the first run "
+        "(default: the spec's own there, else 2 for a batch and 64). Repeatable.",
+        show_default=False,
+    ),
+]
+BudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--symbolic-budget",
+        metavar="SECONDS",
+        help="With symbolic sizes: the most time the checks after the first run may take; "
+        "what they do not settle is reported as not derived [default: 20].",
+        show_default=False,
+    ),
+]
+
+
 class _State:
     traceback = False
 
@@ -237,6 +259,8 @@ def inspect(
     ] = None,
     set_: SetOption = None,
     allow_import: AllowImportOption = None,
+    sample: SampleOption = None,
+    symbolic_budget: BudgetOption = None,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
     fmt = output_format.value
@@ -245,6 +269,7 @@ def inspect(
         from shapecli import api
 
         inputs = api.parse_inputs(input)  # the command line is checked first
+        samples = _parse_samples(sample or [])
         return api.inspect(
             _load(spec, set_),
             inputs,
@@ -253,6 +278,8 @@ def inspect(
             memory=memory,
             optimizer=optimizer.value,
             dtype=dtype,
+            samples=samples,
+            symbolic_budget=symbolic_budget,
         )
 
     stem = Path(spec).stem
@@ -412,6 +439,8 @@ def graph(
     input: InputOption = None,
     set_: SetOption = None,
     allow_import: AllowImportOption = None,
+    sample: SampleOption = None,
+    symbolic_budget: BudgetOption = None,
 ) -> None:
     """Draw the architecture: layers as nodes, the tensors between them as edges."""
 
@@ -423,7 +452,14 @@ def graph(
         if api.is_saved_report(spec):
             return _graph_saved(spec, options, output_format.value, output, input or set_)
         inputs = api.parse_inputs(input)
-        report = api.inspect(_load(spec, set_), inputs, allow_import=allow_import or ())
+        samples = _parse_samples(sample or [])
+        report = api.inspect(
+            _load(spec, set_),
+            inputs,
+            allow_import=allow_import or (),
+            samples=samples,
+            symbolic_budget=symbolic_budget,
+        )
         rendered = graph_renderers()[output_format.value](report, options)
         if rendered.stdout:
             _write_picture(rendered.stdout, output)
@@ -696,6 +732,20 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
             raise fail("usage", f"--set {item!r}: write --set name=value")
         overrides[key.strip()] = value.strip()
     return overrides
+
+
+def _parse_samples(items: list[str]) -> dict[str, int]:
+    """``--sample H=224`` values, by name (``usage`` when one is not NAME=SIZE)."""
+    samples = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value.isdigit() or not value.isascii():
+            raise fail("usage", f"--sample {item!r}: write --sample NAME=SIZE, e.g. --sample H=224")
+        if name in samples:
+            raise fail("usage", f"--sample {name} is given twice")
+        samples[name] = int(value)
+    return samples
 
 
 def _exit_code(report: Report) -> int:

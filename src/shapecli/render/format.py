@@ -110,12 +110,7 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
         ),
     ]
     if report.symbols:
-        accepts = ", ".join(c.replace(">=", "≥").replace("<=", "≤") for c in report.constraints)
-        lines.append(
-            f"Sizes {', '.join(report.symbols)}: formulas in Python integer arithmetic; "
-            + (f"the model accepts {accepts}" if accepts else "the model accepts any sizes")
-            + f" (checked at {', '.join(f'{n} = {v}' for n, v in report.samples)} and around)"
-        )
+        lines.append(symbolic_line(report))
     if t.flops is not None:
         lines.append(
             f"FLOPs: {count_and_si(t.flops)} in one forward pass "
@@ -135,3 +130,27 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
         lines.append("* input size inferred by the dry run")
     lines.append(f"Dry run on the {report.device} device: no memory was allocated.")
     return lines
+
+
+def symbolic_line(report: Report) -> str:
+    """What a report with symbolic sizes says about them: formulas, and the sizes the
+    model accepts only when they were derived (a failed run claims nothing)."""
+    names = ", ".join(report.symbols)
+    samples = ", ".join(f"{n} = {v}" for n, v in report.samples)
+    if not report.ok:
+        return f"Sizes {names}: nothing derived (the model did not run at {samples})"
+    if report.constraints is None:
+        accepts = "the sizes the model accepts are not derived (see the warnings)"
+    elif report.constraints:
+        pretty = (c.replace(">=", "≥").replace("<=", "≤") for c in report.constraints)
+        accepts = f"the model accepts {', '.join(pretty)}"
+    else:
+        accepts = "the model accepts any sizes"
+    unknown = any(
+        d is None for row in report.rows for s in (*row.input_shapes, *row.output_shapes) for d in s
+    )
+    return (
+        f"Sizes {names}: formulas in Python integer arithmetic"
+        + ("; ? = not derived (see the warnings)" if unknown else "")
+        + f"; {accepts} (each checked by concrete runs; first run at {samples})"
+    )
