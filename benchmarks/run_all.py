@@ -51,6 +51,8 @@ BENCHMARKS = (
     Benchmark("lint.py", ("--files", "1000")),
     Benchmark("compare.py"),
     Benchmark("scaling.py"),
+    # Symbolic sizes against concrete inspection of the same specs, paired.
+    Benchmark("symbolic.py"),
 )
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from shapecli.spec.expressions import ExpressionError, substitute
+from shapecli.spec.expressions import (
+    ExpressionError,
+    UndefinedError,
+    compile_expression,
+    substitute,
+)
 
 SCOPE = {"d": 768, "heads": 12, "name": "gpt", "ratio": 0.5}
 
@@ -52,3 +57,24 @@ def test_values(text: str, value: object) -> None:
 def test_refused(text: str, fragment: str) -> None:
     with pytest.raises(ExpressionError, match=fragment.replace("(", r"\(")):
         substitute(text, SCOPE)
+
+
+def test_compiled_once_evaluated_at_many_sizes() -> None:
+    # what symbolic sizes use for formulas and constraints: no eval, the same grammar
+    formula = compile_expression("(H - 1)//2 + 1")
+    assert [formula({"H": h}) for h in (1, 2, 3, 64)] == [1, 1, 2, 32]
+    bounded = compile_expression("31 <= H <= 34 and H % 2 == 0")
+    assert [h for h in range(28, 38) if bounded({"H": h})] == [32, 34]
+    assert compile_expression("max(1, H) * min(W, 3)")({"H": 0, "W": 5}) == 3
+
+
+def test_compiled_refuses_before_evaluating() -> None:
+    for text in ("H ** 2", "H.real", "__import__('os')", "H if H else 1", "[H][0]"):
+        with pytest.raises(ExpressionError, match="not allowed"):
+            compile_expression(text)
+    with pytest.raises(UndefinedError, match="division by zero"):
+        compile_expression("H // (W - 1)")({"H": 4, "W": 1})
+    long = " + ".join(["H"] * 100)
+    with pytest.raises(ExpressionError, match="longer than"):
+        compile_expression(long)
+    assert compile_expression(long, limit=None)({"H": 1}) == 100

@@ -40,6 +40,14 @@ def test_accepted(text: str, expected: InputSpec) -> None:
         ("", "missing"),
         ("2 x 20", "spaces are not allowed"),
         ("x".join(["2"] * 17), "at most 16"),
+        # a symbolic size is declared by its capital letter: a typo is not a 1-D input
+        (
+            "bad",
+            "'bad' is not a size; a symbolic size is a name that starts with a capital letter, e.g. Bad",
+        ),
+        ("Bx3xhxW", "'h' is not a size"),
+        ("[B, 3, h]", "'h' is not a size"),
+        ("_B", "symbolic size starts with a capital letter"),
     ],
 )
 def test_refused(text: str, fragment: str) -> None:

@@ -116,7 +116,7 @@ MALFORMED = [
     ("many", lambda d: d["layers"][1].update(param_count="many"),
      '$.layers[1].param_count: expected an integer from 0 to 2**63 - 1, got "many"'),
     ("float-shape", lambda d: d["layers"][1].update(output_shapes=[[2.0, 256]]),
-     "$.layers[1].output_shapes[0][0]: expected an integer from 0 to 2**63 - 1 or a string, got 2.0"),
+     "$.layers[1].output_shapes[0][0]: expected an integer from 0 to 2**63 - 1 or a string or null, got 2.0"),
     ("string-total", lambda d: d["totals"].update(params="7946"),
      '$.totals.params: expected an integer from 0 to 2**63 - 1, got "7946"'),
     ("unknown-code", lambda d: d.update(errors=[{**d["errors"][0], "code": "no-such-code"}]),

@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shapecli import torch_compat
 from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
 from shapecli.codec import quoted
@@ -31,6 +30,7 @@ from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import INIT_SCHEMES, Spec
 from shapecli.spec.parse import read_spec
+from shapecli.torch_compat import require_supported
 
 if TYPE_CHECKING:
     from torch import nn
@@ -77,6 +77,8 @@ def inspect(
     memory: bool = False,
     optimizer: str = "adam",
     dtype: str | None = None,
+    samples: Mapping[str, int] | None = None,
+    symbolic_budget: float | None = None,
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
@@ -89,6 +91,11 @@ def inspect(
     runs the model in that floating-point dtype (parameters and float inputs).
     ``spec`` may also name a Python model, ``pkg.module:factory`` (see
     :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow.
+
+    With symbolic sizes in the inputs (``Bx3xHxW``), ``samples`` chooses the sizes of
+    the first run (``{"H": 224}``), and ``symbolic_budget`` the seconds the checks
+    after it may take (default :data:`shapecli.symbolic.DEFAULT_BUDGET`); see
+    :mod:`shapecli.symbolic`.
     """
     name = Path(spec.file if isinstance(spec, Spec) else spec).stem
     file = spec.file if isinstance(spec, Spec) else str(spec)
@@ -106,20 +113,19 @@ def inspect(
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
         _check_analysis(optimizer, dtype)
-        torch_compat.require_supported()
-        if any(isinstance(d, str) for spec in inputs for d in spec.dims):
+        require_supported()
+        symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
+        _check_symbolic(symbolic, samples, symbolic_budget)
+        if symbolic:
             if flops or memory or dtype:
                 raise fail(
                     "usage",
                     "--flops, --memory and --dtype need concrete sizes; give numbers for "
                     f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
                 )
-            from shapecli.torch_compat import shape_env
+            from shapecli.analyses import Symbolic
 
-            shape_env.require()
-            from shapecli.symbolic import inspect_symbolic
-
-            report = inspect_symbolic(loaded, inputs, allow_import)
+            report = Symbolic(samples or {}, symbolic_budget).run(loaded, inputs, allow_import)
             return replace(report, warnings=(*loaded.warnings, *report.warnings))
         from shapecli.construct import build_modules
         from shapecli.dryrun import default_dtype, dry_run
@@ -149,7 +155,9 @@ def inspect(
             report = dry_run(built, inputs, name, file, measure=_analyses(flops, memory, optimizer))
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
-        return failed_report(name, file, inputs, *e.problems)
+        failed = failed_report(name, file, inputs, *e.problems)
+        symbols = tuple(dict.fromkeys(d for i in inputs for d in i.dims if isinstance(d, str)))
+        return replace(failed, symbols=symbols, constraints=None) if symbols else failed
 
 
 def build(
@@ -294,7 +302,7 @@ def _materialize(
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.materialize import materialize
 
     return materialize(
@@ -326,7 +334,7 @@ def _inspect_python(
         )
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.dryrun import default_dtype, dry_run
     from shapecli.pymodel import load_model
     from shapecli.speedups import lean_meta
@@ -406,6 +414,21 @@ def _check_analysis(optimizer: str, dtype: str | None) -> None:
             f"--dtype {dtype}: parameters are one of {', '.join(FLOAT_DTYPES)} "
             "(or half, float, double, bf16 … as in --input)",
         )
+
+
+def _check_symbolic(
+    symbolic: bool, samples: Mapping[str, int] | None, budget: float | None
+) -> None:
+    """``samples`` only for symbolic sizes; a budget is a positive number of seconds."""
+    if samples and not symbolic:
+        name = next(iter(samples))
+        raise fail(
+            "usage",
+            f"--sample {name}={samples[name]}: the inputs have no symbolic sizes to sample "
+            "(give names in --input, e.g. Bx3xHxW)",
+        )
+    if budget is not None and (isinstance(budget, bool) or not budget > 0):
+        raise fail("usage", f"--symbolic-budget {budget}: a number of seconds above 0")
 
 
 def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:

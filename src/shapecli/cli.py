@@ -179,6 +179,28 @@ SetOption = Annotated[
 ]
 
 
+SampleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sample",
+        metavar="NAME=SIZE",
+        help="With symbolic sizes (--input Bx3xHxW): the size of NAME in the first run "
+        "(default: the spec's own there, else 2 for a batch and 64). Repeatable.",
+        show_default=False,
+    ),
+]
+BudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--symbolic-budget",
+        metavar="SECONDS",
+        help="With symbolic sizes: the most time the checks after the first run may take; "
+        "what they do not settle is reported as not derived [default: 20].",
+        show_default=False,
+    ),
+]
+
+
 class _State:
     traceback = False
 
@@ -257,6 +279,8 @@ def inspect(
     ] = None,
     set_: SetOption = None,
     allow_import: AllowImportOption = None,
+    sample: SampleOption = None,
+    symbolic_budget: BudgetOption = None,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
     fmt = output_format
@@ -265,6 +289,7 @@ def inspect(
         from shapecli import api
 
         inputs = api.parse_inputs(input)  # the command line is checked first
+        samples = _parse_samples(sample or [])
         return api.inspect(
             _load(spec, set_),
             inputs,
@@ -273,6 +298,8 @@ def inspect(
             memory=memory,
             optimizer=optimizer.value,
             dtype=dtype,
+            samples=samples,
+            symbolic_budget=symbolic_budget,
         )
 
     stem = Path(spec).stem
@@ -424,6 +451,8 @@ def graph(
     input: InputOption = None,
     set_: SetOption = None,
     allow_import: AllowImportOption = None,
+    sample: SampleOption = None,
+    symbolic_budget: BudgetOption = None,
 ) -> None:
     """Draw the architecture: layers as nodes, the tensors between them as edges."""
 
@@ -435,7 +464,14 @@ def graph(
         if api.is_saved_report(spec):
             return _graph_saved(spec, options, output_format, output, input or set_)
         inputs = api.parse_inputs(input)
-        report = api.inspect(_load(spec, set_), inputs, allow_import=allow_import or ())
+        samples = _parse_samples(sample or [])
+        report = api.inspect(
+            _load(spec, set_),
+            inputs,
+            allow_import=allow_import or (),
+            samples=samples,
+            symbolic_budget=symbolic_budget,
+        )
         rendered = GRAPH_FORMATS[output_format](report, options)
         if rendered.stdout:
             _write_picture(rendered.stdout, output)
@@ -683,6 +719,20 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
             raise fail("usage", f"--set {item!r}: write --set name=value")
         overrides[key.strip()] = value.strip()
     return overrides
+
+
+def _parse_samples(items: list[str]) -> dict[str, int]:
+    """``--sample H=224`` values, by name (``usage`` when one is not NAME=SIZE)."""
+    samples = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value.isdigit() or not value.isascii():
+            raise fail("usage", f"--sample {item!r}: write --sample NAME=SIZE, e.g. --sample H=224")
+        if name in samples:
+            raise fail("usage", f"--sample {name} is given twice")
+        samples[name] = int(value)
+    return samples
 
 
 def _exit_code(report: Report) -> int:

@@ -58,6 +58,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "unused-input": ExitCode.OK,
     "training-estimate": ExitCode.OK,
     "size-assumption": ExitCode.OK,  # symbolic sizes: a guard torch recorded, untestable
+    "not-derived": ExitCode.OK,  # symbolic sizes: what concrete runs could not establish
     "input-invalid": ExitCode.USAGE,
     "usage": ExitCode.USAGE,
     "file-error": ExitCode.USAGE,
@@ -97,7 +98,7 @@ class Problem:
     severity: Severity = "error"
     path: str | None = None
     layer_type: Annotated[str | None, Key("type")] = None
-    input_shapes: tuple[tuple[int | str, ...], ...] | None = None
+    input_shapes: tuple[tuple[int | str | None, ...], ...] | None = None
     expected: str | None = None
     produced_by: str | None = None
     hint: str | None = None

@@ -2,10 +2,11 @@
 
 The grammar is strict ASCII, checked with one regular expression per form, so
 look-alikes (``2×20``, full-width digits, ``1_000``) are refused rather than guessed
-at. A dimension is a positive integer or a name (a symbolic size: the grammar has
-them, the dry run refuses them for now, with a clear message). The element count
-must fit in int64: the meta device would happily describe a tensor whose size
-overflows, and every later number would be wrong.
+at. A dimension is a positive integer or a name: a symbolic size, declared as such by
+starting with a capital letter (``B``, ``H``, ``Seq``), so that a mistyped shape
+(``-i bad``) is an error rather than a one-dimensional input of size ``bad``. The
+element count must fit in int64: the meta device would happily describe a tensor whose
+size overflows, and every later number would be wrong.
 
 This module does not import torch; dtypes are names here and become torch dtypes only
 in the dry run.
@@ -40,7 +41,8 @@ ITEM_BYTES: dict[str, int] = {
 MAX_DIMS = 16
 INT64_MAX = 2**63 - 1
 
-_NAME = r"[A-Za-wyzA-Z_][A-Za-wyzA-Z0-9_]*"  # no lowercase x: it separates dimensions
+#: A symbolic size: a capital letter first; no lowercase x anywhere (it separates sizes).
+_NAME = r"[A-Z][A-Za-wyzA-Z0-9_]*"
 _DIM = rf"(?:[1-9][0-9]{{0,18}}|{_NAME})"
 _DTYPE = r"(?::(?P<dtype>[a-z0-9]+))?"
 _X_FORM = re.compile(rf"(?P<dims>{_DIM}(?:x{_DIM})*){_DTYPE}")
@@ -119,7 +121,7 @@ def make_input(dims: tuple[Dim, ...], dtype: str, text: str) -> InputSpec:
                 f'invalid input {text}: dimension "{d}" is quoted text; write it without quotes'
             )
         if isinstance(d, str) and not re.fullmatch(_NAME, d):
-            raise InputError(f"invalid input {text!r}: {d!r} is not a dimension name")
+            raise InputError(f"invalid input {text!r}: {_not_a_name(d)}")
     numbers = [d for d in dims if isinstance(d, int)]
     if math.prod(numbers) > INT64_MAX:
         raise InputError(
@@ -163,8 +165,18 @@ def _what_is_wrong(text: str) -> str:
         if re.fullmatch(r"[0-9]{20,}", part):
             return f"dimension {part[:12]}… is too large; "
         if not re.fullmatch(_DIM, part):
-            return f"{part!r} is neither a size nor a name; "
+            return f"{_not_a_name(part)}; "
     return ""
+
+
+def _not_a_name(part: str) -> str:
+    """Why ``part`` is neither a size nor a symbolic size's name."""
+    if re.fullmatch(r"[a-z][A-Za-z0-9_]*", part) and "x" not in part:
+        return (
+            f"{part!r} is not a size; a symbolic size is a name that starts with a "
+            f"capital letter, e.g. {part[0].upper()}{part[1:]}"
+        )
+    return f"{part!r} is neither a size nor a name (a symbolic size starts with a capital letter)"
 
 
 def _dim(text: str) -> Dim:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shapecli.record import TensorInfo, info
+from shapecli.record import SizeOf, TensorInfo, info, plain_size
 from shapecli.spec.model import Entry
 
 
@@ -60,7 +60,8 @@ class Replayer:
     ``first_call(path)`` must give what copy 0 received (as recorded) and the object
     its forward returned, or ``None`` while copy 0 has not returned;
     ``on_replay(copy_path, first_path, first)`` is told after a copy became a replica,
-    so the recorder can copy its submodules' calls.
+    so the recorder can copy its submodules' calls. ``size`` writes sizes down as the
+    recorder does (a formula, in a symbolic pass: never a guard on a size).
     """
 
     def __init__(
@@ -69,11 +70,13 @@ class Replayer:
         copies: list[Copy],
         first_call: Callable[[str], tuple[tuple[TensorInfo, ...], object] | None],
         on_replay: Callable[[str, str, nn.Module], None],
+        size: SizeOf = plain_size,
     ) -> None:
         self.model = model
         self.copies = copies
         self.first_call = first_call
         self.on_replay = on_replay
+        self.size = size  # how the recorder wrote sizes down: compared the same way
 
     def install(self) -> None:
         for c in self.copies:
@@ -91,7 +94,7 @@ class Replayer:
                 kwargs
                 or first is None
                 or len(tensors) != len(args)
-                or tuple(info(t) for t in tensors) != first[0]
+                or tuple(info(t, self.size) for t in tensors) != first[0]
             ):
                 return original(*args, **kwargs)  # not the same call: run it for real
             template = self.model.get_submodule(c.first)

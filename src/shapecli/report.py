@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 
 #: A number of things (parameters, bytes, FLOPs): never negative.
 Count = Annotated[int, Range(0)]
-Dim = Annotated[int, Range(0)] | str  # a size, or a formula in symbolic sizes
+#: A size: a number, a formula over symbolic sizes, or None for one not derived.
+Dim = Annotated[int, Range(0)] | str | None
 Shape = tuple[Dim, ...]
 RowStatus = Literal["ok", "failed", "not-run"]
 #: How a container combines what it returns (a Residual adds; a Parallel's ``merge:``).
@@ -34,10 +35,14 @@ Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
 def format_shape(dims: Shape | tuple[int, ...]) -> str:
     """``2×20``; a scalar tensor is ``()``; a formula is parenthesized when it is more
-    than a name: ``B×16×((H - 1)//2 + 1)``. One spelling for messages and tables."""
+    than a name: ``B×16×((H - 1)//2 + 1)``; a size not derived is ``?``. One spelling
+    for messages and tables."""
     if not dims:
         return "()"
-    return "×".join(str(d) if isinstance(d, int) or d.isidentifier() else f"({d})" for d in dims)
+    return "×".join(
+        "?" if d is None else str(d) if isinstance(d, int) or d.isidentifier() else f"({d})"
+        for d in dims
+    )
 
 
 @dataclass(frozen=True)
@@ -195,11 +200,13 @@ class Report:
     warnings: tuple[Problem, ...] = ()
     device: str = "meta"
     ran: Annotated[bool, Added()] = True  # False when there was no input to dry-run with
-    #: Symbolic sizes: their names, the sizes accepted (``H >= 4``), and the sample
-    #: sizes the concrete runs used.
+    #: Symbolic sizes: their names, the sizes accepted (``H >= 4``; None when not
+    #: derived), and the sample sizes of the first run.
     symbols: tuple[str, ...] = ()
-    constraints: tuple[str, ...] = ()
-    samples: Annotated[tuple[tuple[str, Count], ...], Added()] = ()
+    constraints: tuple[str, ...] | None = ()
+    samples: Annotated[
+        tuple[tuple[str, Count], ...], Via(dict[str, Count], dict, _pairs), Added()
+    ] = ()
 
     DERIVED: ClassVar[tuple[str, ...]] = ("ok",)
 

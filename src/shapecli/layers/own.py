@@ -44,7 +44,8 @@ class ArgumentError(ValueError):
 
 
 def _shape(t: torch.Tensor) -> str:
-    return format_shape(tuple(t.shape))
+    # a symbolic size (a torch.SymInt in shapecli's symbolic pass) is written as text
+    return format_shape(tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
 
 def _input_noun(x: torch.Tensor) -> str:
@@ -241,8 +242,10 @@ class Parallel(nn.Module):
             return _elementwise(outs, "add", "Parallel branches")
         if self.merge == "mul":
             return _elementwise(outs, "mul", "Parallel branches")
-        shapes = ", ".join(_shape(o) for o in outs)
-        if self.merge == "stack" and len({o.shape for o in outs}) > 1:
+        # Sizes compared one pair at a time, and written out only for the message:
+        # symbolic sizes can be compared, but not hashed or formatted as numbers.
+        if self.merge == "stack" and any(o.shape != outs[0].shape for o in outs[1:]):
+            shapes = ", ".join(_shape(o) for o in outs)
             raise LayerInputError(
                 f"branches returned {shapes}; `merge: stack` needs equal shapes",
                 "every branch to return the same shape",

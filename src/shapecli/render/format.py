@@ -87,13 +87,6 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
             else f"depends on {', '.join(report.symbols)}"
         ),
     ]
-    if report.symbols:
-        accepts = ", ".join(c.replace(">=", "≥").replace("<=", "≤") for c in report.constraints)
-        lines.append(
-            f"Sizes {', '.join(report.symbols)}: formulas in Python integer arithmetic; "
-            + (f"the model accepts {accepts}" if accepts else "the model accepts any sizes")
-            + f" (checked at {', '.join(f'{n} = {v}' for n, v in report.samples)} and around)"
-        )
     lines += footer_lines(report)
     if any(r.inferred for r in (report.rows if shown is None else shown)):
         lines.append("* input size inferred by the dry run")

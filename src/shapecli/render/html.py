@@ -157,7 +157,7 @@ def _under(path: str, ancestor: str) -> bool:
     return ancestor in (path, "") or path.startswith(ancestor + ".")
 
 
-def _shapes(shapes: tuple[tuple[int | str, ...], ...]) -> str:
+def _shapes(shapes: tuple[tuple[int | str | None, ...], ...]) -> str:
     return ", ".join(format_shape(s) for s in shapes)
 
 

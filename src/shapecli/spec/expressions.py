@@ -3,10 +3,12 @@
 An expression may use names, integer and float literals, ``+ - * / // %``, unary
 minus, parentheses, ``min(...)`` and ``max(...)``, and — for ``if:`` — comparisons
 (``== != < <= > >=``), ``and``, ``or`` and ``not``. It is parsed with :mod:`ast` and
-evaluated by walking a whitelist of node types; anything else (attributes, calls to
-other names, subscripts, ``**``, comparisons, lambdas) is refused before any value is
-computed. Results are capped at the int64 range, so ``${9999999 * 9999999 * …}``
-cannot build giant numbers.
+compiled by walking a whitelist of node types; anything else (attributes, calls to
+other names, subscripts, ``**``, lambdas) is refused before any value is computed. The
+same language, compiled once (:func:`compile_expression`), evaluates the formulas and
+constraints of symbolic sizes (``(H - 1)//2 + 1``, ``31 <= H <= 34``) at many sizes.
+Results are capped at the int64 range, so ``${9999999 * 9999999 * …}`` cannot build
+giant numbers.
 
 A string that is exactly one ``${…}`` keeps the expression's type (``"${d * 4}"`` is
 an int); ``${…}`` inside a longer string is interpolated as text.
@@ -83,72 +85,151 @@ def substitute(text: str, scope: Mapping[str, Value]) -> Value:
 
 def evaluate(expression: str, scope: Mapping[str, Value]) -> Value:
     """Evaluate one expression (the part between ``${`` and ``}``) in ``scope``."""
+    return compile_expression(expression)(scope)
+
+
+#: An expression checked and ready to evaluate in any scope, as often as needed.
+Compiled = Callable[[Mapping[str, Value]], Value]
+
+
+def compile_expression(
+    expression: str, limit: int | None = MAX_EXPRESSION_LENGTH, conditional: bool = False
+) -> Compiled:
+    """``expression`` parsed and checked once, as a function of a scope: what a
+    formula over sizes needs, evaluated at hundreds of sizes. Anything the grammar
+    does not allow is refused here, before any value is computed. ``limit`` caps the
+    length (None: shapecli's own text, e.g. a formula torch derived); ``conditional``
+    allows ``a if test else b``, which a formula over sizes may need (a pool with
+    ``ceil_mode`` gives one size for even H and another for odd) and ``${…}`` never."""
     source = expression.strip()
     if not source:
         raise ExpressionError("empty expression `${}`")
-    if len(source) > MAX_EXPRESSION_LENGTH:
-        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    if limit is not None and len(source) > limit:
+        raise ExpressionError(f"expression longer than {limit} characters")
     if not source.isascii():
         raise ExpressionError("expressions are ASCII: names, numbers, + - * / // % ( ) min max")
     try:
         tree = ast.parse(source, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         raise ExpressionError(f"`{source}` is not a valid expression") from None
-    return _Evaluator(scope).visit(tree.body)
+    except RecursionError:
+        raise ExpressionError(f"`{source[:40]}…` is nested too deeply") from None
+    if not conditional:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.IfExp):
+                raise ExpressionError(_not_allowed(node))
+    return _compile(tree.body)
 
 
-class _Evaluator:
-    def __init__(self, scope: Mapping[str, Value]) -> None:
-        self.scope = scope
+def names_in(expression: str) -> set[str]:
+    """The names an expression reads (the functions it calls not among them); none for
+    text that is not an expression."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
 
-    def visit(self, node: ast.expr) -> Value:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            number: Number = node.value  # type: ignore[assignment]
-            return _checked(number)
-        if isinstance(node, ast.Name):
-            if node.id not in self.scope:
-                known = ", ".join(sorted(self.scope)) or "none are defined"
-                raise ExpressionError(f"unknown name `{node.id}` (params: {known})")
-            return self.scope[node.id]
-        if isinstance(node, ast.Constant) and type(node.value) is bool:
-            return node.value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            operand = self._number(node.operand)
-            return _checked(-operand if isinstance(node.op, ast.USub) else operand)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = self._number(node.left), self._number(node.right)
-            if isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod) and right == 0:
-                raise ExpressionError("division by zero")
-            return _checked(_BINARY[type(node.op)](left, right))
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _FUNCTIONS
-            and node.args
-            and not node.keywords
-        ):
-            return _checked(_FUNCTIONS[node.func.id](*(self._number(a) for a in node.args)))
-        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
-            left = self._number(node.left)
-            for op, right_node in zip(node.ops, node.comparators, strict=True):
-                right = self._number(right_node)
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.BoolOp):
-            values = [self._bool(v) for v in node.values]
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return not self._bool(node.operand)
-        snippet = ast.unparse(node)
-        raise ExpressionError(
-            f"`{snippet}` is not allowed: expressions may use names, numbers, "
-            "+ - * / // % ( ), min() and max(), comparisons, and, or, not"
-        )
 
-    def _bool(self, node: ast.expr) -> bool:
-        value = self.visit(node)
+class UndefinedError(ExpressionError):
+    """An expression with no value at these values (a division by zero)."""
+
+
+def _compile(node: ast.expr) -> Compiled:
+    """``node`` as a function of the scope, every part checked now."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        constant = node.value
+        value: Value = constant if isinstance(constant, bool) else _checked(constant)
+        return lambda scope: value
+    if isinstance(node, ast.Name):
+        return _name(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _number(node.operand)
+        if isinstance(node.op, ast.USub):
+            return lambda scope: _checked(-operand(scope))
+        return operand
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _binary(node)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and node.args
+        and not node.keywords
+    ):
+        function, args = _FUNCTIONS[node.func.id], [_number(a) for a in node.args]
+        return lambda scope: _checked(function(*(a(scope) for a in args)))
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        return _comparison(node)
+    if isinstance(node, ast.BoolOp):
+        values = [_bool(v) for v in node.values]
+        combine = all if isinstance(node.op, ast.And) else any
+        return lambda scope: combine([v(scope) for v in values])
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        operand_bool = _bool(node.operand)
+        return lambda scope: not operand_bool(scope)
+    if isinstance(node, ast.IfExp):  # refused first where not allowed
+        test, then, otherwise = _bool(node.test), _compile(node.body), _compile(node.orelse)
+        return lambda scope: then(scope) if test(scope) else otherwise(scope)
+    raise ExpressionError(_not_allowed(node))
+
+
+def _not_allowed(node: ast.expr) -> str:
+    return (
+        f"`{ast.unparse(node)}` is not allowed: expressions may use names, numbers, "
+        "+ - * / // % ( ), min() and max(), comparisons, and, or, not"
+    )
+
+
+def _name(name: str) -> Compiled:
+    def look_up(scope: Mapping[str, Value]) -> Value:
+        if name not in scope:
+            known = ", ".join(sorted(scope)) or "none are defined"
+            raise ExpressionError(f"unknown name `{name}` (params: {known})")
+        return scope[name]
+
+    return look_up
+
+
+def _binary(node: ast.BinOp) -> Compiled:
+    left, right = _number(node.left), _number(node.right)
+    op = _BINARY[type(node.op)]
+    divides = isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod)
+
+    def apply(scope: Mapping[str, Value]) -> Value:
+        a, b = left(scope), right(scope)
+        if divides and b == 0:
+            raise UndefinedError("division by zero")
+        return _checked(op(a, b))
+
+    return apply
+
+
+def _comparison(node: ast.Compare) -> Compiled:
+    first = _number(node.left)
+    rest = [
+        (_COMPARE[type(op)], _number(right))
+        for op, right in zip(node.ops, node.comparators, strict=True)
+    ]
+
+    def compare(scope: Mapping[str, Value]) -> Value:
+        left = first(scope)
+        for test, right_of in rest:
+            right = right_of(scope)
+            if not test(left, right):
+                return False
+            left = right
+        return True
+
+    return compare
+
+
+def _bool(node: ast.expr) -> Callable[[Mapping[str, Value]], bool]:
+    inner = _compile(node)
+
+    def as_bool(scope: Mapping[str, Value]) -> bool:
+        value = inner(scope)
         if not isinstance(value, bool):
             hint = yaml11_hint(value)
             raise ExpressionError(
@@ -157,16 +238,42 @@ class _Evaluator:
             )
         return value
 
-    def _number(self, node: ast.expr) -> Number:
-        value = self.visit(node)
+    return as_bool
+
+
+def _number(node: ast.expr) -> Callable[[Mapping[str, Value]], Number]:
+    inner = _compile(node)
+    if _numeric(node):
+        return inner  # type: ignore[return-value]  # a number by construction
+
+    def as_number(scope: Mapping[str, Value]) -> Number:
+        value = inner(scope)
+        if type(value) is int:  # the common case, first
+            return value
         if isinstance(value, tuple):
             raise ExpressionError(f"`{ast.unparse(node)}` is a list, not a number")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ExpressionError(f"`{ast.unparse(node)}` is {value!r}, not a number")
         return value
 
+    return as_number
+
+
+def _numeric(node: ast.expr) -> bool:
+    """Whether ``node`` compiles to something that always gives a number (its parts are
+    checked where they are compiled), so the check need not be made again."""
+    constant = isinstance(node, ast.Constant) and type(node.value) in (int, float)
+    arithmetic = isinstance(node, ast.BinOp | ast.Call) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
+    )
+    if isinstance(node, ast.IfExp):
+        return _numeric(node.body) and _numeric(node.orelse)
+    return constant or arithmetic
+
 
 def _checked(value: Number) -> Number:
+    if type(value) is int and -INT64_MAX <= value <= INT64_MAX:
+        return value  # the common case, first
     if isinstance(value, int) and abs(value) > INT64_MAX:
         raise ExpressionError("result does not fit in 64 bits")
     if isinstance(value, float) and math.isnan(value):  # from inf - inf

@@ -1,0 +1,217 @@
+"""Concrete dry runs at given sizes: the ground truth every symbolic claim is checked
+against, each run at most once, all of them within a budget.
+
+A run at new sizes goes through the model the first run sized (its lazy layers are
+sized, its ``repeat:`` copies replay): that is the model at every size where it works,
+since a layer whose size would follow the input is an error of its own
+(``size-dependent``). Only where that fails is the spec built afresh for the sizes, as
+a concrete ``shapecli inspect`` would: if the fresh model works, some inferred layer
+took other sizes there, and the outcome says which.
+
+The :class:`Budget` bounds everything after the first run: runs, the symbolic trace,
+the search for accepted sizes. Whatever it does not leave time for is reported as not
+derived, never guessed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shapecli.construct import BuiltModel, build_modules
+from shapecli.diagnose import is_internal, modules_on_traceback
+from shapecli.dryrun import dry_run, make_inputs
+from shapecli.inputs import InputSpec
+from shapecli.observe import observe
+from shapecli.record import Recorder
+from shapecli.replay import Replayer, repeat_copies
+from shapecli.report import Report, Shape
+from shapecli.spec.model import Spec
+from shapecli.speedups import lean_meta
+from shapecli.symbolic.samples import Sizes, concrete, fits
+
+#: Seconds the symbolic search may take after the first run, unless told otherwise:
+#: with torch's import and the first run, ``lint`` of any spec stays under 30 s.
+DEFAULT_BUDGET = 20.0
+
+
+class BudgetExhausted(Exception):
+    """The budget ran out: what is not settled yet is not derived."""
+
+
+@dataclass
+class Budget:
+    """Seconds to spend from now on (see the module docstring)."""
+
+    seconds: float
+    start: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return self.seconds - (time.monotonic() - self.start)
+
+    def check(self) -> None:
+        if self.left() <= 0:
+            raise BudgetExhausted
+
+    @contextlib.contextmanager
+    def interrupting(self, share: float = 1.0) -> Iterator[None]:
+        """Within the block, :class:`BudgetExhausted` is raised once ``share`` of what is
+        left has passed, even inside one long torch operation (a timer signal, in the
+        main thread only; elsewhere the block is checked between modules only)."""
+        seconds = self.left() * share
+        if seconds <= 0:
+            raise BudgetExhausted
+        if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"
+        ):
+            yield
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            raise BudgetExhausted
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+#: What a run saw of each module: the input and output shapes of its first call.
+Seen = Mapping[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run: whether the model took the sizes, what each module saw, and (for a
+    fresh build that worked where the sized model did not) the inferred layers whose
+    sizes differ from the first run's."""
+
+    ok: bool
+    seen: Seen = field(default_factory=dict)
+    changed: tuple[str, ...] = ()
+    #: Not run: an input would have more elements than any run makes (neither works nor fails).
+    skipped: bool = False
+
+
+class Runner:
+    """Runs the spec at sizes, each sizes once (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        inputs: tuple[InputSpec, ...],
+        allow_import: tuple[str, ...],
+        budget: Budget,
+    ) -> None:
+        self.spec = spec
+        self.inputs = inputs
+        self.allow_import = allow_import
+        self.budget = budget
+        self.built: BuiltModel | None = None
+        self.report: Report | None = None
+        self.cache: dict[tuple[tuple[str, int], ...], Outcome] = {}
+        self.count = 0  # runs made, the first included
+
+    def first(self, values: Sizes) -> Report:
+        """The full dry run at ``values`` (a fresh build): its report; its model is the
+        one later runs use, once it worked."""
+        built = self._build()
+        report = dry_run(built, concrete(self.inputs, values), self.spec.name, self.spec.file)
+        self.count += 1
+        if report.ok:
+            self.built, self.report = built, report
+            self.cache[_key(values)] = Outcome(True, _seen_in(report))
+        return report
+
+    def __call__(self, values: Sizes) -> Outcome:
+        """The outcome at ``values`` (raises :class:`BudgetExhausted` when out of time)."""
+        key = _key(values)
+        if key not in self.cache:
+            self.budget.check()
+            if min(values.values(), default=1) < 1:
+                self.cache[key] = Outcome(False)  # no concrete --input can say this
+            elif not fits(self.inputs, values):
+                self.cache[key] = Outcome(False, skipped=True)
+            else:
+                self.cache[key] = self._sized(values)
+        return self.cache[key]
+
+    def fresh(self, values: Sizes) -> Outcome:
+        """The outcome at ``values`` of the spec built afresh for them."""
+        assert self.built is not None and self.report is not None, "the first run worked"
+        built = self._build()
+        report = dry_run(built, concrete(self.inputs, values), self.spec.name, self.spec.file)
+        self.count += 1
+        if not report.ok:
+            return Outcome(False)
+        mine = _inferred(self.report)
+        changed = tuple(
+            path for path, params in _inferred(report).items() if mine.get(path) != params
+        )
+        return Outcome(True, _seen_in(report), changed)
+
+    def _build(self) -> BuiltModel:
+        with lean_meta():  # building runs meta ops too (weight initialization)
+            return build_modules(self.spec, self.allow_import)
+
+    def _sized(self, values: Sizes) -> Outcome:
+        """The outcome at ``values`` through the sized model; where that fails inside a
+        layer whose size was inferred, the outcome of a fresh build (it may infer
+        another size there). A failure elsewhere is the same in a fresh build: every
+        inferred layer before it took its input as it is, so would infer what it did."""
+        assert self.built is not None
+        model = self.built.model
+        recorder = Recorder(model, set(self.built.entries))
+        copies = repeat_copies(model, self.built.entries)
+        replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
+        tensors = make_inputs(concrete(self.inputs, values))
+        self.count += 1
+        error = observe(model, tensors, hooks=(recorder, replayer), modes=(lean_meta(),)).error
+        if error is not None:  # a layer that cannot take its input raises anything
+            if is_internal(error):
+                raise error
+            if self._in_inferred(error):
+                return self.fresh(values)
+            return Outcome(False)
+        seen = {
+            path: (tuple(i.shape for i in call.inputs), tuple(o.shape for o in call.outputs or ()))
+            for path, call in recorder.first.items()
+        }
+        return Outcome(True, seen)
+
+    def _in_inferred(self, error: BaseException) -> bool:
+        """Whether ``error`` came through a layer whose size the first run inferred."""
+        assert self.built is not None
+        lazy = {id(self.built.model.get_submodule(path)) for path in self.built.lazy}
+        return any(id(m) in lazy for m in modules_on_traceback(error))
+
+
+def _key(values: Sizes) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(values.items()))
+
+
+def _seen_in(report: Report) -> dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]:
+    return {
+        row.path: (row.input_shapes, row.output_shapes) for row in report.rows if row.status == "ok"
+    }
+
+
+def _inferred(report: Report) -> dict[str, tuple[Shape | None, ...]]:
+    """The parameter shapes of every layer whose input size the dry run filled in."""
+    return {row.path: tuple(p.shape for p in row.params) for row in report.rows if row.inferred}
+
+
+def elements(inputs: Sequence[InputSpec], values: Sizes) -> int:
+    """How many elements the inputs have at ``values`` (for ordering runs by cost)."""
+    return sum(
+        math.prod(values[d] if isinstance(d, str) else d for d in spec.dims) for spec in inputs
+    )
