@@ -11,8 +11,9 @@ import torch
 
 import shapecli
 from conftest import CONFIGS, Result
+from shapecli.analyses import Flops, Training
 from shapecli.construct import build_modules
-from shapecli.dryrun import Measure, dry_run
+from shapecli.dryrun import dry_run
 from shapecli.inputs import parse_input
 from shapecli.report import to_json
 from shapecli.spec.parse import parse_spec, read_spec
@@ -121,7 +122,7 @@ def test_flops_and_memory_are_the_same_with_and_without_the_shortcuts(
 ) -> None:
     spec = read_spec(CONFIGS / f"{config}.yaml")
     inputs = [parse_input(shape)] if shape else spec.inputs
-    measure = Measure(flops=True, training=True)
+    measure = (Flops(), Training())
 
     def report(fast: bool) -> object:
         built = build_modules(spec)

@@ -24,15 +24,28 @@ from shapecli.report import Origin, ParamInfo, Report, Row
 X = (2, 4)  # every tensor in these reports, unless a test says otherwise
 
 
-def row(path: str, type_: str, *sources: str, out: tuple[int, ...] = X, **kw: object) -> Row:
-    """A row reading ``sources``: row paths, or ``@name`` for a model input."""
-    origins = tuple(Origin(input=s[1:]) if s.startswith("@") else Origin(path=s) for s in sources)
+def origins(*names: str) -> tuple[Origin, ...]:
+    """Row paths, or ``@name`` for a model input, as origins."""
+    return tuple(Origin(input=s[1:]) if s.startswith("@") else Origin(path=s) for s in names)
+
+
+def row(
+    path: str,
+    type_: str,
+    *sources: str,
+    out: tuple[int, ...] = X,
+    returns: tuple[str, ...] = (),
+    **kw: object,
+) -> Row:
+    """A row reading ``sources`` (and, for a container, returning ``returns``): row
+    paths, or ``@name`` for a model input."""
     fields: dict[str, object] = {
         "name": path.rpartition(".")[2] or "model",
         "depth": 0 if path == "" else path.count(".") + 1,
         "input_shapes": (X,),
         "output_shapes": (out,),
-        "sources": origins,
+        "sources": origins(*sources),
+        "returns": origins(*returns),
     }
     fields.update(kw)
     return Row(path, type=type_, **fields)  # type: ignore[arg-type]
@@ -41,19 +54,21 @@ def row(path: str, type_: str, *sources: str, out: tuple[int, ...] = X, **kw: ob
 def report(
     *rows: Row,
     inputs: tuple[InputSpec, ...] = (InputSpec(X),),
-    returns: tuple[tuple[int, ...], ...] | None = None,
+    returns: tuple[str, ...] | None = None,
     **kw: object,
 ) -> Report:
-    """A report of ``rows`` under a root that reads every input and returns ``returns``
-    (by default what the last row returns; nothing when a row failed)."""
+    """A report of ``rows`` under a root that reads every input and returns the rows at
+    ``returns`` (by default the last top-level row; nothing when a row failed)."""
     failed = any(r.status == "failed" for r in rows)
     if returns is None:
-        returns = () if failed else rows[-1].output_shapes
+        returns = () if failed else ([r.path for r in rows if r.depth == 1][-1],)
+    by_path = {r.path: r for r in rows}
     root = row(
         "",
         "Sequential",
         *(f"@{i.name or 'input'}" for i in inputs),
-        output_shapes=returns,
+        output_shapes=tuple(s for p in returns for s in by_path[p].output_shapes),
+        returns=returns,
         status="failed" if failed else "ok",
     )
     return Report("net", "net.yaml", inputs, (root, *rows), **kw)  # type: ignore[arg-type]
@@ -86,8 +101,8 @@ def test_a_sequence_is_a_chain_from_the_input_to_the_output() -> None:
 def test_a_residual_is_a_group_with_a_merge_and_a_dashed_skip() -> None:
     graph = build_graph(
         report(
-            row("0", "Residual", "@input"),
-            row("0.body", "Sequential", entry=False, sources=()),
+            row("0", "Residual", "@input", returns=("0.body", "@input"), merge="add"),
+            row("0.body", "Sequential", "@input", entry=False, returns=("0.body.1",)),
             row("0.body.0", "Linear", "@input"),
             row("0.body.1", "ReLU", "0.body.0"),
             row("1", "Linear", "0"),
@@ -110,10 +125,10 @@ def test_a_residual_is_a_group_with_a_merge_and_a_dashed_skip() -> None:
 def test_a_residual_with_a_shortcut_merges_both_branches_and_draws_no_skip() -> None:
     graph = build_graph(
         report(
-            row("0", "Residual", "@input"),
-            row("0.body", "Sequential", "@input"),
+            row("0", "Residual", "@input", returns=("0.body", "0.shortcut"), merge="add"),
+            row("0.body", "Sequential", "@input", returns=("0.body.0",)),
             row("0.body.0", "Linear", "@input"),
-            row("0.shortcut", "Sequential", "@input"),
+            row("0.shortcut", "Sequential", "@input", returns=("0.shortcut.0",)),
             row("0.shortcut.0", "Conv", "@input"),
         )
     )
@@ -125,16 +140,23 @@ def test_a_residual_with_a_shortcut_merges_both_branches_and_draws_no_skip() -> 
 def test_a_parallel_merges_its_branches() -> None:
     graph = build_graph(
         report(
-            row("0", "Parallel", "@input", out=(2, 8)),
+            row(
+                "0",
+                "Parallel",
+                "@input",
+                out=(2, 8),
+                returns=("0.branches.0", "0.branches.1"),
+                merge="cat",
+            ),
             row("0.branches", "ModuleList", entry=False, sources=()),
-            row("0.branches.0", "Sequential", "@input"),
+            row("0.branches.0", "Sequential", "@input", returns=("0.branches.0.0",)),
             row("0.branches.0.0", "Linear", "@input"),
-            row("0.branches.1", "Sequential", "@input"),
+            row("0.branches.1", "Sequential", "@input", returns=("0.branches.1.0",)),
             row("0.branches.1.0", "Linear", "@input"),
         )
     )
     merge = next(n for n in graph.nodes if n.kind == "merge")
-    assert merge.name == "merge"
+    assert merge.name == "cat"
     assert {(t, h) for t, h, _ in edges(graph) if h == "0"} == {
         ("0.branches.0.0", "0"),
         ("0.branches.1.0", "0"),
@@ -145,12 +167,12 @@ def test_a_parallel_merges_its_branches() -> None:
 def repeated() -> Report:
     """``h``: three copies of a one-layer block; copies 1 and 2 did what copy 0 did."""
     return report(
-        row("h", "block", "@input", repeat=3, param_count=30),
-        row("h.0", "block", "@input", param_count=10),
+        row("h", "block", "@input", repeat=3, param_count=30, returns=("h.2",)),
+        row("h.0", "block", "@input", param_count=10, returns=("h.0.fc",)),
         row("h.0.fc", "Linear", "@input", param_count=10),
-        row("h.1", "block", "h.0", same_as="h.0", param_count=10),
+        row("h.1", "block", "h.0", same_as="h.0", param_count=10, returns=("h.1.fc",)),
         row("h.1.fc", "Linear", "h.0", param_count=10),
-        row("h.2", "block", "h.1", same_as="h.0", param_count=10),
+        row("h.2", "block", "h.1", same_as="h.0", param_count=10, returns=("h.2.fc",)),
         row("h.2.fc", "Linear", "h.1", param_count=10),
         row("x", "ReLU", "h"),
     )
@@ -196,17 +218,17 @@ def test_named_tensors_are_edges_with_their_keyword() -> None:
     graph = build_graph(
         report(
             row("emb", "Embedding", "@ids", out=seq),
-            row("enc", "layer", "emb", "@mask", out=seq),
+            row("enc", "layer", "emb", "@mask", out=seq, returns=("enc.norm",)),
             row("enc.att", "Attention", out=seq, sources=attention),
             row("enc.norm", "LayerNorm", "enc.att", out=seq),
             row("first", "Select", "enc", out=(1, 8)),
             inputs=inputs,
-            returns=(seq, (1, 8)),
+            returns=("enc", "first"),
         )
     )
     assert ("mask", "enc.att", "mask: 1×4") in edges(graph)
     assert ("emb", "enc.att", "x: 1×4×8") in edges(graph)
-    # the model returns (enc, first): `first` is a sink, `enc` is found by its shape
+    # the model returns (enc, first), and enc returns its norm
     assert {(t, h) for t, h, _ in edges(graph) if h == "output"} == {
         ("enc.norm", "output"),
         ("first", "output"),

@@ -111,6 +111,28 @@ def test_a_python_model_is_drawn_from_its_traced_dataflow(
     assert {tail for tail, head in edges if head.startswith("y")} == {by_name["2"]}
 
 
+def test_a_module_called_twice_is_two_rows_and_two_nodes(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ReLU module after each Linear: each call is its own row and node, so the
+    picture is a chain, not a ReLU that feeds the Linear that feeds it."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "pymodels"))
+    args = ("shapecli_models:Reused", "-i", "2x20", "--allow-import", "shapecli_models")
+    try:
+        table = cli("inspect", *args).stdout
+        picture = cli("graph", *args).stdout
+    finally:
+        for name in [n for n in sys.modules if n.startswith("shapecli_models")]:
+            del sys.modules[name]
+    assert "act (ReLU)" in table and "act (call 2) (ReLU)" in table
+    nodes = dict(re.findall(r'^\s+(n\d+)\["([^"·]+) · ', picture, re.M))
+    edges = re.findall(r"^\s+(\w+) -->\|\"[^\"]+\"\| (\w+)$", picture, re.M)
+    chain = [nodes.get(tail, tail).strip() for tail, _ in edges] + ["y0"]
+    assert chain == ["i0", "fc1", "act", "fc2", "act (call 2)", "fc3", "y0"]
+
+
 def test_a_module_list_that_never_runs_is_drawn_by_its_layers(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -234,6 +234,7 @@ def test_set_of_a_yaml11_boolean_says_so(cli: Cli, write: Callable[..., Path]) -
         ("input: 2x4\nmodel:\n  - LazyLinear:\n      out_features: 4\n     name: fc\n", ":5:6:", "check the indentation of `name:`"),
         ("input: 2x4\nmodel:\n  - ReLU\n    - Tanh\n", ":3:5:", "`- Tanh` is indented deeper than `- ReLU`"),
         ("input: 2x4\nmodel:\n  - Mul:\n      in: [_, _]\n", ":4:11:", "`in:` is an entry option, not an argument of Mul"),
+        ("input: 2x4\nmodel:\n  - LazyLinear:\n      out_features: 4\n      init: normal\n", ":5:13:", "`init:` is an entry option, not an argument of LazyLinear"),
         ("input: 2x4\nmodel:\n  - ReLU\n    name: act\n", ":4:9:", "needs a colon after its type"),
     ],
 )  # fmt: skip

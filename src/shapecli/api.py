@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shapecli import torch_compat
 from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
 from shapecli.codec import quoted
@@ -31,10 +30,12 @@ from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import INIT_SCHEMES, Spec
 from shapecli.spec.parse import read_spec
+from shapecli.torch_compat import require_supported
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from shapecli.analyses import Analysis
     from shapecli.materialize import Materialized
 
 SpecLike = str | os.PathLike[str] | Spec
@@ -112,7 +113,7 @@ def inspect(
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
         _check_analysis(optimizer, dtype)
-        torch_compat.require_supported()
+        require_supported()
         symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
         _check_symbolic(symbolic, samples, symbolic_budget)
         if symbolic:
@@ -122,21 +123,12 @@ def inspect(
                     "--flops, --memory and --dtype need concrete sizes; give numbers for "
                     f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
                 )
-            from shapecli.torch_compat import shape_env
+            from shapecli.analyses import Symbolic
 
-            shape_env.require()
-            from shapecli.symbolic import DEFAULT_BUDGET, inspect_symbolic
-
-            report = inspect_symbolic(
-                loaded,
-                inputs,
-                allow_import,
-                samples=samples,
-                budget=DEFAULT_BUDGET if symbolic_budget is None else symbolic_budget,
-            )
+            report = Symbolic(samples or {}, symbolic_budget).run(loaded, inputs, allow_import)
             return replace(report, warnings=(*loaded.warnings, *report.warnings))
         from shapecli.construct import build_modules
-        from shapecli.dryrun import Measure, default_dtype, dry_run
+        from shapecli.dryrun import default_dtype, dry_run
         from shapecli.speedups import lean_meta
 
         with lean_meta(), default_dtype(dtype):  # building runs meta ops too (weight init)
@@ -159,9 +151,8 @@ def inspect(
                     ),
                 ),
             )
-        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
         with default_dtype(dtype):
-            report = dry_run(built, inputs, name, file, measure=measure)
+            report = dry_run(built, inputs, name, file, measure=_analyses(flops, memory, optimizer))
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         failed = failed_report(name, file, inputs, *e.problems)
@@ -311,7 +302,7 @@ def _materialize(
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.materialize import materialize
 
     return materialize(
@@ -343,15 +334,14 @@ def _inspect_python(
         )
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
-    torch_compat.require_supported()
-    from shapecli.dryrun import Measure, default_dtype, dry_run
+    require_supported()
+    from shapecli.dryrun import default_dtype, dry_run
     from shapecli.pymodel import load_model
     from shapecli.speedups import lean_meta
 
     with lean_meta(), default_dtype(dtype):
         built = load_model(target, allow_import)
-        measure = Measure(flops=flops, training=memory, optimizer=optimizer)
-        return dry_run(built, inputs, target, target, measure=measure)
+        return dry_run(built, inputs, target, target, measure=_analyses(flops, memory, optimizer))
 
 
 def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
@@ -401,6 +391,13 @@ def _not_comparable(report: Report) -> str:
 
 #: Parameter dtypes a model can be built in.
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _analyses(flops: bool, memory: bool, optimizer: str) -> list[Analysis]:
+    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`)."""
+    from shapecli.analyses import Flops, Training
+
+    return [*([Flops()] if flops else []), *([Training(optimizer)] if memory else [])]
 
 
 def _check_analysis(optimizer: str, dtype: str | None) -> None:

@@ -1,19 +1,29 @@
-"""What the recorder saw + the module tree → the report's rows and totals.
+"""What the recorder saw + the module tree + the graph → the report's rows and totals.
 
-A row is one module of the tree; it shows the module's *first* call (a ``Ref`` row is a
-module of its own, so a reuse shows its own call). Parameters are counted once, at the
-first place they are registered; elsewhere they are listed as shared.
+A row is one *call* of a module, in the order calls began: a module called twice (one
+``self.relu`` after each convolution) has two rows, the second ``call`` 1. A call made
+through a ``Ref`` is the Ref's row (the Ref is a module of its own), so what it runs
+again is not listed twice. A module that was never called (``MultiheadAttention``
+uses its ``out_proj`` weights without calling it; what comes after a failure) still
+has a row, after the calls of the module it is in, so its parameters are counted
+where they live. Parameters are counted once, at the first place they are registered
+and at their module's first call; elsewhere they are listed as shared.
+
+Each row's ``sources`` and ``returns`` are the graph's edges (:mod:`shapecli.ir`): the
+spec's, or the one the pass traced for a Python model.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from shapecli.construct import BuiltModel
+from shapecli.ir import returns_of, sources_of
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
@@ -37,11 +47,12 @@ def assemble(
     built: BuiltModel,
     recorder: Recorder | None,
     name: str,
-    failed: set[str],
+    failed: set[int],
     inputs: tuple[str, ...] = (),
 ) -> tuple[list[Row], Totals]:
-    """Rows for every module and the totals. ``failed`` holds the paths of the calls
-    still open when the pass failed; ``inputs`` names the model's inputs."""
+    """One row per call (and per module never called) and the totals. ``failed`` holds
+    the ids of the calls still open when the pass failed; ``inputs`` names the model's
+    inputs."""
     modules = list(built.model.named_modules())
     found = _parameters(modules)
     infos = {path: _param_infos(path, module, found.owner) for path, module in modules}
@@ -49,17 +60,33 @@ def assemble(
     subtree = _subtree_sums(own_counts)
     first = recorder.first if recorder else {}
     same_as = _same_as(built, first)
-    sources = recorder.traced_sources() if built.traced and recorder else built.sources
+    graph = built.graph
+    if graph is None and recorder is not None:
+        from shapecli.trace import traced_graph
+
+        graph = traced_graph(recorder.calls, inputs)
+    nodes = {(n.path, n.call): n for n in graph.nodes() if n.op == "call"} if graph else {}
+    by_path = dict(modules)
     rows = []
-    for path, module in modules:
+    activations = 0  # what every leaf call returned
+    for path, made in _in_call_order([p for p, _ in modules], recorder, by_path):
+        module = by_path[path]
         entry = built.entries.get(path)
-        call = first.get(path)
-        status: RowStatus = "failed" if path in failed else "ok" if call else "not-run"
+        index = made.index if made is not None else 0
+        call = made or first.get(path)  # a replayed copy's submodules: what copy 0's did
+        if call is not None and call.outputs and not module._modules:
+            activations += sum(o.nbytes for o in call.outputs)
+        status: RowStatus = (
+            "failed" if call is not None and id(call) in failed else "ok" if call else "not-run"
+        )
         type_name = type(module).__name__
         if entry is not None:
             type_name = entry.display_type
             if isinstance(module, own.Ref) and entry.repeat is None:
                 type_name = f"Ref → {module.path}"
+        node = nodes.get((path, index))
+        merge, returned = returns_of(node) if node is not None else (None, ())
+        again = index > 0
         rows.append(
             Row(
                 path=path,
@@ -69,18 +96,80 @@ def assemble(
                 source=entry.source if entry else None,
                 input_shapes=tuple(i.shape for i in call.inputs) if call else (),
                 output_shapes=tuple(o.shape for o in call.outputs or ()) if call else (),
-                params=infos[path],
-                param_count=subtree[path],
+                params=_again(infos[path], path) if again else infos[path],
+                param_count=0 if again else subtree[path],
                 flops=call.flops if call is not None else None,
                 entry=entry is not None,
-                inferred=path in built.lazy,
+                inferred=path in built.lazy and not again,
                 status=status,
-                same_as=same_as.get(path),
+                same_as=None if again else same_as.get(path),
                 repeat=entry.repeat if entry is not None else None,
-                sources=_expand(sources.get(path, ()), inputs),
+                sources=_expand(sources_of(node), inputs) if node is not None else (),
+                call=index,
+                returns=_expand(returned, inputs),
+                merge=merge,
+                arguments=held_arguments(module),
             )
         )
-    return rows, _totals(built, modules, found, recorder)
+    return rows, _totals(built, modules, found, recorder, activations)
+
+
+def _in_call_order(
+    paths: list[str], recorder: Recorder | None, modules: dict[str, nn.Module]
+) -> Iterator[tuple[str, Call | None]]:
+    """Every call in the order calls began, each module never called after the calls of
+    the module it is in (in module order); calls made through a ``Ref`` left out."""
+    children: dict[str, list[str]] = {}
+    for path in paths[1:] if paths and paths[0] == "" else paths:
+        children.setdefault(path.rpartition(".")[0], []).append(path)
+    made: dict[int | None, list[Call]] = {}
+    for call in recorder.calls if recorder else ():
+        made.setdefault(id(call.parent) if call.parent else None, []).append(call)
+    placed: set[str] = set()
+
+    def ancestors(path: str) -> Iterator[tuple[str, Call | None]]:
+        """The modules around ``path`` not placed yet (containers never called)."""
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            above = ".".join(parts[:i])
+            if above != path and above not in placed and above in modules:
+                placed.add(above)
+                yield above, None
+
+    def uncalled(path: str) -> Iterator[tuple[str, Call | None]]:
+        for child in children.get(path, ()):
+            if child not in placed:
+                placed.add(child)
+                yield child, None
+            yield from uncalled(child)
+
+    def visit(call: Call) -> Iterator[tuple[str, Call | None]]:
+        yield from ancestors(call.path)
+        placed.add(call.path)
+        yield call.path, call
+        if not isinstance(modules.get(call.path), own.Ref):  # its target's call is its own
+            for inner in made.get(id(call), ()):
+                yield from visit(inner)
+        yield from uncalled(call.path)
+
+    for call in made.get(None, ()):
+        yield from visit(call)
+    if "" not in placed and "" in modules:
+        placed.add("")
+        yield "", None
+    yield from uncalled("")
+
+
+def _again(infos: tuple[ParamInfo, ...], path: str) -> tuple[ParamInfo, ...]:
+    """A module's parameters as a later call of it lists them: counted at its first."""
+    return tuple(
+        replace(
+            p,
+            count=0 if p.count is not None else None,
+            shared_with=p.shared_with or join(path, p.name),
+        )
+        for p in infos
+    )
 
 
 def _expand(origins: tuple[Origin, ...], inputs: tuple[str, ...]) -> tuple[Origin, ...]:
@@ -117,6 +206,7 @@ def _totals(
     modules: list[tuple[str, nn.Module]],
     found: _Params,
     recorder: Recorder | None,
+    activations: int,
 ) -> Totals:
     unique = found.unique.values()
     trainable = sum(p.numel() for p in unique if p.requires_grad)
@@ -127,15 +217,13 @@ def _totals(
         for _, m in modules
         for p in [*m._parameters.values(), None]
     )
-    root = recorder.first.get("") if recorder else None
     return Totals(
         params=total,
         trainable=trainable,
         non_trainable=total - trainable,
         shared=sum(p.numel() for i, p in found.unique.items() if found.uses[i] > 1),
         param_bytes=sum(p.numel() * p.element_size() for p in unique),
-        activation_bytes=_activation_bytes(built, recorder) if recorder else 0,
-        flops=root.flops if root is not None else None,
+        activation_bytes=activations if recorder else 0,
         param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         complete=complete,
     )
@@ -210,12 +298,39 @@ def _subtree_sums(own_counts: dict[str, int]) -> dict[str, int]:
     return sums
 
 
-def _activation_bytes(built: BuiltModel, recorder: Recorder) -> int:
-    """Bytes of what every leaf module returned in one forward pass (a ``Ref`` is a
-    leaf of its own, so a reuse counts again)."""
-    total = 0
-    for path, module in built.model.named_modules():
-        call = recorder.first.get(path)
-        if call is not None and call.outputs and not any(True for _ in module.children()):
-            total += sum(o.nbytes for o in call.outputs)
-    return total
+def held_arguments(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The constructor arguments ``module`` keeps as attributes of the same name, each
+    written as Python writes it: what torch's layers (``stride``, ``dilation``,
+    ``approximate``…) and most user modules do. Read from the module as built, not from
+    what made it, so a spec's ``LazyConv2d: {kernel_size: 3}`` and a model's
+    ``nn.Conv2d(3, 64, 3)`` say the same ``kernel_size: (3, 3)``. Parameters, buffers
+    and submodules are left out (the report shows them), and so is anything that is not
+    plain data (numbers, text, booleans, None, and tuples or lists of them)."""
+    from shapecli.layers.arguments import signature
+
+    try:
+        names = [
+            p.name
+            for p in signature(type(module)).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # a constructor inspect cannot read: nothing to say
+        return ()
+    held = vars(module)
+    slots = (module._parameters, module._buffers, module._modules)
+    return tuple(
+        (name, repr(_plain(held[name])))
+        for name in names
+        if name in held and not any(name in slot for slot in slots) and _is_plain(held[name])
+    )
+
+
+def _is_plain(value: object) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    return isinstance(value, tuple | list) and all(_is_plain(v) for v in value)
+
+
+def _plain(value: object) -> object:
+    """A list as the tuple it stands for (torch keeps some sizes as lists)."""
+    return tuple(_plain(v) for v in value) if isinstance(value, tuple | list) else value

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperCommand
@@ -36,6 +36,14 @@ from shapecli.errors import (
     fail,
     internal_problem,
     worst_exit_code,
+)
+from shapecli.render import (
+    DIFF_FORMATS,
+    GRAPH_FORMATS,
+    LAYERS_FORMATS,
+    LINT_FORMATS,
+    REPORT_FORMATS,
+    Formats,
 )
 from shapecli.report import Report, failed_report
 
@@ -101,10 +109,24 @@ class Optimizer(StrEnum):
     none = "none"
 
 
-class ReportFormat(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+def format_option(formats: Formats, more: str = "") -> Any:
+    """``--format``/``-f``: one of the names in ``formats`` (a renderer registry, so a
+    format added there is a choice here)."""
+    names = list(formats)
+
+    def one_of(value: str) -> str:
+        if value not in names:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(names)}")
+        return value
+
+    return typer.Option(
+        "--format",
+        "-f",
+        parser=one_of,
+        metavar=f"[{'|'.join(names)}]",
+        help=f"Output format{more or '.'}",
+        show_default=not more,
+    )
 
 
 SpecArgument = Annotated[
@@ -215,9 +237,7 @@ def _main(
 def inspect(
     spec: SpecArgument,
     input: InputOption = None,
-    output_format: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = ReportFormat.table,
+    output_format: Annotated[str, format_option(REPORT_FORMATS)] = "table",
     depth: Annotated[
         int | None,
         typer.Option(
@@ -263,7 +283,7 @@ def inspect(
     symbolic_budget: BudgetOption = None,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
-    fmt = output_format.value
+    fmt = output_format
 
     def run() -> Report:
         from shapecli import api
@@ -362,7 +382,7 @@ def build(
         limit = parse_size(max_memory) if max_memory is not None else None
         api.dtype_name(dtype)
         if init is not None and init not in api.INITS:
-            from shapecli.spec.parse import did_you_mean
+            from shapecli.errors import did_you_mean
 
             near = did_you_mean(init, api.INITS)
             raise fail("usage", f"--init {init!r}: one of {', '.join(api.INITS)}{near}")
@@ -387,13 +407,6 @@ def build(
     raise typer.Exit(_guarded(run, _print_problems))
 
 
-class GraphFormat(StrEnum):
-    mermaid = "mermaid"
-    dot = "dot"
-    svg = "svg"
-    html = "html"
-
-
 @app.command(cls=_Command)
 def graph(
     spec: Annotated[
@@ -406,14 +419,13 @@ def graph(
         ),
     ],
     output_format: Annotated[
-        GraphFormat,
-        typer.Option(
-            "--format",
-            "-f",
-            help="mermaid (renders on GitHub), dot (Graphviz source), svg (needs Graphviz), "
-            "html (one self-contained page to explore).",
+        str,
+        format_option(
+            GRAPH_FORMATS,
+            ": mermaid (renders on GitHub), dot (Graphviz source), svg (needs Graphviz), "
+            "html (one self-contained page to explore) [default: mermaid]",
         ),
-    ] = GraphFormat.mermaid,
+    ] = "mermaid",
     output: Annotated[
         Path | None,
         typer.Option(
@@ -446,11 +458,11 @@ def graph(
 
     def run() -> int:
         from shapecli import api
-        from shapecli.render import Options, graph_renderers
+        from shapecli.render import Options
 
         options = Options(depth=depth, color=_color(sys.stderr))
         if api.is_saved_report(spec):
-            return _graph_saved(spec, options, output_format.value, output, input or set_)
+            return _graph_saved(spec, options, output_format, output, input or set_)
         inputs = api.parse_inputs(input)
         samples = _parse_samples(sample or [])
         report = api.inspect(
@@ -460,7 +472,7 @@ def graph(
             samples=samples,
             symbolic_budget=symbolic_budget,
         )
-        rendered = graph_renderers()[output_format.value](report, options)
+        rendered = GRAPH_FORMATS[output_format](report, options)
         if rendered.stdout:
             _write_picture(rendered.stdout, output)
         sys.stderr.write(rendered.stderr)
@@ -475,12 +487,11 @@ def _graph_saved(
     """``graph report.json``: the picture of a saved report, as its own run drew it. The
     problems it records are that run's, so they are not reported as found now."""
     from shapecli import api
-    from shapecli.render import graph_renderers
 
     if reruns:
         raise fail("usage", "--input and --set apply to a spec; a saved report holds its run")
     report = api.read_report(path)
-    rendered = graph_renderers()[fmt](report, options)
+    rendered = GRAPH_FORMATS[fmt](report, options)
     if rendered.stdout:
         _write_picture(rendered.stdout, output)
     if report.errors:
@@ -501,12 +512,6 @@ def _write_picture(text: str, output: Path | None) -> None:
         temp.write_text(text, encoding="utf-8")
 
 
-class LintFormat(StrEnum):
-    text = "text"
-    json = "json"
-    github = "github"
-
-
 @app.command(cls=_Command)
 def lint(
     paths: Annotated[
@@ -518,13 +523,8 @@ def lint(
         ),
     ],
     output_format: Annotated[
-        LintFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format [default: github when GITHUB_ACTIONS=true, else text].",
-            show_default=False,
-        ),
+        str | None,
+        format_option(LINT_FORMATS, " [default: github when GITHUB_ACTIONS=true, else text]"),
     ] = None,
     input: InputOption = None,
     allow_import: AllowImportOption = None,
@@ -542,14 +542,11 @@ def lint(
     ] = None,
 ) -> None:
     """Check every spec under PATHs; exit 1 if any has an error (for CI and pre-commit)."""
-    fmt = output_format or (
-        LintFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else LintFormat.text
-    )
+    fmt = output_format or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
 
     def run() -> int:
         from shapecli import api, lint
         from shapecli.render import Options
-        from shapecli.render.lint import LINT_FORMATS
 
         inputs = api.parse_inputs(input)
         workers = jobs if jobs is not None else lint.default_jobs()
@@ -561,21 +558,11 @@ def lint(
             jobs=workers,
             show_traceback=STATE.traceback,
         )
-        rendered = LINT_FORMATS[fmt.value](result, Options(color=_color(sys.stdout)))
+        rendered = LINT_FORMATS[fmt](result, Options(color=_color(sys.stdout)))
         sys.stdout.write(rendered.stdout)
         return int(result.exit_code)
 
-    def on_problem(problems: tuple[Problem, ...]) -> int:
-        if fmt is LintFormat.json:
-            from shapecli.render.lint import usage_document
-            from shapecli.untrusted import json_text
-
-            doc = usage_document(*problems)
-            sys.stdout.write(json_text(doc) + "\n")
-            return int(worst_exit_code(list(problems)))
-        return _print_problems(problems)
-
-    raise typer.Exit(_guarded(run, on_problem))
+    raise typer.Exit(_guarded(run, _failed(LINT_FORMATS, fmt)))
 
 
 @app.command(cls=_Command)
@@ -613,9 +600,7 @@ def diff(
     ],
     b: Annotated[str, typer.Argument(help="The same, for B.", metavar="B", show_default=False)],
     input: InputOption = None,
-    output_format: Annotated[
-        ReportFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = ReportFormat.table,
+    output_format: Annotated[str, format_option(DIFF_FORMATS)] = "table",
     every: Annotated[
         bool, typer.Option("--all", help="Show every layer, not only those that differ.")
     ] = False,
@@ -626,14 +611,14 @@ def diff(
     allow_import: AllowImportOption = None,
 ) -> None:
     """Compare two models layer by layer: shapes, parameters, counts."""
-    fmt = output_format.value
+    fmt = output_format
 
     def run() -> int:
         from shapecli import api
+        from shapecli.diff import check_inputs
         from shapecli.diff import diff as compare
         from shapecli.pymodel import is_target
         from shapecli.render import Options
-        from shapecli.render.diff import DIFF_FORMATS
 
         inputs = api.parse_inputs(input)
         allowed = allow_import or ()
@@ -644,29 +629,19 @@ def diff(
         else:
             left = api.load_report(a, inputs, allowed)
             right = api.load_report(b, inputs or (left.inputs if is_target(b) else ()), allowed)
+        check_inputs(left, inputs, a)
+        check_inputs(right, inputs, b)
         result = compare(left, right)
         options = Options(color=_color(sys.stdout), every=every, sides=(a, b))
         sys.stdout.write(DIFF_FORMATS[fmt](result, options).stdout)
         return int(ExitCode.PROBLEMS) if exit_code and result.differs else 0
 
     def on_problem(problems: tuple[Problem, ...]) -> int:
-        if fmt == "json":
-            from shapecli.report import to_json
-            from shapecli.untrusted import json_text
-
-            doc = to_json(failed_report("", "", (), *problems))
-            sys.stdout.write(json_text(doc) + "\n")
-        else:
-            _print_problems(problems)
-        worst = worst_exit_code(list(problems))
+        # nothing to compare is never "the models differ": a problem in a side is exit 2
+        worst = _failed(DIFF_FORMATS, fmt)(problems)
         return int(ExitCode.INTERNAL) if worst == ExitCode.INTERNAL else int(ExitCode.USAGE)
 
     raise typer.Exit(_guarded(run, on_problem))
-
-
-class ListFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 @app.command(cls=_Command)
@@ -678,20 +653,17 @@ def layers(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[ListFormat, typer.Option("--format", "-f", help="Output format.")] = (
-        ListFormat.text
-    ),
+    output_format: Annotated[str, format_option(LAYERS_FORMATS)] = "text",
 ) -> None:
     """List every layer type a spec may use, with its arguments."""
 
     def run() -> int:
+        from shapecli.errors import did_you_mean
         from shapecli.layers.registry import all_layers, list_layers
         from shapecli.render import Options
-        from shapecli.render.layers import render_json, render_text
-        from shapecli.spec.parse import did_you_mean
 
         docs = list_layers(pattern)
-        render = render_json if output_format is ListFormat.json else render_text
+        render = LAYERS_FORMATS[output_format]
         options = Options(
             color=_color(sys.stdout),
             width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
@@ -712,6 +684,21 @@ def _print_problems(problems: tuple[Problem, ...]) -> int:
     for problem in problems:
         print("\n".join(problem_lines(problem)), file=sys.stderr)
     return int(worst_exit_code(list(problems)))
+
+
+def _failed(formats: Formats, fmt: str) -> Callable[[tuple[Problem, ...]], int]:
+    """What to do with a run that made nothing but problems: write what the format
+    writes for them (JSON: one document), and exit as they say."""
+
+    def write(problems: tuple[Problem, ...]) -> int:
+        from shapecli.render import Options
+
+        rendered = formats.failure(fmt, problems, Options(color=_color(sys.stderr)))
+        sys.stdout.write(rendered.stdout)
+        sys.stderr.write(rendered.stderr)
+        return int(worst_exit_code(list(problems)))
+
+    return write
 
 
 def _load(spec: str, set_: list[str] | None) -> Spec | str:
@@ -768,7 +755,7 @@ def _guarded(body: Callable[[], T], on_problem: Callable[[tuple[Problem, ...]], 
 
 
 def _emit(report: Report, fmt: str, depth: int | None, paths: bool = False) -> None:
-    from shapecli.render import Options, renderers
+    from shapecli.render import Options
 
     options = Options(
         depth=depth,
@@ -776,14 +763,14 @@ def _emit(report: Report, fmt: str, depth: int | None, paths: bool = False) -> N
         color=_color(sys.stdout),
         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
     )
-    rendered = renderers()[fmt](report, options)
+    rendered = REPORT_FORMATS[fmt](report, options)
     sys.stdout.write(rendered.stdout)
     sys.stdout.flush()
     if rendered.stderr:
         if options.color != _color(sys.stderr):
             from dataclasses import replace
 
-            rendered = renderers()[fmt](report, replace(options, color=_color(sys.stderr)))
+            rendered = REPORT_FORMATS[fmt](report, replace(options, color=_color(sys.stderr)))
         sys.stderr.write(rendered.stderr)
 
 
@@ -809,16 +796,17 @@ def run_cli(argv: list[str]) -> int:
     """Run the command line ``argv``; return the exit code.
 
     A mistake on the command line (an unknown option, a bad choice) is exit 2 with
-    click's message — and, where ``--format json`` was asked for, one JSON document on
-    stdout saying so, as for every other problem.
+    click's message — and, where the format asked for writes a document of its own (JSON),
+    that document saying so, as for every other problem.
     """
     try:
         result = app(args=argv, prog_name="shapecli", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except click.exceptions.UsageError as e:
         e.message = e.message.removeprefix("Value error, ")  # typer's validator's wording
-        if _asks_for_json(argv):
-            _emit_usage_json(argv, e.format_message())
+        asked = _asked_format(argv)
+        if asked is not None and asked[1] in asked[0].failures:
+            _failed(*asked)((Problem("usage", e.format_message()),))
         else:
             e.show()
         return int(ExitCode.USAGE)
@@ -834,25 +822,26 @@ def run_cli(argv: list[str]) -> int:
         return 0
 
 
-def _asks_for_json(argv: list[str]) -> bool:
-    for i, arg in enumerate(argv):
-        if arg in ("--format", "-f") and i + 1 < len(argv) and argv[i + 1] == "json":
-            return True
-        if arg in ("--format=json", "-fjson"):
-            return True
-    return False
+#: Each command's formats, for a command line that failed before it ran.
+COMMAND_FORMATS = {
+    "inspect": REPORT_FORMATS,
+    "graph": GRAPH_FORMATS,
+    "lint": LINT_FORMATS,
+    "diff": DIFF_FORMATS,
+    "layers": LAYERS_FORMATS,
+}
 
 
-def _emit_usage_json(argv: list[str], message: str) -> None:
-    from shapecli.report import to_json
-    from shapecli.untrusted import json_text
-
-    problem = Problem("usage", message)
-    command = next((a for a in argv if not a.startswith("-")), "")
-    if command == "lint":
-        from shapecli.render.lint import usage_document
-
-        doc = usage_document(problem)
-    else:
-        doc = to_json(failed_report("", "", (), problem))
-    sys.stdout.write(json_text(doc) + "\n")
+def _asked_format(argv: list[str]) -> tuple[Formats, str] | None:
+    """The formats of the command ``argv`` names and the one it asks for, as click reads
+    that command's own ``--format`` with what it could not parse left aside (the options
+    before a command are flags: the first word that names a command is it)."""
+    group = typer.main.get_command(app)
+    name = next((word for word in argv if word in COMMAND_FORMATS), None)
+    command = getattr(group, "commands", {}).get(name) if name else None
+    if name is None or command is None:
+        return None
+    rest = argv[argv.index(name) + 1 :]
+    context = command.make_context(name, rest, resilient_parsing=True, ignore_unknown_options=True)
+    fmt = context.params.get("output_format")
+    return (COMMAND_FORMATS[name], fmt) if isinstance(fmt, str) else None

@@ -27,14 +27,22 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
-from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message, raise_all
+from shapecli.errors import (
+    Problem,
+    ShapecliError,
+    Source,
+    did_you_mean,
+    fail,
+    foreign_message,
+    raise_all,
+)
+from shapecli.ir import Graph, Program, compile_spec, given_count, program_of
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.layers.registry import Registry
-from shapecli.report import Origin, format_shape
-from shapecli.spec.model import AUTO, ArgValue, Entry, Spec, TensorRef, Wiring
-from shapecli.spec.parse import did_you_mean
+from shapecli.report import format_shape
+from shapecli.spec.model import AUTO, ArgValue, Entry, Spec
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,12 @@ class BuiltModel:
     lazy: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
     ties: list[Tie] = field(default_factory=list)
-    #: Where each entry's inputs come from (the report's ``sources``).
-    sources: dict[str, tuple[Origin, ...]] = field(default_factory=dict)
-    #: No ``sources`` are known before the pass: trace them in it (a Python model).
-    traced: bool = False
+    #: The spec's dataflow; None for a Python model, whose dataflow the pass traces.
+    graph: Graph | None = None
+
+    @property
+    def traced(self) -> bool:
+        return self.graph is None
 
     def apply_ties(self) -> list[Problem]:
         """Make every tied parameter the very object it is tied to.
@@ -119,39 +129,17 @@ def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
     )
 
 
-#: The origin of the first entry of a version-1 model: all of the model's inputs.
-MODEL_INPUTS = (Origin(input="*"),)
-
-#: Where each positional input of an entry comes from (a position may have several
-#: origins: a list's unnamed input is everything the list was given).
-Feed = tuple[tuple[Origin, ...], ...]
-
-
-def flat(feed: Feed) -> tuple[Origin, ...]:
-    return tuple(o for position in feed for o in position)
-
-
-@dataclass
-class _Frame:
-    """A layer list being built: its module, and where each of its names comes from."""
-
-    module: own.Sequential
-    tensors: dict[str, tuple[Origin, ...]]
-    parent: _Frame | None
-
-
 def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
     """Construct the spec's modules on the meta device (nothing is allocated).
 
     Every entry is built even when an earlier one fails, so all independent problems
     are raised together (:func:`~shapecli.errors.raise_all`).
     """
-    builder = _Builder(Registry(allow_import, blocks=spec.blocks))
-    named = [i.name for i in spec.inputs if i.name is not None]
-    feed: Feed = tuple((Origin(input=n),) for n in named) if named else (MODEL_INPUTS,)
+    graph = compile_spec(spec)
+    builder = _Builder(Registry(allow_import, blocks=spec.blocks), graph)
     with torch.device("meta"):
-        model = builder.module(spec.model, "", feed)
-    built = BuiltModel(model, builder.entries, warnings=builder.warnings, sources=builder.sources)
+        model = builder.module(spec.model, "")
+    built = BuiltModel(model, builder.entries, warnings=builder.warnings, graph=graph)
     problems = builder.problems
     problems += _bind_refs(built)
     raise_all(problems)
@@ -166,26 +154,24 @@ def build_modules(spec: Spec, allow_import: Iterable[str] = ()) -> BuiltModel:
 
 
 class _Builder:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, graph: Graph) -> None:
         self.registry = registry
+        self.graph = graph
         self.entries: dict[str, Entry] = {}
         self.warnings: list[Problem] = []
         self.ties: list[Tie] = []
         self.problems: list[Problem] = []
-        self.sources: dict[str, tuple[Origin, ...]] = {}
         self.blocks: list[Entry] = []  # the block uses being built, outermost first
-        self.frame: _Frame | None = None  # the layer list being built
+        self.lists: list[own.Sequential] = []  # the layer lists being built, outermost first
 
-    def module(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
-        """The module for ``entry`` at ``path``, fed from ``feed``; a problem with it is
-        collected and an ``Identity`` stands in, so the entries after it are still
-        checked."""
+    def module(self, entry: Entry, path: str) -> nn.Module:
+        """The module for ``entry`` at ``path``; a problem with it is collected and an
+        ``Identity`` stands in, so the entries after it are still checked."""
         self.entries[path] = entry
-        self.sources[path] = flat(feed)
         if entry.block is not None:
             self.blocks.append(entry)
         try:
-            return self._module(entry, path, feed)
+            return self._module(entry, path)
         except ShapecliError as e:
             self.problems.extend(self._in_block(p) for p in e.problems)
             return nn.Identity()
@@ -199,14 +185,13 @@ class _Builder:
         use = self.blocks[-1]
         return replace(problem, notes=(f"in block `{use.block}` used at {use.source}",))
 
-    def _module(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
+    def _module(self, entry: Entry, path: str) -> nn.Module:
         if entry.repeat is not None:
-            module: nn.Module = self._repeat(entry, path, feed)
+            module: nn.Module = self._repeat(entry, path)
         elif entry.type == "Sequential":
-            layers = entry.kwargs.get("layers", entry.args)
-            module = self._list(layers, path, feed, entry.inputs, entry.output, entry.closed)
+            module = self._list(entry.kwargs.get("layers", entry.args), path, entry.closed)
         else:
-            module = self._layer(entry, path, feed)
+            module = self._layer(entry, path)
         if not entry.trainable:
             # Attribute assignment, not requires_grad_(): lazy parameters refuse methods.
             for param in module.parameters():
@@ -217,47 +202,24 @@ class _Builder:
         )
         return module
 
-    def _repeat(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
-        """``repeat: N``: copy *i* reads copy *i - 1*'s output and the further inputs."""
-        group = own.Repeat()
+    def _repeat(self, entry: Entry, path: str) -> nn.Module:
+        """``repeat: N``: N copies, each reading the one before (as its group runs them)."""
+        group = own.Repeat().wired(self._program(path, Program(repeat=True)))
         for i in range(entry.repeat or 0):
             copy = replace(entry, repeat=None, name=str(i), wiring=None)
-            group.add_module(str(i), self.module(copy, join(path, str(i)), feed))
-            feed = ((Origin(path=join(path, str(i))),), *feed[1:])
+            group.add_module(str(i), self.module(copy, join(path, str(i))))
         return group
 
-    def _list(
-        self,
-        entries: ArgValue,
-        path: str,
-        feed: Feed,
-        inputs: tuple[str, ...] = ("#0",),
-        output: tuple[TensorRef, ...] | None = None,
-        closed: bool = False,
-    ) -> own.Sequential:
-        """A layer list: each entry reads what its ``in:`` names, or the previous entry's
-        output (the first: the list's inputs). A list that is not closed (not a block's
-        body) also reads the names of the lists around it."""
-        sequential = own.Sequential()
-        outer = None if closed else self.frame
-        flow = sequential._shapecli
-        flow.inputs, flow.output = inputs, output
-        flow.outer = outer.module if outer is not None else None
-        names = inputs if inputs != ("#0",) else tuple(f"#{i}" for i in range(len(feed)))
-        tensors = {name: feed[i] if i < len(feed) else () for i, name in enumerate(names)}
-        frame = _Frame(sequential, tensors, outer)
-        saved, self.frame = self.frame, frame
-        previous = feed
+    def _list(self, entries: ArgValue, path: str, closed: bool = False) -> own.Sequential:
+        """A layer list, run as its group's program; a list that is not closed (not a
+        block's body) reads the names of the lists around it while they run."""
+        outer = self.lists[-1] if self.lists and not closed else None
+        sequential = own.Sequential().wired(self._program(path), outer)
+        self.lists.append(sequential)
         try:
             for child in entries if isinstance(entries, tuple) else ():
                 assert isinstance(child, Entry)
-                child_path = join(path, child.name)
-                child_feed = self._feed(child.wiring, frame) if child.wiring else previous
-                module = self.module(child, child_path, child_feed)
-                tensors[child.name] = (Origin(path=child_path),)
-                previous = ((Origin(path=child_path),),)
-                if child.wiring is not None:
-                    flow.wiring[child.name] = child.wiring
+                module = self.module(child, join(path, child.name))
                 try:
                     sequential.add_module(child.name, module)
                 except KeyError:  # names like `forward` or `training` are taken by nn.Module
@@ -270,29 +232,17 @@ class _Builder:
                         )
                     )
         finally:
-            self.frame = saved
+            self.lists.pop()
         return sequential
 
-    def _feed(self, wiring: Wiring, frame: _Frame) -> Feed:
-        """Where the tensors an ``in:`` names come from."""
+    def _program(self, path: str, default: Program | None = None) -> Program:
+        """What the list at ``path`` runs; ``default`` (a plain chain) for a list the
+        graph does not hold: one a layer runs by its own code (an ``MoE``'s experts, a
+        layer given as a constructor argument)."""
+        group = self.graph.groups.get(path)
+        return program_of(group) if group is not None else default or Program()
 
-        def origins(ref: TensorRef) -> tuple[Origin, ...]:
-            owner: _Frame | None = frame
-            for _ in range(ref.up):
-                owner = owner.parent if owner is not None else None
-            if owner is None:
-                return ()
-            if ref.up:
-                owner.module._shapecli.read_inside = True  # it must keep its names
-            return owner.tensors.get(ref.name, ())
-
-        positional = tuple(origins(ref) for ref in wiring.args)
-        keywords = tuple(
-            tuple(replace(o, arg=key) for o in origins(ref)) for key, ref in wiring.kwargs.items()
-        )
-        return positional + keywords
-
-    def _layer(self, entry: Entry, path: str, feed: Feed) -> nn.Module:
+    def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
         entry = _layers_as_arguments(cls, entry)
         bound = arguments.bind(cls, entry, path)
@@ -309,12 +259,13 @@ class _Builder:
                     path=path,
                     layer_type=entry.type,
                 )
+        node = self.graph.calls.get(path)
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
-        elif len(feed) > 1:
-            _check_many(cls, entry, path, len(feed))
+        elif node is not None and given_count(node) > 1:
+            _check_many(cls, entry, path, given_count(node))
         for name, value in bound.arguments.items():
-            bound.arguments[name] = self._value(value, path, name, entry, feed)
+            bound.arguments[name] = self._value(value, path, name, entry)
         if auto:
             return AutoSized(cls, bound, frozen=not entry.trainable)
         try:
@@ -326,14 +277,13 @@ class _Builder:
         except ShapecliError:
             raise
         except Exception as e:  # a constructor may raise anything; keep its message below ours
-            reason = own.own_words(e)  # our own layers' words are the message itself
-            if reason is not None:
-                raise arguments.entry_error(entry, path, reason, cls=cls) from e
+            if isinstance(e, own.ArgumentError):  # our own layers' words are the message
+                raise arguments.entry_error(entry, path, str(e), cls=cls) from e
             message = "the constructor refused these arguments"
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
 
-    def _value(self, value: object, path: str, name: str, owner: Entry, feed: Feed) -> object:
+    def _value(self, value: object, path: str, name: str, owner: Entry) -> object:
         """Layer lists in arguments become modules registered under the argument's name.
 
         Where a layer holds several lists (a Residual's ``body`` and ``shortcut``, a
@@ -342,22 +292,20 @@ class _Builder:
         """
         where = join(path, name)
         if isinstance(value, Entry):
-            return self.module(value, where, feed)
+            return self.module(value, where)
         source = owner.arg_sources.get(name, owner.source)
         shape = OWN_LAYERS.get(owner.type)
         if shape is not None and name in shape.branches and isinstance(value, tuple):
             branches = nn.ModuleList()  # a list of layer lists; an empty one passes x on
             for i, branch in enumerate(value):
                 self.entries[join(where, str(i))] = Entry("Sequential", str(i), source)
-                self.sources[join(where, str(i))] = flat(feed)
-                branches.append(self._list(branch, join(where, str(i)), feed))
+                branches.append(self._list(branch, join(where, str(i))))
             return branches
         if isinstance(value, tuple) and value and all(isinstance(v, Entry) for v in value):
             lists = sum(1 for v in owner.kwargs.values() if arguments.holds_layers(v))
             if lists > 1:
                 self.entries[where] = Entry("Sequential", name, source)
-                self.sources[where] = flat(feed)
-            return self._list(value, where, feed)
+            return self._list(value, where)
         return value
 
 

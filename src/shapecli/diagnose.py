@@ -35,10 +35,11 @@ from torch import nn
 from shapecli.construct import BuiltModel
 from shapecli.errors import Problem, foreign_message
 from shapecli.inputs import InputSpec
-from shapecli.layers.auto import AutoBuildError
-from shapecli.layers.own import LayerInputError, own_words
+from shapecli.ir import EVERY_INPUT, sources_of
+from shapecli.layers.auto import AutoBuildError, built_for
+from shapecli.layers.own import ArgumentError, LayerInputError
 from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
-from shapecli.report import Shape, format_shape
+from shapecli.report import Origin, Shape, format_shape
 from shapecli.spec.model import Entry
 from shapecli.torch_compat.frames import module_called
 
@@ -185,6 +186,13 @@ class Explainer:
             notes=self._notes(use, culprit, module, path),
         )
 
+    def _reads_every_model_input(self, path: str) -> bool:
+        """Does the entry at ``path`` read all of a version-1 model's inputs (the first
+        entry does)?"""
+        graph = self.built.graph
+        node = graph.calls.get(path) if graph is not None else None
+        return node is not None and sources_of(node) == (Origin(input=EVERY_INPUT),)
+
     def _diagnosis(
         self,
         error: BaseException,
@@ -199,9 +207,7 @@ class Explainer:
             return Diagnosis(None, None)
         diagnosis = diagnose(module, type_name, culprit.inputs)
         if diagnosis.too_few_inputs:
-            from shapecli.construct import MODEL_INPUTS
-
-            reads_model = not path or self.built.sources.get(path) == MODEL_INPUTS
+            reads_model = not path or self._reads_every_model_input(path)
             needed = (diagnosis.expected or "").partition("(")[2].rstrip(")").split(", ")
             example = f"`in: [{', '.join('_' for _ in needed)}]` ({', '.join(needed)})"
             hint = (
@@ -322,9 +328,8 @@ def _wording(
     if isinstance(error, AutoBuildError):
         filled = ", ".join(f"{name}: auto = {size}" for name, size in error.sizes.items())
         message = f"{label} cannot be built for its input {got} ({filled})"
-        reason = own_words(error.error)
-        if reason is not None:
-            return "shape-mismatch", f"{message}: {reason}", Diagnosis(None, None), None
+        if isinstance(error.error, ArgumentError):
+            return "shape-mismatch", f"{message}: {error.error}", Diagnosis(None, None), None
         return "shape-mismatch", message, Diagnosis(None, None), foreign_message(error.error)
     message = f"{label} cannot take its input {got}"
     if diagnosis.expected:
@@ -350,7 +355,9 @@ def _overflow(error: BaseException) -> str | None:
 
 
 def diagnose(module: nn.Module, type_name: str, inputs: tuple[TensorInfo, ...]) -> Diagnosis:
-    """The expectation of ``module`` about its inputs, and a hint: rank before sizes."""
+    """The expectation of ``module`` about its inputs, and a hint: rank before sizes.
+    The size it expects is the one it was built for, read through the table ``auto``
+    fills sizes from (:func:`~shapecli.layers.auto.built_for`), so the two agree."""
     required = _required_inputs(module)
     if len(inputs) < len(required):
         return Diagnosis(f"{len(required)} inputs ({', '.join(required)})", None, True)
@@ -358,10 +365,6 @@ def diagnose(module: nn.Module, type_name: str, inputs: tuple[TensorInfo, ...]) 
     dtype = inputs[0].dtype if inputs else ""
     lazy = _uninitialized(module)
     lazy_name = f"Lazy{type_name}" if not type_name.startswith("Lazy") else type_name
-    if isinstance(module, nn.Linear):
-        if lazy:
-            return Diagnosis(None, None)
-        return _last_dim(module.in_features, "in_features", lazy_name, type_name)
     if isinstance(module, nn.modules.conv._ConvNd):
         spatial = len(module.kernel_size)
         ranks: tuple[int, ...] = (spatial + 1, spatial + 2)
@@ -383,19 +386,10 @@ def diagnose(module: nn.Module, type_name: str, inputs: tuple[TensorInfo, ...]) 
         ranks = _norm_ranks(module)
         if ranks and len(shape) not in ranks:
             return _rank(shape, ranks, "N×C×…")
-        if lazy:
-            return Diagnosis(None, None)
-        return _channel_dim(module.num_features, "num_features", lazy_name, type_name)
-    if isinstance(module, nn.GroupNorm):
-        if len(shape) < 2:
-            return _rank(shape, (2, 5), "N×C×…")
-        return _channel_dim(module.num_channels, "num_channels", None, type_name)
-    if isinstance(module, nn.LayerNorm | nn.RMSNorm):
-        normalized = tuple(module.normalized_shape)
-        return Diagnosis(
-            f"trailing dims {format_shape(normalized)} (normalized_shape)",
-            f"`{type_name}: auto` takes the size from the input",
-        )
+    if isinstance(module, nn.GroupNorm) and len(shape) < 2:
+        return _rank(shape, (2, 5), "N×C×…")
+    if isinstance(module, nn.RNNBase) and len(shape) not in (2, 3):
+        return _rank(shape, (2, 3), "N×L×H (batch_first) or L×N×H")
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):
         if not dtype.startswith(("int", "uint")):
             return Diagnosis(
@@ -403,13 +397,15 @@ def diagnose(module: nn.Module, type_name: str, inputs: tuple[TensorInfo, ...]) 
                 "declare the input as integers, e.g. --input 1x1024:long",
             )
         return Diagnosis(f"ids below {module.num_embeddings} (num_embeddings)", None)
-    if isinstance(module, nn.MultiheadAttention):
-        return _last_dim(module.embed_dim, "embed_dim", None, type_name)
-    if isinstance(module, nn.RNNBase):
-        if len(shape) not in (2, 3):
-            return _rank(shape, (2, 3), "N×L×H (batch_first) or L×N×H")
-        return _last_dim(module.input_size, "input_size", None, type_name)
-    return Diagnosis(None, None)
+    size = built_for(module)
+    if lazy or size is None:
+        return Diagnosis(None, None)
+    name, rule, value = size
+    hint = _lazy_hint(lazy_name, name, type_name)
+    if isinstance(value, tuple):
+        return Diagnosis(f"trailing dims {format_shape(value)} ({name})", hint)
+    where = "last dim" if rule == "last" else "dim 1 ="
+    return Diagnosis(f"{where} {value} ({name})", hint)
 
 
 def _uninitialized(module: nn.Module) -> bool:
@@ -455,14 +451,6 @@ def _required_inputs(module: nn.Module) -> list[str]:
         for p in parameters
         if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
-
-
-def _last_dim(size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
-    return Diagnosis(f"last dim {size} ({name})", _lazy_hint(lazy, name, type_name))
-
-
-def _channel_dim(size: int, name: str, lazy: str | None, type_name: str) -> Diagnosis:
-    return Diagnosis(f"dim 1 = {size} ({name})", _lazy_hint(lazy, name, type_name))
 
 
 def _lazy_hint(lazy: str | None, argument: str, type_name: str) -> str:

@@ -7,50 +7,37 @@ the pass; the steps are separate modules, each knowing nothing of the ones after
 * :mod:`shapecli.record` — hooks that keep one record per module call;
 * :mod:`shapecli.replay` — repeat copies that replicate their first copy;
 * :mod:`shapecli.assemble` — records + module tree → rows and totals;
-* :mod:`shapecli.diagnose` — a failure → one located problem.
+* :mod:`shapecli.diagnose` — a failure → one located problem;
+* :mod:`shapecli.analyses` — what is measured besides (FLOPs, training memory).
 
-Hygiene (as torchinfo): ``no_grad``, eval mode for the pass, hooks removed and modes
-restored in ``finally`` (modules created during the pass take their parent's mode),
-and a check that no parameter stayed uninitialized.
+The pass is one :func:`~shapecli.observe.observe`: ``no_grad``, eval mode, hooks
+removed and modes restored in ``finally``; then a check that no parameter stayed
+uninitialized.
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from shapecli import memory as memory_module
+from shapecli.analyses import Analysis, Done, run_after
 from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
-from shapecli.diagnose import Explainer, failing_entry, in_tree, is_internal, open_calls
-from shapecli.errors import Problem, foreign_message
+from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
+from shapecli.errors import Problem
 from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoBuildError, AutoSized
+from shapecli.memory import buffer_bytes
+from shapecli.observe import observe
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
-from shapecli.report import Memory, Report, Totals
+from shapecli.report import Memory, Report
 from shapecli.spec.model import at_or_above
-from shapecli.speedups import lean_meta, recurrent_flops
-
-
-@dataclass(frozen=True)
-class Measure:
-    """What a dry run measures besides shapes and counts.
-
-    ``flops``: torch's ``FlopCounterMode`` counts every op of the pass (2 × multiply-adds,
-    attention included), per call and in total. ``training``: one more pass, in train
-    mode with gradients on fake CPU tensors, estimates what a CPU training step holds
-    (see :mod:`shapecli.memory`), with the ``optimizer``'s state.
-    """
-
-    flops: bool = False
-    training: bool = False
-    optimizer: str = "adam"
+from shapecli.speedups import lean_meta
 
 
 @contextlib.contextmanager
@@ -89,7 +76,7 @@ def dry_run(
     spec_file: str,
     replay: bool = True,
     shortcuts: bool = True,
-    measure: Measure = Measure(),
+    measure: Sequence[Analysis] = (),
 ) -> Report:
     """Run the model once on meta tensors and report what every layer did.
 
@@ -97,39 +84,27 @@ def dry_run(
     replicate it instead of running (:mod:`shapecli.replay`); with ``shortcuts``, the
     pass runs in :func:`~shapecli.speedups.lean_meta` (no dynamo or sympy import,
     recurrent layers by shape rule). Either way the report is the same. An exception
-    raised by shapecli's own code propagates (it is a bug, exit 3). ``measure`` adds
-    FLOPs and the training-memory estimate.
+    raised by shapecli's own code propagates (it is a bug, exit 3). ``measure`` are the
+    analyses to make besides (:mod:`shapecli.analyses`: FLOPs, the training estimate).
     """
     model = built.model
     recorder = Recorder(model, set(built.entries))
-    tracing: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    tensors = make_inputs(inputs)
+    modes: list[contextlib.AbstractContextManager[object]] = []
+    if shortcuts:
+        modes.append(lean_meta())
+    modes += [mode for analysis in measure if (mode := analysis.during(recorder)) is not None]
     if built.traced:
         from shapecli.trace import Dataflow
 
-        recorder.dataflow = tracing = Dataflow()
-    counting = _flop_counter(recorder) if measure.flops else contextlib.nullcontext()
-    modes = {path: m.training for path, m in model.named_modules()}
-    tensors = make_inputs(inputs)
-    if recorder.dataflow:
-        recorder.dataflow.enter_inputs(tensors, input_names(tuple(inputs)))
+        recorder.dataflow = dataflow = Dataflow()
+        dataflow.enter_inputs(tensors, input_names(tuple(inputs)))
+        modes.append(dataflow)
     copies = repeat_copies(model, built.entries) if replay else []
     replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
-    error: BaseException | None = None
-    try:
-        recorder.install()
-        replayer.install()
-        model.eval()
-        lean = lean_meta() if shortcuts else contextlib.nullcontext()
-        with torch.no_grad(), warnings.catch_warnings(), lean, counting, tracing:
-            warnings.simplefilter("always")
-            warnings.showwarning = recorder.warn
-            model(*tensors)
-    except Exception as e:  # a layer that cannot take its input raises anything
-        error = e
-    finally:
-        replayer.remove()
-        recorder.remove()
-        restore_modes(model, modes)
+    error = observe(
+        model, tensors, hooks=(recorder, replayer), modes=modes, warn=recorder.warn
+    ).error
     if error is not None and is_internal(error):
         raise (
             error.__cause__
@@ -142,100 +117,25 @@ def dry_run(
     calls = open_calls(error, recorder) if error is not None else []
     errors: list[Problem] = [explainer.mismatch(error, calls)] if error is not None else []
     errors.extend(built.apply_ties())
-    failed = {c.path for c in in_tree(calls)}
+    failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
-    warned = list(_warnings(built, recorder))
     if error is None:
         errors.extend(uninitialized(built))
-    training = None
-    if measure.training and not errors:
-        training = _training(built, make_inputs(inputs), shortcuts, warned)
-    totals = replace(totals, memory=_memory(built, totals, measure, training))
-    return Report(
+    memory = Memory(
+        params=totals.param_bytes,
+        buffers=buffer_bytes(model) if _sized(model) else 0,
+        forward_activations=totals.activation_bytes or 0,
+    )
+    report = Report(
         name=name,
         spec=spec_file,
         inputs=tuple(inputs),
         rows=tuple(rows),
-        totals=totals,
+        totals=replace(totals, memory=memory),
         errors=tuple(errors),
-        warnings=tuple(warned),
+        warnings=_warnings(built, recorder),
     )
-
-
-def _flop_counter(recorder: Recorder) -> contextlib.AbstractContextManager[object]:
-    """A FLOP counter for the pass, whose running total the recorder reads per call
-    (with what the recurrent shape rule answered without running)."""
-    from torch.utils.flop_counter import FlopCounterMode  # before the lean block
-
-    counter = FlopCounterMode(display=False)
-    before = recurrent_flops()
-    recorder.flop_total = lambda: counter.get_total_flops() + recurrent_flops() - before
-    return counter
-
-
-def _training(
-    built: BuiltModel, tensors: list[torch.Tensor], shortcuts: bool, warned: list[Problem]
-) -> memory_module.Step | None:
-    """What one CPU training step holds (see :mod:`shapecli.memory`); None, with a
-    warning at the entry to blame, when the model cannot run in train mode as declared
-    (BatchNorm over one value per channel) or the estimate does not model it."""
-    # Recurrent layers take torch's own path, not the shape rule: on the fake CPU
-    # tensors of the training pass, that reaches the kernel the CPU would run.
-    lean = lean_meta(recurrent=False) if shortcuts else contextlib.nullcontext()
-    try:
-        with lean, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return memory_module.training_step(built.model, tensors)
-    except Exception as e:  # what a train-mode forward raises is the model's, not ours
-        warned.append(_training_failed(built, e))
-        return None
-
-
-def _training_failed(built: BuiltModel, error: Exception) -> Problem:
-    """The warning for a model whose training step is not estimated, at the entry that
-    failed (a BatchNorm over one value per channel) or is not modelled, so the user knows
-    which line to look at."""
-    path = failing_entry(error, built)
-    entry = built.entries.get(path) if path is not None else None
-    who = f"layer {path} ({entry.display_type})" if entry is not None else "the model"
-    if isinstance(error, memory_module.NotDerived):
-        message = f"the training estimate is not derived for {who}: {error}"
-        hint = "the other figures stand; train it once on the CPU to measure this one"
-    else:
-        message = (
-            f"the training estimate is missing: in train mode {who} failed: "
-            f"{foreign_message(error)}"
-        )
-        hint = "a layer that needs several values per channel (BatchNorm) may need a larger batch"
-    return Problem(
-        "training-estimate",
-        message,
-        source=entry.source if entry is not None else None,
-        severity="warning",
-        path=path if entry is not None else None,
-        layer_type=entry.type if entry is not None else None,
-        hint=hint,
-    )
-
-
-def _memory(
-    built: BuiltModel, totals: Totals, measure: Measure, step: memory_module.Step | None
-) -> Memory:
-    model = built.model
-    memory = Memory(
-        params=totals.param_bytes,
-        buffers=memory_module.buffer_bytes(model) if _sized(model) else 0,
-        forward_activations=totals.activation_bytes or 0,
-    )
-    if not measure.training or step is None:
-        return memory
-    return replace(
-        memory,
-        gradients=step.gradient_bytes,
-        optimizer=measure.optimizer,
-        optimizer_state=step.optimizer_bytes(measure.optimizer),
-        saved_for_backward=step.saved,
-    )
+    return run_after(measure, Done(built, tuple(inputs), report, shortcuts))
 
 
 def _sized(model: nn.Module) -> bool:
@@ -243,16 +143,6 @@ def _sized(model: nn.Module) -> bool:
     from torch.nn.parameter import UninitializedBuffer
 
     return not any(isinstance(b, UninitializedBuffer) for b in model.buffers())
-
-
-def restore_modes(model: nn.Module, modes: dict[str, bool]) -> None:
-    """Each module back in its mode from before the pass; a module created during the
-    pass (inside an ``auto`` layer) takes its parent's."""
-    current = {"": modes.get("", True)}
-    for path, module in model.named_modules():
-        parent = path.rpartition(".")[0]
-        module.training = modes.get(path, current.get(parent, True))
-        current[path] = module.training
 
 
 def _warnings(built: BuiltModel, recorder: Recorder) -> tuple[Problem, ...]:

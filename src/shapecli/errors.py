@@ -12,7 +12,9 @@ exit codes by hand.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Annotated, Literal
@@ -215,3 +217,14 @@ def foreign_message(error: BaseException) -> str:
         lines.append(line)
     text = "\n".join(lines).strip()
     return f"{type(error).__name__}: {text or '(no message)'}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean `x`?)`` for the closest choices (or one that differs only in
+    case), or ``""``: the one wording of every suggestion shapecli makes."""
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in options}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""

@@ -1,40 +1,35 @@
 """The architecture as a graph: nodes and edges drawn from a :class:`Report` alone.
 
 Every picture format (mermaid, dot, svg, html) draws the same :class:`Graph`, built here
-from the report's rows and their ``sources`` — never by reading the spec again — so the
-picture shows what the dry run saw. Pure data in, pure data out: no torch, no I/O.
+from the report's rows — never by reading the spec again — so the picture shows what
+the dry run saw. Pure data in, pure data out: no torch, no I/O; linear in the rows.
 
 What is drawn:
 
-* **Nodes** are the report's rows at the chosen depth. By default that is the spec's
-  entries as ``inspect`` shows them: repeat copies that did what the first copy did
-  become one node (``1…11 · block ×11, as 0``). With ``depth`` every entry down to that
-  depth is drawn and a container cut off by it becomes one node (``h · block ×12``).
-  torch's own submodules have no recorded dataflow, so they are never drawn.
+* **Nodes** are the report's rows at the chosen depth — one per call: a module called
+  twice is drawn twice. By default that is the spec's entries as ``inspect`` shows
+  them: repeat copies that did what the first copy did become one node (``1…11 ·
+  block ×11, as 0``). With ``depth`` every entry down to that depth is drawn and a
+  container cut off by it becomes one node (``h · block ×12``). torch's own
+  submodules have no recorded dataflow, so they are never drawn.
 * **Groups** are containers whose entries are drawn (a block, a ``Residual``, a repeat
   group): a box around their members.
-* **Edges** come from each row's ``sources``. A row whose source lies inside something
-  drawn as one node gets its edge from that node; an edge that reads a group's output
-  starts at what the group returns. The label is the shape that flows: the producer's
-  output shape.
-* **Merge nodes**: a ``Residual`` adds its body's output to its shortcut's (or to its
-  own input: the dashed *skip* edge); a ``Parallel`` merges its branches. Both are
-  shapecli's own layers, whose module paths (``body``, ``shortcut``, ``branches.i``)
-  are documented, so the merge is drawn as a small node inside the group.
+* **Edges** are the graph's edges, as the report records them: each row's
+  ``sources``, and each container's ``returns`` (what it gives back). A source inside
+  something drawn as one node starts at that node; one that is a group starts at what
+  the group returns. The label is the shape that flows: the producer's output shape.
+* **Merge nodes**: a container that combines what it returns (``merge``: a Residual
+  adds its body's output to its shortcut's or to its own input — the dashed *skip*
+  edge —, a Parallel concatenates its branches) has a small node inside its group.
 * **Inputs and the output**: one node per model input, one for the model's output.
 
-What a group returns is not in the report, so it is inferred: the members whose output
-no other member reads (its sinks), plus — for a graph that returns a tuple, such as
-BERT's ``(encoder, pooled)`` — the last member whose output has the shape of an output
-still unaccounted for.
-
-A failing spec is drawn up to the failing row, which is marked (``failed``).
+Nothing is inferred from shapes. A failing spec is drawn up to the failing row, which
+is marked (``failed``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,8 +39,8 @@ from shapecli.report import Origin, Report, Row, RowStatus, Shape, format_shape
 
 NodeKind = Literal["input", "layer", "merge", "output"]
 
-#: shapecli's own layers that combine what their members return, and the merge's label.
-MERGES = {"Residual": "+", "Parallel": "merge"}
+#: How a merge node is labelled, by the row's ``merge`` (else its own name).
+MERGE_LABELS = {"add": "+", "mul": "×"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +130,7 @@ class Graph:
 
 def build_graph(report: Report, depth: int | None = None) -> Graph:
     """The graph of ``report``: its entries at ``depth`` (``None``: as ``inspect`` shows
-    them), with every edge the rows' ``sources`` record."""
+    them), with every edge the rows record."""
     return _Builder(report, depth).build()
 
 
@@ -146,23 +141,16 @@ def rows_up_to_failure(report: Report) -> list[Row]:
     return rows[: failing[-1] + 1] if failing else rows
 
 
-def _parent_path(path: str) -> str | None:
-    return None if path == "" else path.rpartition(".")[0]
+#: A row: its module's path and which call of it.
+Key = tuple[str, int]
+
+
+def key(row: Row) -> Key:
+    return (row.path, row.call)
 
 
 def _inside(path: str, ancestor: str) -> bool:
     return ancestor == "" or path.startswith(ancestor + ".")
-
-
-def _prefixes(paths: Iterable[str]) -> set[str]:
-    """Every path and every module path above one (``a.b.c``: also ``a.b``, ``a``)."""
-    found: set[str] = set()
-    for path in paths:
-        probe: str | None = path
-        while probe is not None and probe not in found:
-            found.add(probe)
-            probe = _parent_path(probe)
-    return found
 
 
 class _Builder:
@@ -170,44 +158,42 @@ class _Builder:
         self.report = report
         self.depth = depth
         self.rows = rows_up_to_failure(report)
-        self.by_path = {r.path: r for r in self.rows}
-        self.children: dict[str, list[Row]] = {}  # entry tree: each row's entries
-        self.entry_parent: dict[str, str] = {}  # an entry's path → its container's
+        self.by_key = {key(r): r for r in self.rows}
+        # the row tree: each row's parent is the row it was called inside (the nearest
+        # row before it whose path contains its path); entries are drawn, torch's own
+        # submodules are not
+        self.parent: dict[Key, Key] = {}
+        self.children: dict[Key, list[Row]] = {}
+        stack: list[Row] = []
+        entries: list[Row] = []
         for row in self.rows:
-            if row.path != "" and row.entry:
-                parent = self.entry_parent[row.path] = self._entry_parent(row.path)
-                self.children.setdefault(parent, []).append(row)
-        self.prefixes = _prefixes(self.by_path)
-        self.read_within = self._read_within()
-        self.returned: dict[str, list[Row]] = {}  # memo of _returned, by container path
-        self.outputs: dict[str, list[str]] = {}  # memo of _outputs, by group id
+            while stack and not _inside(row.path, stack[-1].path):
+                stack.pop()
+            while entries and not _inside(row.path, entries[-1].path):
+                entries.pop()
+            if stack:
+                self.parent[key(row)] = key(stack[-1])
+            if row.entry and entries:
+                self.children.setdefault(key(entries[-1]), []).append(row)
+            stack.append(row)
+            if row.entry:
+                entries.append(row)
         self.failing = {
-            p.path for p in report.errors if p.path is not None and p.path in self.by_path
+            p.path for p in report.errors if p.path is not None and (p.path, 0) in self.by_key
         }
         self.nodes: dict[str, Node] = {}
         self.groups: dict[str, Group] = {}
         self.order: list[str] = []
-        self.element_of: dict[str, str] = {}  # a drawn row's path → its node or group id
+        self.element_of: dict[Key, str] = {}  # a drawn row → its node or group id
         self.group_rows: dict[str, Row] = {}  # group id → its row
         self.merges: dict[str, str] = {}  # group id → its merge node id
         self.edges: dict[tuple[str, str, bool], Edge] = {}
         self.inputs: dict[str, str] = {}  # model input name → node id
         self.layer_count = 0
 
-    # -- the tree of drawn rows -----------------------------------------------------------
-
-    def _entry_parent(self, path: str) -> str:
-        parent = _parent_path(path)
-        while parent:
-            row = self.by_path.get(parent)
-            if row is not None and row.entry:
-                return parent
-            parent = _parent_path(parent)
-        return ""
-
     def build(self) -> Graph:
         named = (self.report.name, self.report.inputs)
-        root = self.by_path.get("")
+        root = self.by_key.get(("", 0))
         if root is None:
             return Graph(*named)
         for name, spec in zip(input_names(self.report.inputs), self.report.inputs, strict=True):
@@ -223,8 +209,7 @@ class _Builder:
         if root.status == "ok" and root.output_shapes:
             out = Node("y0", "output", "output", "output", output_shapes=root.output_shapes)
             self._add_node(out)
-            tails = self._outputs(top) if top in self.groups else [top]
-            for tail in tails:
+            for tail in self._outputs(top) if top in self.groups else [top]:
                 self._edge(tail, "y0")
         return Graph(
             *named,
@@ -234,10 +219,12 @@ class _Builder:
             tuple(self.order),
         )
 
+    # -- the tree of drawn rows -----------------------------------------------------------
+
     def _shown_children(self, row: Row) -> list[list[Row]]:
         """The entries under ``row`` that are drawn, each as a run: one row, or a run of
         repeat copies that did what the first copy did (drawn as one node)."""
-        children = self.children.get(row.path, [])
+        children = self.children.get(key(row), [])
         if self.depth is not None:
             return [[c] for c in children if c.depth <= self.depth]
         runs: list[list[Row]] = []
@@ -252,7 +239,7 @@ class _Builder:
         """Draw ``row`` in group ``parent``: as a group of its drawn entries, or a node."""
         runs = self._shown_children(row)
         if not runs:
-            return self._layer_node(row, parent)
+            return self._node_for([row], parent, run=False)
         group_id = "root" if row.path == "" else f"g{len(self.groups) - 1}"
         group = Group(
             group_id,
@@ -269,37 +256,24 @@ class _Builder:
         )
         self.groups[group_id] = group
         self.group_rows[group_id] = row
-        self.element_of[row.path] = group_id
+        self.element_of[key(row)] = group_id
         if row.path != "":  # the root is the whole picture, not a box in it
             self.order.append(group_id)
         inner = None if row.path == "" else group_id
         for run in runs:
-            if self.depth is None and run[0].same_as is not None:
-                self._run_node(run, inner)
-            else:
-                self._place(run[0], inner)
-        merge = MERGES.get(row.type)
-        if merge is not None and row.status == "ok":
+            self._node_for(run, inner, run=True) if self.depth is None and run[
+                0
+            ].same_as is not None else self._place(run[0], inner)
+        if row.merge is not None and row.status == "ok":
             merge_id = f"m{len(self.merges)}"
             self.merges[group_id] = merge_id
+            label = MERGE_LABELS.get(row.merge, row.merge)
             node = Node(
-                merge_id,
-                "merge",
-                merge,
-                row.type,
-                path=row.path,
-                group=inner,
+                merge_id, "merge", label, row.type, path=row.path, group=inner,
                 output_shapes=row.output_shapes,
-            )
+            )  # fmt: skip
             self._add_node(node)
         return group_id
-
-    def _layer_node(self, row: Row, group: str | None) -> str:
-        return self._node_for([row], group, run=False)
-
-    def _run_node(self, run: list[Row], group: str | None) -> str:
-        """Repeat copies that did what the first copy did, drawn as one node."""
-        return self._node_for(run, group, run=True)
 
     def _node_for(self, rows: list[Row], group: str | None, run: bool) -> str:
         """One layer node for a row, or for a run of repeat copies (``1…11 · block ×11,
@@ -308,12 +282,12 @@ class _Builder:
         node_id = f"n{self.layer_count}"
         self.layer_count += 1
         if not run or first.same_as is None:
-            name, type_ = first.name, _type_label(first)
+            name, type_ = first.label, _type_label(first)
         else:
             name = first.name if len(rows) == 1 else f"{first.name}…{last.name}"
             as_copy = first.same_as.rsplit(".", 1)[-1]
             type_ = f"{first.type} ×{len(rows)}, as {as_copy}"
-        under = sum(self._count_under(r.path) for r in rows)
+        under = sum(self._count_under(r) for r in rows)
         statuses = {r.status for r in rows}
         node = Node(
             node_id,
@@ -329,17 +303,21 @@ class _Builder:
             any(p == r.path or _inside(p, r.path) for p in self.failing for r in rows),
             collapsed=under > 0 or run,
             rows=len(rows) + under,
-            shared=tuple(f"{p.name} = {p.shared_with}" for p in first.params if p.shared_with),
+            shared=tuple(
+                f"{p.name} = {p.shared_with}"
+                for p in first.params
+                if p.shared_with and first.call == 0
+            ),
             source=first.source,
         )
         self._add_node(node)
         for row in rows:
-            self.element_of[row.path] = node_id
+            self.element_of[key(row)] = node_id
         return node_id
 
-    def _count_under(self, path: str) -> int:
-        """How many entries lie under the row at ``path``."""
-        return sum(1 + self._count_under(c.path) for c in self.children.get(path, []))
+    def _count_under(self, row: Row) -> int:
+        """How many entries lie under ``row``."""
+        return sum(1 + self._count_under(c) for c in self.children.get(key(row), []))
 
     def _add_node(self, node: Node) -> None:
         self.nodes[node.id] = node
@@ -347,104 +325,67 @@ class _Builder:
 
     # -- edges ----------------------------------------------------------------------------
 
-    def _owner(self, path: str) -> str:
-        """The node or group ``path`` is drawn as, or drawn inside of."""
-        probe: str | None = path
+    def _owner(self, at: Key) -> str | None:
+        """The node or group the row at ``at`` is drawn as, or drawn inside of."""
+        probe: Key | None = at
         while probe is not None:
             element = self.element_of.get(probe)
             if element is not None:
                 return element
-            probe = _parent_path(probe)
-        raise AssertionError(f"no drawn element for {path!r}")  # the root is always drawn
-
-    def _endpoints(self, path: str) -> list[str]:
-        """Where the tensor the row at ``path`` returns starts in the picture."""
-        element = self._owner(path)
-        if element in self.groups:
-            return self._outputs(element)
-        return [element]
+            probe = self.parent.get(probe)
+        return None
 
     def _outputs(self, group_id: str) -> list[str]:
-        """What a drawn group returns: its merge node, or the members it returns
-        (computed once: every edge out of the group asks)."""
+        """Where a drawn group's output starts: its merge node, or what it returns."""
         if group_id in self.merges:
             return [self.merges[group_id]]
-        if group_id not in self.outputs:
-            tails: dict[str, None] = {}
-            for child in self._returned(self.group_rows[group_id]):
-                tails.update(dict.fromkeys(self._endpoints(child.path)))
-            self.outputs[group_id] = list(tails)
-        return self.outputs[group_id]
-
-    def _returned(self, row: Row) -> list[Row]:
-        """The entries a container returns: those no other entry inside it reads, and for
-        each of its outputs still unaccounted for, the last entry of that shape."""
-        if row.path in self.returned:
-            return self.returned[row.path]
-        children = self.children.get(row.path, [])
-        sinks = [c for c in children if c.path not in self.read_within]
-        chosen = {c.path for c in sinks}
-        missing = Counter(row.output_shapes) - Counter(s for c in sinks for s in c.output_shapes)
-        for shape in missing:
-            match = [c for c in children if c.output_shapes == (shape,) and c.path not in chosen]
-            if match:
-                sinks.append(match[-1])
-                chosen.add(match[-1].path)
-        position = {c.path: i for i, c in enumerate(children)}
-        self.returned[row.path] = sorted(sinks, key=lambda c: position[c.path])
-        return self.returned[row.path]
-
-    def _read_within(self) -> set[str]:
-        """The entries that another entry of their own container reads — what is read
-        being the entry or a layer in it, the reader being outside it. (A Python model's
-        ``ModuleList`` never runs: what is read is its layers.)
-
-        For each tensor read, the entries it can count for are the ancestors of its
-        source up to the first that contains the reader too: one walk up per read, so
-        the graph costs time in proportion to its rows, not their square."""
-        found: set[str] = set()
-        for row in self.rows:
-            reader = row.path
-            for origin in row.sources:
-                probe = origin.path
-                while probe is not None and probe != reader and not _inside(reader, probe):
-                    container = self.entry_parent.get(probe)
-                    if container is not None and _inside(reader, container):
-                        found.add(probe)
-                    probe = _parent_path(probe)
-        return found
+        tails: list[str] = []
+        for origin in self.group_rows[group_id].returns:
+            tails += [t for t in self._tails(origin) if t not in tails]
+        return tails
 
     def _tails(self, origin: Origin) -> list[str]:
-        if origin.path is not None:
-            return self._endpoints(origin.path) if origin.path in self.by_path else []
-        if origin.input == "*":
-            return list(self.inputs.values())
-        return [self.inputs[origin.input]] if origin.input in self.inputs else []
+        """Where the tensor ``origin`` names starts in the picture: its node, what its
+        group returns, or — for a row not drawn itself (a Residual's lone body list,
+        torch's own submodules) — the node it is drawn inside, or what it returns."""
+        if origin.path is None:
+            if origin.input == "*":
+                return list(self.inputs.values())
+            return [self.inputs[origin.input]] if origin.input in self.inputs else []
+        at = (origin.path, origin.call)
+        element = self.element_of.get(at)
+        if element is not None:
+            return self._outputs(element) if element in self.groups else [element]
+        owner = self._owner(at)
+        row = self.by_key.get(at)
+        if owner is None or owner in self.nodes or row is None:
+            return [owner] if owner is not None else []
+        tails: list[str] = []
+        for returned in row.returns:
+            tails += [t for t in self._tails(returned) if t not in tails]
+        return tails
 
     def _edges_into(self, row: Row) -> None:
         """The edges of one row's sources, into the node it is drawn as. A group's own
         sources are read by its members (or its merge), so they draw nothing here."""
-        head = self._owner(row.path)
-        if head in self.groups:
+        head = self._owner(key(row))
+        if head is None or head in self.groups:
             return
         own = self.nodes[head].path == row.path
         for origin in row.sources:
-            source = self.by_path.get(origin.path) if origin.path is not None else None
+            source = self.by_key.get((origin.path, origin.call)) if origin.path else None
             for tail in self._tails(origin):
                 if tail != head:
                     self._edge(tail, head, origin.arg if own else None, source)
 
     def _edges_into_merge(self, group_id: str, merge_id: str) -> None:
+        """What a merge combines: the rows inside its group it returns, and — drawn as a
+        dashed skip — anything from outside (a Residual's own input)."""
         row = self.group_rows[group_id]
-        for child in self._returned(row):
-            for tail in self._endpoints(child.path):
-                self._edge(tail, merge_id)
-        shortcut = f"{row.path}.shortcut"
-        if row.type == "Residual" and shortcut not in self.prefixes:
-            # no shortcut: the identity, drawn from the Residual's own input
-            for origin in row.sources:
-                for tail in self._tails(origin):
-                    self._edge(tail, merge_id, skip=True)
+        for origin in row.returns:
+            inside = origin.path is not None and _inside(origin.path, row.path)
+            for tail in self._tails(origin):
+                self._edge(tail, merge_id, skip=not inside)
 
     def _edge(
         self,
@@ -457,11 +398,11 @@ class _Builder:
         """An edge labelled with what flows: the tail node's output, or where that is not
         one tensor's (a container drawn as one node that never ran itself, such as a
         ``ModuleList``), the output of the row the edge comes from."""
-        key = (tail, head, skip)
-        if key in self.edges:
+        key_ = (tail, head, skip)
+        if key_ in self.edges:
             return
         shapes = self.nodes[tail].output_shapes or (source.output_shapes if source else ())
-        self.edges[key] = Edge(f"e{len(self.edges)}", tail, head, shapes, arg, skip)
+        self.edges[key_] = Edge(f"e{len(self.edges)}", tail, head, shapes, arg, skip)
 
 
 def _type_label(row: Row) -> str:

@@ -217,10 +217,9 @@ def merge_inputs(
     filled = {declared[i].name for i in range(len(plain))}
     for shape in named:
         if shape.name not in names:
-            import difflib
+            from shapecli.errors import did_you_mean
 
-            close = difflib.get_close_matches(shape.name or "", names, n=1)
-            near = f" (did you mean `{close[0]}`?)" if close else ""
+            near = did_you_mean(shape.name or "", names)
             raise InputError(
                 f"input {shape.name}={shape}: the model has no input `{shape.name}`{near}; "
                 f"its inputs: {', '.join(names)}"

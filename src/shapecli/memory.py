@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode  # private: see the docstring
 
+from shapecli.observe import observe
 from shapecli.record import tensors_in
 
 #: States kept per trainable parameter, each the parameter's shape and dtype (torch's
@@ -118,21 +119,16 @@ def training_step(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Step:
             saved.setdefault(key, tensor.untyped_storage().nbytes())
         return tensor
 
-    modes = {id(m): m.training for m in model.modules()}
-    try:
-        model.train()
-        with (
-            _swapped(model, tensors),
-            fake,
-            _CpuStorages(),  # type: ignore[no-untyped-call]
-            torch.enable_grad(),
-            torch.autograd.graph.saved_tensors_hooks(pack, _unpack),
-        ):
-            output = model(*args)
-    finally:
-        for module in model.modules():
-            module.training = modes.get(id(module), module.training)
-    trained = tuple((p.numel(), p.element_size()) for p in _reached(_outputs(output)))
+    modes = (
+        _swapped(model, tensors),
+        fake,
+        _CpuStorages(),  # type: ignore[no-untyped-call]
+        torch.autograd.graph.saved_tensors_hooks(pack, _unpack),
+    )
+    run = observe(model, args, modes=modes, train=True)
+    if run.error is not None:
+        raise run.error
+    trained = tuple((p.numel(), p.element_size()) for p in _reached(_outputs(run.output)))
     return Step(sum(saved.values()), trained)
 
 

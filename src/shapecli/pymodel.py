@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from shapecli.errors import Source, fail
+from shapecli.imports import check_allowed
 
 TARGET = re.compile(
     r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
@@ -39,23 +40,15 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
     from torch.nn.modules.lazy import LazyModuleMixin
 
     from shapecli.construct import BuiltModel
-    from shapecli.errors import foreign_message
+    from shapecli.errors import did_you_mean, foreign_message
     from shapecli.layers.registry import public_names
     from shapecli.spec.model import Entry
-    from shapecli.spec.parse import did_you_mean
 
     match = TARGET.fullmatch(target)
     assert match is not None
     module_name, attribute = match.group("module"), match.group("attribute")
-    package = module_name.split(".")[0]
-    allowed = tuple(allow_import)
-    if not any(module_name == a or module_name.startswith(a + ".") for a in allowed):
-        raise fail(
-            "usage",
-            f"`{target}` is Python code; shapecli imports it only when allowed",
-            hint=f"run with `--allow-import {package}` if you trust that package",
-        )
     where = Source(target, 0, 0)
+    check_allowed(target, module_name, allow_import, where)
     try:
         found: Any = importlib.import_module(module_name)
     except Exception as e:  # user code may raise anything at import
@@ -98,4 +91,4 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         for path, module in model.named_modules()
         if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
     }
-    return BuiltModel(model, entries, lazy=lazy, traced=True)
+    return BuiltModel(model, entries, lazy=lazy)  # no graph: the pass traces it

@@ -18,9 +18,9 @@ under the module that is running when they are first called.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -32,8 +32,14 @@ from torch.utils.hooks import RemovableHandle
 
 from shapecli.report import Origin, Shape
 
-if TYPE_CHECKING:
-    from shapecli.trace import Dataflow
+
+class Tracer(Protocol):
+    """What the recorder asks of a dataflow tracer (:class:`shapecli.trace.Dataflow`):
+    where tensors were made, and that a module's outputs are now its own."""
+
+    def places(self, tensors: Iterable[torch.Tensor]) -> tuple[Origin, ...]: ...
+
+    def set(self, tensor: torch.Tensor, places: tuple[Origin, ...]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,10 @@ class Call:
     arguments: tuple[object, ...] = ()  # the positional arguments, for their structure
     flops: int | None = None  # counted during the call (submodules' included), when counted
     flops_at_start: int = 0
-    #: Where its inputs were made (when the pass traces dataflow: :mod:`shapecli.trace`).
+    #: Where its inputs were made, and what it returned was made from (when the pass
+    #: traces dataflow: :mod:`shapecli.trace`).
     places: tuple[Origin, ...] = ()
+    returned_places: tuple[Origin, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -147,7 +155,7 @@ class Recorder:
     #: How sizes are written down (formulas in a symbolic run; never a guard on them).
     size: SizeOf = plain_size
     #: Traces where tensors come from (a Python model's dataflow), or None.
-    dataflow: Dataflow | None = None
+    dataflow: Tracer | None = None
 
     def __post_init__(self) -> None:
         self.modules: dict[str, nn.Module] = dict(self.model.named_modules())
@@ -251,17 +259,11 @@ class Recorder:
             for tensor in outputs:
                 self.producers.setdefault(id(tensor), call)
         if self.dataflow:  # what a module returns comes from it (see shapecli.trace)
+            call.returned_places = self.dataflow.places(outputs)
             for tensor in outputs:
-                self.dataflow.set(tensor, (Origin(path=path),))
+                self.dataflow.set(tensor, (Origin(path=path, call=call.index),))
         if self.flop_total is not None:
             call.flops = self.flops_now() - call.flops_at_start
-
-    def traced_sources(self) -> dict[str, tuple[Origin, ...]]:
-        """Each path's sources: where the inputs of all its calls were made, in order."""
-        sources: dict[str, tuple[Origin, ...]] = {}
-        for call in self.calls:
-            sources[call.path] = tuple(dict.fromkeys((*sources.get(call.path, ()), *call.places)))
-        return sources
 
     def flops_now(self) -> int:
         """The running FLOP total, replayed copies included (0 when not counting)."""

@@ -113,7 +113,12 @@ def replicate_into(target: nn.Module, template: nn.Module, memo: dict[int, nn.Pa
         handle = vars(target).get(lazy_hook)
         if handle is not None:
             handle.remove()
-    hooks = {k: v for k, v in vars(target).items() if "hook" in k and isinstance(v, dict)}
+    # its hooks, and how a layer list of its own reads the lists around it
+    hooks = {
+        k: v
+        for k, v in vars(target).items()
+        if ("hook" in k and isinstance(v, dict)) or k == "_shapecli"
+    }
     replica = replicate(template, memo, shallow=True)
     modules: dict[str, nn.Module | None] = {}
     for name, module in template._modules.items():

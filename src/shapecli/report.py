@@ -29,6 +29,8 @@ Count = Annotated[int, Range(0)]
 Dim = Annotated[int, Range(0)] | str | None
 Shape = tuple[Dim, ...]
 RowStatus = Literal["ok", "failed", "not-run"]
+#: How a container combines what it returns (a Residual adds; a Parallel's ``merge:``).
+Merge = Literal["cat", "add", "mul", "stack", "tuple"]
 
 
 def format_shape(dims: Shape | tuple[int, ...]) -> str:
@@ -45,12 +47,14 @@ def format_shape(dims: Shape | tuple[int, ...]) -> str:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where one input of a row came from: the output of the row at ``path``, or the
-    model input called ``input``; ``arg`` names the keyword it was passed as."""
+    """Where one input of a row came from: the output of the row at ``path`` (its
+    ``call``-th call: a module may be called more than once), or the model input called
+    ``input``; ``arg`` names the keyword it was passed as."""
 
     path: str | None = None
     input: str | None = None
     arg: str | None = None
+    call: Annotated[Count, Added()] = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,10 @@ class ParamInfo:
     count: Count | None
     trainable: bool = True
     shared_with: str | None = None
+
+
+def _pairs(items: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(items.items())
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,27 @@ class Row:
     same_as: str | None = None  # a repeat copy that took and gave what copy 0 did
     repeat: Count | None = None  # for a repeat group: how many copies
     sources: tuple[Origin, ...] = ()  # where each input came from
+    #: Which call of the module this row is (0: its first; a module called twice has
+    #: two rows).
+    call: Annotated[Count, Added()] = 0
+    #: A container's output: what it returns (the rows inside it, or its own inputs),
+    #: combined by ``merge`` (``add``, ``cat``… for a Residual or Parallel; None: as is).
+    returns: Annotated[tuple[Origin, ...], Added()] = ()
+    merge: Annotated[Merge | None, Added()] = None
+    #: The constructor arguments the module holds (``kernel_size``, ``stride``,
+    #: ``dilation`` …), each written as Python writes the value (``(3, 3)``, ``1e-05``,
+    #: ``'zeros'``). Read from the built module whatever made it, so a spec and the
+    #: Python model it copies say them alike: what two layers of one type differ in
+    #: where shapes cannot tell (``diff`` compares them). JSON: an object of texts.
+    arguments: Annotated[
+        tuple[tuple[str, str], ...], Via(dict[str, str], dict, _pairs), Added()
+    ] = ()
+
+    @property
+    def label(self) -> str:
+        """The row's name as tables and pictures show it: a later call says which
+        (``act (call 2)``)."""
+        return f"{self.name} (call {self.call + 1})" if self.call else self.name
 
 
 @dataclass(frozen=True)
@@ -175,7 +204,9 @@ class Report:
     #: derived), and the sample sizes of the first run.
     symbols: tuple[str, ...] = ()
     constraints: tuple[str, ...] | None = ()
-    samples: Annotated[tuple[tuple[str, Count], ...], Added()] = ()
+    samples: Annotated[
+        tuple[tuple[str, Count], ...], Via(dict[str, Count], dict, _pairs), Added()
+    ] = ()
 
     DERIVED: ClassVar[tuple[str, ...]] = ("ok",)
 

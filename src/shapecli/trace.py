@@ -17,22 +17,30 @@ records the places of the tensors it received.
   shows as two sources of the next layer: the block's last layer and its input.
 
 Parameters and constants come from nowhere and add nothing. A module called twice (one
-``self.relu`` after each convolution) has one row, whose sources are those of all its
-calls, in order. What a module's ``forward`` computes after its last submodule (a
-squeeze-excitation's ``x * gate``) is the module's own output: the tensors that went
-into it are its inputs, not edges drawn past it.
+``self.relu`` after each convolution) makes two calls, each with its own sources. What
+a module's ``forward`` computes after its last submodule (a squeeze-excitation's
+``x * gate``) is the module's own output, made from what it returns: the places of the
+tensors it returns, seen as it returns them.
+
+:func:`traced_graph` writes the calls as the graph a spec compiles to
+(:mod:`shapecli.ir`): one node per call, whose arguments are the calls (or model
+inputs) its inputs were made from, inside the group of the call that made it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
+from shapecli.ir import Graph, Group, Node
 from shapecli.record import tensors_in
 from shapecli.report import Origin
+
+if TYPE_CHECKING:
+    from shapecli.record import Call
 
 #: The places a tensor was made from, in the order first seen.
 Places = tuple[Origin, ...]
@@ -77,3 +85,39 @@ class Dataflow(TorchFunctionMode):
             for tensor in tensors_in(result):
                 self.set(tensor, made_from)
         return result
+
+
+def traced_graph(calls: Sequence[Call], inputs: Sequence[str]) -> Graph:
+    """The graph of a traced pass: ``calls`` in the order they began (a call's
+    producers began before it), ``inputs`` the model inputs' names."""
+    top = Group("", "model")
+    given = {name: top.placeholder(name) for name in inputs}
+    graph = Graph(top)
+    nodes: dict[tuple[str, int], Node] = {}
+    groups: dict[int, Group] = {}  # id of a call → the group of the calls it made
+
+    def node_of(origin: Origin) -> Node | None:
+        if origin.path is not None:
+            return nodes.get((origin.path, origin.call))
+        return given.get(origin.input or "")
+
+    def group_of(call: Call | None) -> Group:
+        if call is None:
+            return top
+        if id(call) not in groups:
+            caller = nodes[(call.path, call.index)]
+            caller.inner = groups[id(call)] = Group(call.path, "module", caller.group, caller)
+        return groups[id(call)]
+
+    for call in calls:
+        args = tuple(n for n in map(node_of, call.places) if n is not None)
+        name = call.path.rsplit(".", 1)[-1]
+        node = group_of(call.parent).add(Node("call", call.path, name, args, call=call.index))
+        nodes[(call.path, call.index)] = node
+        graph.calls.setdefault(call.path, node)
+    for call in calls:
+        group = groups.get(id(call))
+        if group is not None and call.done:
+            returned = tuple(n for n in map(node_of, call.returned_places) if n is not None)
+            group.output = Node("output", call.path, args=returned, group=group)
+    return graph

@@ -2,8 +2,8 @@
 
 The report's shapes come from the meta device, where nothing is computed; this proves
 them for one model. The same hook recorder the dry run uses (:mod:`shapecli.record`)
-watches the real pass, so both runs are described the same way — each module's first
-call, at the same module paths — and every row the dry run reported is compared: that
+watches the real pass, so both runs are described the same way — each call of each
+module, at the same module paths — and every row the dry run reported is compared: that
 it ran in both passes or in neither, with the same input and output shapes. The first
 disagreement, in the report's order, is the error (``verify-mismatch``); a real pass that
 raises where the dry run did not is one too.
@@ -18,15 +18,14 @@ valid. The draws use a generator of their own, so the global random state is unt
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from shapecli.dryrun import restore_modes
 from shapecli.errors import Problem, ShapecliError, foreign_message
 from shapecli.inputs import InputSpec
+from shapecli.observe import observe
 from shapecli.record import HookFailure, Recorder
 from shapecli.report import Report, Row, Shape, format_shape
 from shapecli.spec.model import at_or_above
@@ -43,21 +42,11 @@ def verify(
     whose shapes were compared, or raise ``verify-mismatch``."""
     tensors = real_inputs(model, inputs, seed, dtype)
     recorder = Recorder(model, {row.path for row in report.rows if row.entry})
-    modes = {path: m.training for path, m in model.named_modules()}
-    error: BaseException | None = None
-    try:
-        recorder.install()
-        model.eval()  # as the dry run: a batch of one is fine for batch norm
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the dry run reported the layers' warnings
-            model(*tensors)
-    except HookFailure as e:  # shapecli's own hooks broke: a bug, not a disagreement
-        raise e.__cause__ or e from None
-    except Exception as e:  # a layer the dry run passed raised for real
-        error = e
-    finally:
-        recorder.remove()
-        restore_modes(model, modes)
+    # eval mode, as the dry run: a batch of one is fine for batch norm; the dry run
+    # reported the layers' warnings
+    error = observe(model, tensors, hooks=(recorder,)).error
+    if isinstance(error, HookFailure):  # shapecli's own hooks broke: a bug, not a disagreement
+        raise error.__cause__ or error from None
     rows = {row.path: row for row in report.rows}
     routed = _routed_inside(model)
     if error is not None:
@@ -72,10 +61,11 @@ def verify(
             "otherwise the dry run missed this: please report it, with the spec",
         )
     checked = 0
+    calls = {(c.path, c.index): c for c in recorder.calls}
     for row in report.rows:
         if any(row.path.startswith(prefix) for prefix in routed):
             continue  # an expert's share of the tokens depends on values (MoE)
-        call = recorder.first.get(row.path)
+        call = calls.get((row.path, row.call))
         ran = row.status == "ok"
         if ran and (call is None or call.outputs is None):
             raise _disagreement(row, row.path, " ran in the dry run but not for real", report)

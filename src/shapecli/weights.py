@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shapecli import __version__
 from shapecli.atomic import atomic_file
 from shapecli.errors import Problem, ShapecliError, Source, fail, foreign_message
 from shapecli.report import format_shape
@@ -83,6 +82,8 @@ def _save_torch(model: nn.Module, temp: Path) -> None:
 def _save_safetensors(model: nn.Module, temp: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
+
+    from shapecli import __version__
 
     state = model.state_dict(keep_vars=True)
     metadata = {"format": "pt", "producer": f"shapecli {__version__}"}

@@ -22,10 +22,9 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from shapecli.errors import ShapecliError, fail
+from shapecli.errors import ShapecliError, did_you_mean, fail
 from shapecli.spec import yaml_nodes
-from shapecli.spec.model import AUTO, Entry
-from shapecli.spec.parse import did_you_mean
+from shapecli.spec.model import AUTO, ENTRY_OPTIONS, Entry
 
 #: Parameters whose values (each value, for tuples) must be at least 1.
 POSITIVE = frozenset(
@@ -68,8 +67,6 @@ POSITIVE = frozenset(
 NON_NEGATIVE = frozenset({"padding", "output_padding", "proj_size"})
 #: Probabilities.
 PROBABILITY = frozenset({"p", "dropout"})
-#: The options of an entry (``- Layer: …`` then ``name:``, ``in:`` … beside it).
-ENTRY_OPTIONS = frozenset({"name", "repeat", "tie", "trainable", "in", "if"})
 #: Where shapecli, not the spec, decides.
 FORBIDDEN = {
     "device": "shapecli places every layer on the meta device itself",

@@ -41,6 +41,19 @@ def auto_rules(cls: type) -> dict[str, str]:
     return {**AUTO_RULES, **getattr(cls, "AUTO", {})}
 
 
+def built_for(module: nn.Module) -> tuple[str, str, int | tuple[int, ...]] | None:
+    """The input size ``module`` was built for, read by the same table ``auto`` fills
+    sizes from: ``("in_features", "last", 20)`` for a ``Linear(20, …)``, or None for a
+    layer whose input size is not one of its arguments."""
+    for name, rule in auto_rules(type(module)).items():
+        value = getattr(module, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return name, rule, value
+        if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
+            return name, rule, value  # LayerNorm's normalized_shape: the trailing dims
+    return None
+
+
 def size_from(x: torch.Tensor, rule: str) -> int:
     """The size ``rule`` reads from ``x``."""
     if rule == "channel":

@@ -20,7 +20,9 @@ class Shape:
     list of layer lists; ``list_to``: the argument a bare ``Name: [ ... ]`` fills
     (``None``: the list is positional arguments); ``scalar_to`` likewise for
     ``Name: value`` (``None``: one positional argument); ``takes_input``: False for a
-    layer that reads no tensor (``Param``), so by default it is given none.
+    layer that reads no tensor (``Param``), so by default it is given none; ``merge``:
+    for a layer that holds layer lists, what it does with their outputs (its ``merge:``
+    argument may say otherwise) — a Residual without a shortcut adds its own input.
     """
 
     layers: frozenset[str] = frozenset()
@@ -28,12 +30,13 @@ class Shape:
     list_to: str | None = None
     scalar_to: str | None = None
     takes_input: bool = True
+    merge: str | None = None
 
 
 OWN_LAYERS: dict[str, Shape] = {
     "Sequential": Shape(layers=frozenset({"layers"}), list_to="layers"),
-    "Residual": Shape(layers=frozenset({"body", "shortcut"}), list_to="body"),
-    "Parallel": Shape(branches=frozenset({"branches"}), list_to="branches"),
+    "Residual": Shape(layers=frozenset({"body", "shortcut"}), list_to="body", merge="add"),
+    "Parallel": Shape(branches=frozenset({"branches"}), list_to="branches", merge="cat"),
     "Ref": Shape(scalar_to="target"),
     "Reshape": Shape(list_to="shape", scalar_to="shape"),
     "Permute": Shape(list_to="dims"),

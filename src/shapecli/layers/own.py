@@ -12,20 +12,16 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 from __future__ import annotations
 
 import math
-import traceback
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shapecli.report import format_shape
-from shapecli.spec.model import TensorRef, Wiring
-
-Merge = Literal["cat", "add", "mul", "stack", "tuple"]
+from shapecli.ir import Program, Slot
+from shapecli.report import Merge, format_shape
 
 
 class LayerInputError(ValueError):
@@ -41,22 +37,10 @@ class LayerInputError(ValueError):
         self.tensor = tensor
 
 
-_HERE = Path(__file__).resolve()
-
-
-def own_words(error: BaseException) -> str | None:
-    """The message of a ``ValueError`` that one of these layers raised itself (``dim 32
-    is not divisible by heads 5; set head_dim``), else None.
-
-    Such a message is written for the person writing the spec, so it is the reason to
-    report, not a third party's detail to keep below ours.
-    """
-    if not isinstance(error, ValueError):
-        return None
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames or Path(frames[-1].filename).resolve() != _HERE:
-        return None
-    return str(error) or None
+class ArgumentError(ValueError):
+    """One of these layers refused its arguments (``dim 32 is not divisible by heads 5;
+    set head_dim``). The message is written for the person writing the spec, so it is
+    the reason to report, not a third party's detail to keep below ours."""
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -79,22 +63,17 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
 
 
 @dataclass
-class Dataflow:
-    """How a layer list passes tensors: its inputs' names, each layer's ``in:``, what it
-    returns, the list it is written in (for the names it reads from there; held, not
-    registered), and the tensors of each call still running."""
+class _Running:
+    """How a layer list runs: its program, the list it is written in (whose names it may
+    read; held, not registered) and the names of each of its calls still running."""
 
-    inputs: tuple[str, ...] = ("#0",)
-    wiring: dict[str, Wiring] = field(default_factory=dict)
-    output: tuple[TensorRef, ...] | None = None
+    program: Program
     outer: Sequential | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
-    read_inside: bool = False  # a list nested in this one reads its names
 
-    @property
-    def plain(self) -> bool:
-        """A chain: every layer reads the previous one (every version-1 list)."""
-        return not self.wiring and self.output is None and not self.read_inside
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Running:
+        # A copy reads the names of the same list around it (the one that runs it).
+        return _Running(self.program, self.outer)
 
 
 def check_dims(dims: int | tuple[int, ...], rank: int, noun: str, new: bool = False) -> None:
@@ -129,28 +108,40 @@ def _output(x: object, what: str) -> torch.Tensor:
 
 
 class Sequential(nn.Sequential):
-    """A layer list, its children named by the spec (default: their index).
-
-    Each layer reads the previous one's output — the first reads the list's inputs —
-    unless its ``in:`` names other tensors: the list's inputs, earlier layers of this
-    list, or, for a list nested in another, the layers of the lists around it. The list
-    returns its ``output:`` tensors, or its last layer's output. (All of it is kept in
-    one attribute, :class:`Dataflow`, so no layer name can collide with it.)
+    """A layer list, its children named by the spec (default: their index), run as its
+    :class:`~shapecli.ir.Program`: one small interpreter over the list's part of the
+    graph. Each member reads the values its step names — the list's inputs, earlier
+    members, or (for a list nested in another) the names of the lists around it while
+    they run — and the list returns its output. The copies of ``repeat:`` are a list
+    too, each copy reading the one before and the further inputs.
     """
 
     def __init__(self, *modules: nn.Module) -> None:
         super().__init__(*modules)
-        self._shapecli = Dataflow()
+        self._shapecli = _Running(Program())
+
+    def wired(self, program: Program, outer: Sequential | None = None) -> Sequential:
+        """This list, run as ``program``, inside ``outer`` (whose names it may read)."""
+        self._shapecli = _Running(program, outer)
+        return self
 
     def forward(self, *inputs: Any) -> Any:
-        flow = self._shapecli
-        if flow.plain:
+        run = self._shapecli
+        program = run.program
+        if program.repeat:
+            if not inputs:
+                raise LayerInputError("a repeated layer got no input", "an input")
+            out, rest = inputs[0], inputs[1:]
+            for module in self._modules.values():
+                out = module(out, *rest)
+            return out
+        if program.plain:
             values: tuple[Any, ...] = inputs
             for module in self._modules.values():
                 values = (module(*values),)
             return values[0] if len(values) == 1 else values
-        names = flow.inputs
-        if names == ("#0",):
+        names = program.inputs
+        if names is None:
             names = tuple(f"#{i}" for i in range(len(inputs)))
         elif len(inputs) != len(names):
             raise LayerInputError(
@@ -158,59 +149,53 @@ class Sequential(nn.Sequential):
                 f"{len(names)} inputs ({', '.join(names)})",
             )
         frame: dict[str, Any] = dict(zip(names, inputs, strict=True))
-        flow.frames.append(frame)
+        run.frames.append(frame)
         try:
             previous: tuple[Any, ...] = inputs
-            for name, module in self._modules.items():
-                wiring = flow.wiring.get(name)
-                if wiring is None:
+            for step in program.steps:
+                module = self._modules[step.name]
+                if step.args is None and not step.kwargs:
                     out = module(*previous)
                 else:
-                    args = [self._read(ref) for ref in wiring.args]
-                    kwargs = {key: self._read(ref) for key, ref in wiring.kwargs.items()}
+                    args = [self._read(slot) for slot in step.args or ()]
+                    kwargs = {key: self._read(slot) for key, slot in step.kwargs}
                     out = module(*args, **kwargs)
-                frame[name] = out
+                frame[step.name] = out
                 previous = (out,)
-            if flow.output is not None:
-                results = tuple(self._read(ref) for ref in flow.output)
+            if program.output is not None:
+                results = tuple(self._read(slot) for slot in program.output)
                 return results[0] if len(results) == 1 else results
             return previous[0] if len(previous) == 1 else previous
         finally:
-            flow.frames.pop()
+            run.frames.pop()
 
-    def _read(self, ref: TensorRef) -> Any:
+    def _read(self, slot: Slot) -> Any:
+        up, name = slot
         owner: Sequential | None = self
-        for _ in range(ref.up):
+        for _ in range(up):
             owner = owner._shapecli.outer if owner is not None else None
         if owner is None or not owner._shapecli.frames:
             raise LayerInputError(
-                f"`{ref.name}` is read from a list that is not running (a `Ref` to a list "
+                f"`{name}` is read from a list that is not running (a `Ref` to a list "
                 "that reads the names around it works only inside that list)",
-                f"the tensor `{ref.name}`",
+                f"the tensor `{name}`",
             )
-        return owner._shapecli.frames[-1][ref.name]
+        return owner._shapecli.frames[-1][name]
 
     def extra_repr(self) -> str:
-        flow = self._shapecli
-        if flow.plain:
+        program = self._shapecli.program
+        if program.plain or program.repeat:
             return ""
-        parts = [f"inputs={list(flow.inputs)}"] if flow.inputs != ("#0",) else []
-        if flow.output is not None:
-            parts.append(f"output={[r.name for r in flow.output]}")
+        parts = [f"inputs={list(program.inputs)}"] if program.inputs is not None else []
+        if program.output is not None:
+            parts.append(f"output={[name for _, name in program.output]}")
         return ", ".join(parts)
 
 
 class Repeat(Sequential):
-    """The copies made by ``repeat: N``: copy *i* reads copy *i - 1*'s output and the same
-    further inputs as copy 0 (a decoder layer's memory and mask)."""
-
-    def forward(self, *inputs: Any) -> Any:
-        if not inputs:
-            raise LayerInputError("a repeated layer got no input", "an input")
-        out, rest = inputs[0], inputs[1:]
-        for module in self._modules.values():
-            out = module(out, *rest)
-        return out
+    """The copies of ``repeat: N``: a layer list whose program has each copy read the
+    one before and the further inputs (a layer that holds copies, as ``MoE`` holds its
+    experts, can tell them from a list written as one layer)."""
 
 
 class Residual(nn.Module):
@@ -242,7 +227,7 @@ class Parallel(nn.Module):
     def __init__(self, branches: nn.ModuleList, merge: Merge = "cat", dim: int = 1) -> None:
         super().__init__()
         if len(branches) < 1:
-            raise ValueError("Parallel needs at least one branch")
+            raise ArgumentError("Parallel needs at least one branch")
         self.branches = branches
         self.merge = merge
         self.dim = dim
@@ -297,9 +282,9 @@ class Reshape(nn.Module):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if sum(1 for s in self.shape if s == -1) > 1:
-            raise ValueError("at most one size may be -1")
+            raise ArgumentError("at most one size may be -1")
         if any(s == 0 or s < -1 for s in self.shape):
-            raise ValueError("sizes are positive (or -1 for the rest)")
+            raise ArgumentError("sizes are positive (or -1 for the rest)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rest = math.prod(x.shape[1:])
@@ -409,7 +394,7 @@ class ClassToken(nn.Module):
     def __init__(self, dim: int, count: int = 1) -> None:
         super().__init__()
         if count < 1:
-            raise ValueError(f"count {count} must be at least 1")
+            raise ArgumentError(f"count {count} must be at least 1")
         self.token = nn.Parameter(torch.empty(1, count, dim))
         self.reset_parameters()
 
@@ -434,7 +419,7 @@ class PositionalEmbedding(nn.Module):
     def __init__(self, num_positions: int, dim: int, offset: int = 0) -> None:
         super().__init__()
         if not 0 <= offset < num_positions:
-            raise ValueError(f"offset {offset} must be at least 0 and below {num_positions}")
+            raise ArgumentError(f"offset {offset} must be at least 0 and below {num_positions}")
         self.offset = offset
         self.weight = nn.Parameter(torch.empty(num_positions, dim))
         self.reset_parameters()
@@ -583,7 +568,7 @@ class Param(nn.Module):
         super().__init__()
         size = (shape,) if isinstance(shape, int) else tuple(shape)
         if any(d < 1 for d in size):  # `shape: []` is a scalar (CLIP's logit scale)
-            raise ValueError(f"shape {list(size)} needs sizes of at least 1")
+            raise ArgumentError(f"shape {list(size)} needs sizes of at least 1")
         self.init = init
         self.std = std
         self.weight = nn.Parameter(torch.empty(size))
@@ -783,12 +768,12 @@ class Attention(nn.Module):
         kv_heads = heads if kv_heads is None else kv_heads
         if head_dim is None:
             if dim % heads:
-                raise ValueError(f"dim {dim} is not divisible by heads {heads}; set head_dim")
+                raise ArgumentError(f"dim {dim} is not divisible by heads {heads}; set head_dim")
             head_dim = dim // heads
         if heads % kv_heads:
-            raise ValueError(f"heads {heads} is not a multiple of kv_heads {kv_heads}")
+            raise ArgumentError(f"heads {heads} is not a multiple of kv_heads {kv_heads}")
         if fused_qkv and context_dim not in (None, dim):
-            raise ValueError("fused_qkv projects q, k and v from one input: no context_dim")
+            raise ArgumentError("fused_qkv projects q, k and v from one input: no context_dim")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.causal, self.dropout, self.scale = causal, dropout, scale
         if rope_theta is not None:
@@ -1013,7 +998,7 @@ class Slice(nn.Module):
     def __init__(self, dim: int = 1, start: int = 0, end: int | None = None, step: int = 1):
         super().__init__()
         if step < 1:
-            raise ValueError(f"step {step} must be at least 1")
+            raise ArgumentError(f"step {step} must be at least 1")
         self.dim, self.start, self.end, self.step = dim, start, end, step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -1065,7 +1050,7 @@ class Chunk(nn.Module):
     def __init__(self, chunks: int, dim: int = -1) -> None:
         super().__init__()
         if chunks < 1:
-            raise ValueError(f"chunks {chunks} must be at least 1")
+            raise ArgumentError(f"chunks {chunks} must be at least 1")
         self.chunks, self.dim = chunks, dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -1129,7 +1114,7 @@ class TopK(nn.Module):
     def __init__(self, k: int, dim: int = -1, largest: bool = True) -> None:
         super().__init__()
         if k < 1:
-            raise ValueError(f"k {k} must be at least 1")
+            raise ArgumentError(f"k {k} must be at least 1")
         self.k, self.dim, self.largest = k, dim, largest
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1180,7 +1165,7 @@ class Noise(nn.Module):
     def __init__(self, dims: int = 2) -> None:
         super().__init__()
         if dims < 1:
-            raise ValueError(f"dims {dims} must be at least 1")
+            raise ArgumentError(f"dims {dims} must be at least 1")
         self.dims = dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -1252,9 +1237,9 @@ class Scale(nn.Module):
         super().__init__()
         self.by, self.power, self.shift = by, power, shift
         if by < 0 and not float(power).is_integer():
-            raise ValueError(f"{by} to the power {power} is not a real number")
+            raise ArgumentError(f"{by} to the power {power} is not a real number")
         if by == 0 and power < 0:
-            raise ValueError(f"0 to the power {power} is not a number")
+            raise ArgumentError(f"0 to the power {power} is not a number")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _tensor(x, "Scale")
@@ -1345,9 +1330,9 @@ class Sinusoidal(nn.Module):
     ) -> None:
         super().__init__()
         if dim % 2:
-            raise ValueError(f"dim {dim} must be even: it holds sine and cosine pairs")
+            raise ArgumentError(f"dim {dim} must be even: it holds sine and cosine pairs")
         if dim // 2 - shift <= 0:
-            raise ValueError(f"shift {shift} must be below dim / 2 = {dim // 2}")
+            raise ArgumentError(f"shift {shift} must be below dim / 2 = {dim // 2}")
         self.dim, self.max_period, self.shift = dim, max_period, shift
         self.scale, self.flip, self.interleave = scale, flip, interleave
 
@@ -1407,7 +1392,7 @@ def rotary(
 def _check_rotary(head_dim: int, rotary_dim: int | None) -> None:
     rot = head_dim if rotary_dim is None else rotary_dim
     if rot < 2 or rot % 2 or rot > head_dim:
-        raise ValueError(
+        raise ArgumentError(
             f"rotary_dim {rot} must be even, at least 2 and at most head_dim {head_dim}"
         )
 
@@ -1455,23 +1440,27 @@ class WeightNorm(nn.Module):
         self.body, self.dim, self.name = body, dim, name
         targets = self._targets()
         if not targets:
-            raise ValueError(f"WeightNorm found no layer with a `{name}` parameter of known size")
+            raise ArgumentError(
+                f"WeightNorm found no layer with a `{name}` parameter of known size"
+            )
         for module in targets:
             rank = cast(torch.Tensor, module._parameters[name]).dim()
             if not -rank <= dim < rank:
-                raise ValueError(f"dim {dim} is out of range for {name} of {type(module).__name__}")
+                raise ArgumentError(
+                    f"dim {dim} is out of range for {name} of {type(module).__name__}"
+                )
             weight_norm(module, name, dim)
 
     def _targets(self) -> list[nn.Module]:
         targets = []
         for module in self.body.modules():
             if type(module).__name__ == "AutoSized":  # by name: auto.py imports this module
-                raise ValueError("WeightNorm needs its layers' sizes: give them, not `auto`")
+                raise ArgumentError("WeightNorm needs its layers' sizes: give them, not `auto`")
             param = module._parameters.get(self.name)
             if param is None:
                 continue
             if nn.parameter.is_lazy(param):
-                raise ValueError(
+                raise ArgumentError(
                     f"WeightNorm needs its layers' sizes: {type(module).__name__} is lazy"
                 )
             targets.append(module)
@@ -1525,9 +1514,9 @@ class MoE(nn.Module):
         self.experts = experts
         count = len(self._experts())
         if count < 1:
-            raise ValueError("MoE needs at least one expert")
+            raise ArgumentError("MoE needs at least one expert")
         if not 1 <= top_k <= count:
-            raise ValueError(f"top_k {top_k} must be between 1 and the {count} experts")
+            raise ArgumentError(f"top_k {top_k} must be between 1 and the {count} experts")
         self.top_k, self.renormalize = top_k, renormalize
         self.router = nn.LazyLinear(count, bias=False)
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from shapecli.errors import Source, fail
+from shapecli.errors import Source, did_you_mean, fail
+from shapecli.imports import check_allowed
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import auto_rules
-from shapecli.spec.parse import did_you_mean
 
 #: torch.nn classes a spec cannot use: containers that take modules or parameters
 #: (shapecli's Sequential, Residual and Parallel take layer lists instead).
@@ -90,14 +90,7 @@ class Registry:
 
     def _import(self, dotted: str, source: Source | None) -> type[nn.Module]:
         module_name, _, attribute = dotted.rpartition(".")
-        if not any(dotted == a or dotted.startswith(a + ".") for a in self.allowed):
-            package = dotted.split(".", maxsplit=1)[0]
-            raise fail(
-                "import-denied",
-                f"`{dotted}` is user code; shapecli imports it only when allowed",
-                source,
-                hint=f"run with `--allow-import {package}` if you trust that package",
-            )
+        check_allowed(dotted, dotted, self.allowed, source)
         try:
             module = importlib.import_module(module_name)
         except Exception as e:  # user code may raise anything at import

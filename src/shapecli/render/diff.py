@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from shapecli.diff import Change, Diff, own_shapes
+from shapecli.diff import Change, Diff, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
@@ -20,6 +20,7 @@ from shapecli.untrusted import json_text, visible
 
 DIFF_SCHEMA_VERSION = 1
 MARKS = {"same": "=", "changed": "~", "added": "+", "removed": "-", "unseen": "·"}
+ARGUMENTS = "Arguments, ties"
 STYLES = {"same": "dim", "changed": "yellow", "added": "green", "removed": "red", "unseen": "dim"}
 
 
@@ -28,8 +29,10 @@ def _shown(result: Diff, options: Options) -> list[Change]:
     return [c for c in result.changes if options.every or c.status != "same" or c.differences]
 
 
-def _label(row: Row | None) -> str:
-    return f"{row.path or row.name} ({row.type})" if row is not None else ""
+def _label(row: Row) -> str:
+    """The path (and which call, for a module's later call) and the type."""
+    call = f", call {row.call + 1}" if row.call else ""
+    return f"{row.path or row.name} ({row.type}{call})"
 
 
 def _side_by_side(a: str, b: str) -> str:
@@ -38,9 +41,10 @@ def _side_by_side(a: str, b: str) -> str:
 
 def _cells(
     change: Change, user: Callable[[str], str], ours: Callable[[str], str]
-) -> tuple[str, str, str, str, str]:
+) -> tuple[str, ...]:
     """The cells of one change, each part shown by ``user`` (text from the models) or
-    ``ours`` (shapes and counts), as the format needs."""
+    ``ours`` (shapes and counts), as the format needs; the last, argument and tie
+    changes."""
     a, b = change.a, change.b
 
     def both(left: str, right: str, show: Callable[[str], str]) -> str:
@@ -51,21 +55,30 @@ def _cells(
     out_a = shapes(a.output_shapes) if a else ""
     out_b = shapes(b.output_shapes) if b else ""
     delta = change.delta
+    changed = "; ".join(d.text for d in change.differences if d.kind in ("arguments", "ties"))
     return (
         user(_label(a)) if a else "—",
         user(_label(b)) if b else "—",
         both(out_a, out_b, ours),
         both(_params(a), _params(b), user),
         ours(f"{delta:+,}") if delta else "",
+        user(changed) if changed else "",
     )
 
 
-def _params(row: Row | None) -> str:
-    if row is None:
-        return ""
-    from shapecli.report import format_shape
+def _rows(
+    changes: list[Change], user: Callable[[str], str], ours: Callable[[str], str]
+) -> list[tuple[str, ...]]:
+    """Each change's cells; the last column (argument and tie changes) only when one of
+    them has any."""
+    rows = [_cells(change, user, ours) for change in changes]
+    return rows if any(row[-1] for row in rows) else [row[:-1] for row in rows]
 
-    return " · ".join(f"{n} {format_shape(s) if s else '?'}" for n, s in own_shapes(row))
+
+def _params(row: Row | None) -> str:
+    """The parameters a row owns (a tied one is shown where it is owned)."""
+    own = tuple(p for p in row.params if not p.shared_with) if row is not None else ()
+    return params_text(own) if own else ""
 
 
 def summary(result: Diff) -> str:
@@ -77,8 +90,14 @@ def summary(result: Diff) -> str:
         counts += f", {unseen} parameter-free unseen in the Python model"
     out_a, out_b = shapes(Diff.output(result.a)), shapes(Diff.output(result.b))
     output = f" · output {_side_by_side(out_a, out_b)}"
-    verdict = "the models differ" if result.differs else "no differences in shapes or counts"
+    if result.inputs_differ:
+        output += f" · inputs {_side_by_side(_inputs(result.a), _inputs(result.b))}"
+    verdict = "the models differ" if result.differs else "no differences found"
     return f"Parameters: {a:,} → {b:,} ({b - a:+,}){output} · {counts}: {verdict}"
+
+
+def _inputs(report: Report) -> str:
+    return ", ".join(str(i) for i in report.inputs) or "none"
 
 
 def _given(result: Diff, options: Options) -> tuple[str, str]:
@@ -104,12 +123,15 @@ def render_table(result: Diff, options: Options) -> Rendered:
     for column in ("", "A", "B", "Output", "Parameters"):
         table.add_column(column, no_wrap=column != "Parameters")
     table.add_column("Δ params", justify="right", no_wrap=True)
-    for change in _shown(result, options):
+    shown = _shown(result, options)
+    rows = _rows(shown, visible, str)
+    if rows and len(rows[0]) > 5:
+        table.add_column(ARGUMENTS)
+    for change, cells in zip(shown, rows, strict=True):
         style = STYLES[change.status]
-        cells = _cells(change, visible, str)
         table.add_row(Text(MARKS[change.status], style=style), *(Text(c) for c in cells))
-    rows = to_text(table, options) if _shown(result, options) else ""
-    return Rendered(rows + to_text(Text(summary(result), style="bold"), options))
+    text = to_text(table, options) if shown else ""
+    return Rendered(text + to_text(Text(summary(result), style="bold"), options))
 
 
 def render_markdown(result: Diff, options: Options) -> Rendered:
@@ -119,10 +141,14 @@ def render_markdown(result: Diff, options: Options) -> Rendered:
     lines = [f"### {code(given_a, cell=False)} → {code(given_b, cell=False)}", ""]
     changes = _shown(result, options)
     if changes:
-        lines += ["| | A | B | Output | Parameters | Δ params |", "|---|---|---|---|---|---:|"]
-        for change in changes:
-            cells = (MARKS[change.status], *_cells(change, code, literal))
-            lines.append("| " + " | ".join(c or " " for c in cells) + " |")
+        rows = _rows(changes, code, literal)
+        more = len(rows[0]) > 5
+        lines += [
+            "| | A | B | Output | Parameters | Δ params |" + (f" {ARGUMENTS} |" if more else ""),
+            "|---|---|---|---|---|---:|" + ("---|" if more else ""),
+        ]
+        for change, cells in zip(changes, rows, strict=True):
+            lines.append("| " + " | ".join(c or " " for c in (MARKS[change.status], *cells)) + " |")
         lines.append("")
     lines.append(literal(summary(result)))
     return Rendered("\n".join(lines) + "\n")
@@ -134,9 +160,15 @@ def render_json(result: Diff, options: Options) -> Rendered:
             return None
         return {
             "path": row.path,
+            "call": row.call,
             "type": row.type,
+            "arguments": dict(row.arguments),
             "output_shapes": [list(s) for s in row.output_shapes],
-            "params": [{"name": n, "shape": list(s) if s else None} for n, s in own_shapes(row)],
+            "params": [
+                {"name": p.name, "shape": list(p.shape) if p.shape else None}
+                for p in row.params
+                if not p.shared_with
+            ],
             "param_count": sum(p.count or 0 for p in row.params),
         }
 
@@ -144,6 +176,7 @@ def render_json(result: Diff, options: Options) -> Rendered:
         return {
             "name": report.name,
             "spec": report.spec,
+            "inputs": [{"shape": list(i.dims), "dtype": i.dtype} for i in report.inputs],
             "params": report.totals.params,
             "output_shapes": [list(s) for s in Diff.output(report)],
         }
@@ -160,17 +193,10 @@ def render_json(result: Diff, options: Options) -> Rendered:
                 "status": c.status,
                 "a": side(c.a),
                 "b": side(c.b),
-                "differences": list(c.differences),
+                "differences": [d.text for d in c.differences],
                 "param_delta": c.delta,
             }
             for c in result.changes
         ],
     }
     return Rendered(json_text(doc) + "\n")
-
-
-DIFF_FORMATS: dict[str, Callable[[Diff, Options], Rendered]] = {
-    "table": render_table,
-    "json": render_json,
-    "markdown": render_markdown,
-}

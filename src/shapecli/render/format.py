@@ -6,10 +6,14 @@ Text a user wrote (a name, a type, a file name, a message quoting a spec) goes t
 
 from __future__ import annotations
 
+from shapecli.analyses import footer_lines
 from shapecli.errors import Problem
 from shapecli.inputs import InputSpec, input_names
+from shapecli.render.units import count_and_si, nbytes, si
 from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
 from shapecli.untrusted import visible
+
+__all__ = ["count_and_si", "nbytes", "si"]  # numbers are written in shapecli.render.units
 
 shape = format_shape
 
@@ -50,32 +54,6 @@ def params(infos: tuple[ParamInfo, ...]) -> str:
     return " · ".join(parts)
 
 
-def si(n: int) -> str:
-    """``291.6 G``: a big count in SI units, for FLOPs."""
-    value = float(n)
-    for unit in ("", "K", "M", "G", "T", "P"):
-        if abs(value) < 1000 or unit == "P":
-            return f"{value:,.1f} {unit}".rstrip() if unit else f"{n:,}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
-def count_and_si(n: int) -> str:
-    """``30,720 (30.7 K)``; a count below a thousand once (``72``, not ``72 (72)``)."""
-    exact, short = f"{n:,}", si(n)
-    return exact if short == exact else f"{exact} ({short})"
-
-
-def nbytes(n: int) -> str:
-    """Binary units with one decimal: ``31.0 KiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n:,} B" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def problem_lines(problem: Problem) -> list[str]:
     """A problem as text: its headline (``file:line:col: severity[code] message``) and
     indented details."""
@@ -109,48 +87,8 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
             else f"depends on {', '.join(report.symbols)}"
         ),
     ]
-    if report.symbols:
-        lines.append(symbolic_line(report))
-    if t.flops is not None:
-        lines.append(
-            f"FLOPs: {count_and_si(t.flops)} in one forward pass "
-            "(2 × multiply-adds, as torch counts them)"
-        )
-    memory = t.memory
-    if memory is not None and memory.training_peak is not None:
-        lines.append(
-            f"Training memory, estimated ({memory.optimizer}): weights {nbytes(memory.params)}"
-            f" + gradients {nbytes(memory.gradients or 0)}"
-            f" + optimizer state {nbytes(memory.optimizer_state or 0)}"
-            f" + saved for backward {nbytes(memory.saved_for_backward or 0)}"
-            + (f" + buffers {nbytes(memory.buffers)}" if memory.buffers else "")
-            + f" = {nbytes(memory.training_peak)}"
-        )
+    lines += footer_lines(report)
     if any(r.inferred for r in (report.rows if shown is None else shown)):
         lines.append("* input size inferred by the dry run")
     lines.append(f"Dry run on the {report.device} device: no memory was allocated.")
     return lines
-
-
-def symbolic_line(report: Report) -> str:
-    """What a report with symbolic sizes says about them: formulas, and the sizes the
-    model accepts only when they were derived (a failed run claims nothing)."""
-    names = ", ".join(report.symbols)
-    samples = ", ".join(f"{n} = {v}" for n, v in report.samples)
-    if not report.ok:
-        return f"Sizes {names}: nothing derived (the model did not run at {samples})"
-    if report.constraints is None:
-        accepts = "the sizes the model accepts are not derived (see the warnings)"
-    elif report.constraints:
-        pretty = (c.replace(">=", "≥").replace("<=", "≤") for c in report.constraints)
-        accepts = f"the model accepts {', '.join(pretty)}"
-    else:
-        accepts = "the model accepts any sizes"
-    unknown = any(
-        d is None for row in report.rows for s in (*row.input_shapes, *row.output_shapes) for d in s
-    )
-    return (
-        f"Sizes {names}: formulas in Python integer arithmetic"
-        + ("; ? = not derived (see the warnings)" if unknown else "")
-        + f"; {accepts} (each checked by concrete runs; first run at {samples})"
-    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shapecli.errors import Problem
 from shapecli.render import Options, Rendered
-from shapecli.report import Report, to_json
+from shapecli.report import Report, failed_report, to_json
 from shapecli.untrusted import json_text
 
 
@@ -19,3 +20,8 @@ def render(report: Report, options: Options) -> Rendered:
     if options.depth is not None:
         report = replace(report, rows=tuple(r for r in report.rows if r.depth <= options.depth))
     return Rendered(json_text(to_json(report)) + "\n")
+
+
+def failure(problems: tuple[Problem, ...], options: Options) -> Rendered:
+    """Nothing was made, only problems: one document, a report that holds them."""
+    return render(failed_report("", "", (), *problems), options)

@@ -3,8 +3,6 @@ GitHub Actions annotations. Each is a pure function of a :class:`LintResult`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rich.text import Text
 
 from shapecli.errors import Problem
@@ -55,16 +53,18 @@ def render_json(result: LintResult, options: Options) -> Rendered:
     return Rendered(json_text(doc) + "\n")
 
 
-def usage_document(*problems: Problem) -> dict[str, object]:
+def failure(problems: tuple[Problem, ...], options: Options) -> Rendered:
     """The lint JSON document when no file could be checked at all (a bad command line):
-    the problems are the command's own, in the top-level ``errors``."""
-    return {
+    the problems are the command's own, in the top-level ``errors``. (The text and
+    GitHub formats print them on stderr, as every format does.)"""
+    doc = {
         "schema_version": LINT_SCHEMA_VERSION,
         "ok": False,
         "summary": {"files": 0, "errors": len(problems), "warnings": 0},
         "files": [],
         "errors": [problem_json(p) for p in problems],
     }
+    return Rendered(json_text(doc) + "\n")
 
 
 def _file_json(file: FileResult) -> dict[str, object]:
@@ -103,10 +103,3 @@ def render_github(result: LintResult, options: Options) -> Rendered:
             lines.append(f"::{p.severity} {','.join(props)}::{escape_data(detail)}")
     lines.append(summary(result))
     return Rendered("\n".join(lines) + "\n")
-
-
-LINT_FORMATS: dict[str, Callable[[LintResult, Options], Rendered]] = {
-    "text": render_text,
-    "json": render_json,
-    "github": render_github,
-}

@@ -61,7 +61,7 @@ def render(report: Report, options: Options) -> Rendered:
         ]
         for row, level in shown:
             failed = row.path in failing and row.status == "failed"
-            name = f"**✗ {code(row.name)}**" if failed else code(row.name)
+            name = f"**✗ {code(row.label)}**" if failed else code(row.label)
             output = "cannot take its input" if failed else fmt.shapes(row.output_shapes)
             cells = (
                 "&nbsp;&nbsp;" * level + name,

@@ -65,7 +65,7 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
-    layer.append(visible(row.name), style=style or ("bold" if row.depth == 0 else ""))
+    layer.append(visible(row.label), style=style or ("bold" if row.depth == 0 else ""))
     layer.append(f" ({fmt.type_label(row)}{'*' if row.inferred else ''})", style=style or "cyan")
     if failed:
         output = Text(f"{FAIL_MARK} cannot take it", style=style)

@@ -15,10 +15,9 @@ or one ``up``), which is all the built module needs at run time.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from shapecli.errors import Source, fail
+from shapecli.errors import Source, did_you_mean, fail
 from shapecli.spec.model import TensorRef
 
 PREVIOUS = "_"
@@ -86,8 +85,7 @@ class ListNames:
                     source,
                 )
         visible = self.visible()
-        close = difflib.get_close_matches(name, visible, n=3, cutoff=0.6)
-        suggestion = f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
+        suggestion = did_you_mean(name, visible)
         listed = ", ".join(f"`{v}`" for v in visible) or "none"
         raise fail(
             "spec-invalid",

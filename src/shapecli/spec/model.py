@@ -47,6 +47,12 @@ INIT_SCHEMES: Final = (
 )
 
 
+#: The options an entry may have beside its layer type (``- Layer: …``, then ``name:``,
+#: ``in:`` … in the same column): the parser's keys, the argument checker's "indented
+#: one level too deep" and the schema all read this one tuple.
+ENTRY_OPTIONS: Final = ("name", "repeat", "tie", "trainable", "in", "if", "init")
+
+
 @dataclass(frozen=True)
 class TensorRef:
     """A tensor an entry reads: a name resolved where it is written.

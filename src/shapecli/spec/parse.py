@@ -14,19 +14,27 @@ torch-free keeps YAML and spec errors instant.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from shapecli.errors import Problem, ShapecliError, Source, fail, raise_all
+from shapecli.errors import Problem, ShapecliError, Source, did_you_mean, fail, raise_all
 from shapecli.inputs import InputError, InputSpec, make_input, parse_input
 from shapecli.layers.catalog import OWN_LAYERS
 from shapecli.spec import yaml_nodes
 from shapecli.spec.dataflow import PREVIOUS, ListNames
 from shapecli.spec.expressions import ExpressionError, Value, substitute
-from shapecli.spec.model import AUTO, INIT_SCHEMES, ArgValue, Entry, Spec, TensorRef, Wiring
+from shapecli.spec.model import (
+    AUTO,
+    ENTRY_OPTIONS,
+    INIT_SCHEMES,
+    ArgValue,
+    Entry,
+    Spec,
+    TensorRef,
+    Wiring,
+)
 from shapecli.spec.yaml_nodes import Map, Node, Scalar, Seq
 from shapecli.untrusted import describe, hidden_character, read_bounded, visible
 
@@ -43,7 +51,7 @@ TOP_LEVEL_KEYS = (
     "output",
     "init",
 )
-RESERVED_KEYS = ("name", "repeat", "tie", "trainable", "in", "if", "init")
+RESERVED_KEYS = ENTRY_OPTIONS
 BLOCK_KEYS = ("params", "body", "description", "inputs", "output")
 #: What format version 1 does not have, and the version that does.
 VERSION_2 = "needs format version 2 (`shapecli: 2`, the default when `shapecli:` is left out)"
@@ -75,15 +83,6 @@ def parse_spec(text: str, file: str, overrides: Mapping[str, Value] | None = Non
     """
     root = yaml_nodes.parse(text, file)
     return _SpecParser(file, dict(overrides or {})).spec(root)
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean `x`?)`` for the closest choices, or ``""``."""
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in choices}
-        close = [lowered[word.lower()]] if word.lower() in lowered else []
-    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
 class _Limit(ShapecliError):
@@ -1052,4 +1051,4 @@ def _show(node: Node) -> str:
     return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in node.values.items()) + "}"
 
 
-__all__ = ["did_you_mean", "parse_spec", "read_spec"]
+__all__ = ["parse_spec", "read_spec"]

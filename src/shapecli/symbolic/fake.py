@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import logging
 import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 
 from shapecli.construct import BuiltModel
 from shapecli.inputs import InputSpec
+from shapecli.observe import observe
 from shapecli.record import Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Shape
@@ -142,8 +142,6 @@ def _run(
         model, repeat_copies(model, built.entries), recorder.first_call, recorder.replayed, size
     )
     stopped: str | None = None
-    modes = {path: m.training for path, m in model.named_modules()}
-    check = register_module_forward_pre_hook(lambda module, args: budget.check())
     try:
         with (
             _quiet_torch(),
@@ -161,21 +159,15 @@ def _run(
                 )
                 for spec in inputs
             ]
-            recorder.install()
-            replayer.install()
-            model.eval()
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the concrete run reported them
-                model(*tensors)
+            # the concrete run reported the layers' warnings: none here
+            hooks = (_Checked(budget), recorder, replayer)
+            error = observe(model, tensors, hooks=hooks).error
+        if error is not None:
+            raise error
     except BudgetExhausted:
         stopped = "the budget ran out during torch's symbolic run"
     except Exception as e:  # torch cannot trace something the concrete run did
         stopped = f"torch's symbolic run failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    finally:
-        check.remove()
-        replayer.remove()
-        recorder.remove()
-        _restore_modes(model, modes)
     formulas: Formulas = {
         path: (tuple(i.shape for i in call.inputs), tuple(o.shape for o in call.outputs))
         for path, call in recorder.first.items()
@@ -213,10 +205,18 @@ def _is_number(expr: Any) -> bool:
     return expr is not None and bool(expr.is_number)
 
 
-def _restore_modes(model: Any, modes: Mapping[str, bool]) -> None:
-    from shapecli.dryrun import restore_modes
+class _Checked:
+    """The budget, checked before every module call (a hook the run installs)."""
 
-    restore_modes(model, dict(modes))
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.handle: Any = None
+
+    def install(self) -> None:
+        self.handle = register_module_forward_pre_hook(lambda module, args: self.budget.check())
+
+    def remove(self) -> None:
+        self.handle.remove()
 
 
 @contextlib.contextmanager

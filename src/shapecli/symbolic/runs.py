@@ -20,17 +20,15 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from shapecli.construct import BuiltModel, build_modules
 from shapecli.diagnose import is_internal, modules_on_traceback
-from shapecli.dryrun import dry_run, make_inputs, restore_modes
+from shapecli.dryrun import dry_run, make_inputs
 from shapecli.inputs import InputSpec
+from shapecli.observe import observe
 from shapecli.record import Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Report, Shape
@@ -175,26 +173,15 @@ class Runner:
         recorder = Recorder(model, set(self.built.entries))
         copies = repeat_copies(model, self.built.entries)
         replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
-        modes = {path: m.training for path, m in model.named_modules()}
         tensors = make_inputs(concrete(self.inputs, values))
         self.count += 1
-        try:
-            recorder.install()
-            replayer.install()
-            model.eval()
-            with torch.no_grad(), warnings.catch_warnings(), lean_meta():
-                warnings.simplefilter("ignore")
-                model(*tensors)
-        except Exception as e:  # a layer that cannot take its input raises anything
-            if is_internal(e):
-                raise
-            if self._in_inferred(e):
+        error = observe(model, tensors, hooks=(recorder, replayer), modes=(lean_meta(),)).error
+        if error is not None:  # a layer that cannot take its input raises anything
+            if is_internal(error):
+                raise error
+            if self._in_inferred(error):
                 return self.fresh(values)
             return Outcome(False)
-        finally:
-            replayer.remove()
-            recorder.remove()
-            restore_modes(model, modes)
         seen = {
             path: (tuple(i.shape for i in call.inputs), tuple(o.shape for o in call.outputs or ()))
             for path, call in recorder.first.items()

@@ -119,3 +119,46 @@ class Looped(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.head(x)
+
+
+class TiedHead(nn.Module):
+    """An output layer tied to the token embedding (GPT-2's ``lm_head``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(100, 16)
+        self.up = nn.Linear(16, 100, bias=False)
+        self.down = nn.Linear(100, 16, bias=False)
+        self.lm_head = nn.Linear(16, 100, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.lm_head(self.down(self.up(self.wte(x))))
+
+
+class Twice(nn.Module):
+    """One block (with weights) run twice, as a weight-shared network does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.head(self.block(self.block(x)))
+
+
+class Spare(nn.Module):
+    """The MLP with its activation as a function, and a ReLU and Dropout it never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(20, 256)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(256, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        import torch
+
+        return self.fc2(torch.relu(self.fc1(x)))
