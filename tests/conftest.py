@@ -1,12 +1,15 @@
 """Shared fixtures: the CLI in-process and as a real process, golden files, paths.
 
-Golden files hold rendered output byte for byte; ``pytest --update-golden`` rewrites
-them from the current output (then review the diff before committing).
+Golden files hold rendered output byte for byte. ``pytest --update-golden`` rewrites
+the ones whose output changed, lists them at the end of the run, and fails each test that
+rewrote one: a changed golden file is a change of behaviour to review (``git diff
+tests/golden``), never a silent pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import json
 import os
@@ -74,20 +77,43 @@ def run_process(
     )
 
 
+_REWRITTEN = pytest.StashKey[list[str]]()
+
+
+def _changed_lines(old: str, new: str) -> int:
+    """How many lines a rewrite adds or removes (the figure the run's summary lists)."""
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+    return sum(1 for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
-    """Compare text with ``tests/golden/NAME`` (or rewrite it with --update-golden)."""
+    """Compare text with ``tests/golden/NAME`` (or, with --update-golden, rewrite it when
+    it changed and fail the test, so the change is listed and reviewed)."""
     update = request.config.getoption("--update-golden")
+    rewritten = request.config.stash.setdefault(_REWRITTEN, [])
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name
-        if update:
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if update and text != old:
             path.write_text(text, encoding="utf-8")
-            return
-        assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
-        assert text == path.read_text(encoding="utf-8"), f"output differs from {path}"
+            what = "new" if old is None else f"{_changed_lines(old, text)} lines changed"
+            rewritten.append(f"tests/golden/{name} ({what})")
+            pytest.fail(f"rewrote tests/golden/{name} ({what}): review `git diff tests/golden`")
+        assert old is not None, f"missing golden file {path}; run pytest --update-golden"
+        assert text == old, f"output differs from {path}"
 
     return check
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """After an --update-golden run, list every golden file it rewrote."""
+    rewritten = config.stash.get(_REWRITTEN, [])
+    if rewritten:
+        terminalreporter.section("golden files rewritten")
+        for line in rewritten:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from shapecli.spec.parse import parse_spec, read_spec
 Cli = Callable[..., Result]
 
 
+@pytest.mark.slow
 def test_mlp_flops_by_hand() -> None:
     report = shapecli.inspect(CONFIGS / "mlp.yaml", flops=True)
     # 2 × (2·20·256) + 2 × (2·256·10): two matrix products, 2 FLOPs per multiply-add
@@ -47,6 +48,7 @@ def test_attention_flops_include_the_scores_and_the_weighted_sum() -> None:
     assert report.totals.flops == projections + scores + weighted == 163_840
 
 
+@pytest.mark.slow
 def test_mlp_saved_for_backward_by_hand() -> None:
     report = shapecli.inspect(CONFIGS / "mlp.yaml", memory=True)
     memory = report.totals.memory
@@ -60,6 +62,7 @@ def test_mlp_saved_for_backward_by_hand() -> None:
     assert memory.training_peak == memory.params + memory.gradients + 2 * 4 * 7_946 + 16 + 2_208
 
 
+@pytest.mark.slow
 def test_tied_weights_are_counted_once_in_memory() -> None:
     memory = shapecli.inspect(CONFIGS / "gpt2.yaml", memory=True).totals.memory
     assert memory is not None
@@ -114,6 +117,7 @@ def test_a_train_mode_failure_in_a_block_is_at_the_entry_inside_it(
     assert "mode layer n.1 (LazyBatchNorm2d) failed" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "shape"), [("gpt2", None), ("llama-tiny", None), ("lstm-classifier", "2x12:long")]
 )
@@ -171,6 +175,7 @@ def test_lint_counts_flops_per_file(cli: Cli, tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["llama2-70b", "llama-tiny", "gpt2", "t5-small"])
 def test_the_rows_a_table_shows_add_up_collapsed_copies_included(config: str) -> None:
     """A collapsed row (``1…79 (decoder ×79, as 0)``) stands for every copy: its FLOPs
@@ -194,6 +199,7 @@ def test_the_rows_a_table_shows_add_up_collapsed_copies_included(config: str) ->
     assert root.flops == report.totals.flops and root.param_count == report.totals.params
 
 
+@pytest.mark.slow
 def test_a_collapsed_row_shows_the_flops_of_all_its_copies(cli: Cli) -> None:
     table = cli("inspect", str(CONFIGS / "llama2-70b.yaml"), "--flops").stdout
     (row,) = [line for line in table.splitlines() if "(decoder ×79, as 0)" in line]

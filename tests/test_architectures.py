@@ -20,16 +20,25 @@ from shapecli.report import Report
 REFERENCE = json.loads((Path(__file__).parent / "data" / "torchvision.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "params", "output"),
     [
+        ("mlp", 7_946, (2, 10)),  # 20·256 + 256 + 256·10 + 10
         ("lenet5", 61_706, (1, 10)),
         ("alexnet", 61_100_840, (1, 1000)),
+        ("vgg16", 138_357_544, (1, 1000)),
         ("resnet18", 11_689_512, (1, 1000)),
+        ("resnet50", 25_557_032, (1, 1000)),
+        ("mobilenetv2", 3_504_872, (1, 1000)),
+        ("vit-b16", 86_567_656, (1, 1000)),
         ("gpt2", 124_439_808, (1, 1024, 50257)),
         ("llama-tiny", 3_332_352, (1, 128, 1000)),  # derived by hand in the config
+        ("llama2-7b", 6_738_415_616, (1, 4096, 32000)),
+        ("llama2-70b", 68_976_648_192, (1, 4096, 32000)),
         ("llama3-8b", 8_030_261_248, (1, 8192, 128256)),
         ("mixtral-8x7b", 46_702_792_704, (1, 4096, 32000)),
+        ("lstm-classifier", 11_493_380, (4, 4)),  # derived by hand in the config
     ],
 )
 def test_published_parameter_counts(config: str, params: int, output: tuple[int, ...]) -> None:
@@ -102,6 +111,7 @@ def owned_shapes(report: Report) -> Counter[tuple[int | str, ...]]:
     return Counter(p.shape for r in report.rows for p in r.params if p.shape and not p.shared_with)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "inputs", "output"),
     [

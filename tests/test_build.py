@@ -99,6 +99,7 @@ def test_each_scheme_has_its_statistics(scheme: str) -> None:
         assert weight.abs().max().item() <= bound + 1e-6
 
 
+@pytest.mark.slow
 def test_builds_are_bit_identical_and_the_global_rng_is_untouched() -> None:
     torch.manual_seed(5)
     expected = torch.rand(3)
@@ -123,6 +124,7 @@ def test_default_init_equals_the_same_layers_written_in_pytorch() -> None:
     assert same_tensors(built, reference)
 
 
+@pytest.mark.slow
 def test_init_in_the_spec_top_level_per_entry_and_from_the_caller() -> None:
     text = (
         "init: orthogonal\ninput: 2x6:long\nmodel:\n"
@@ -551,6 +553,8 @@ def test_cli_force(cli: Cli, tmp_path: Path) -> None:
     assert set(torch.load(out, weights_only=True)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_build_by_a_real_process_leaves_a_complete_file(tmp_path: Path) -> None:
     """The CLI ends with os._exit (no interpreter teardown): the file must be complete,
     closed and in place before that."""
@@ -711,6 +715,7 @@ def test_two_schemes_for_one_tied_weight_are_refused_where_written(
 # -- the same build, the same bytes --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_the_same_spec_seed_and_options_give_the_same_file(
     cli: Cli, write: Callable[[str], Path], tmp_path: Path, suffix: str

@@ -217,6 +217,7 @@ def test_list_params_and_set_lists() -> None:
 # -- a real forward pass agrees ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_built_model_runs_for_real_with_the_same_shapes() -> None:
     model = shapecli.build(parse_spec(MINI_BERT, "g.yaml"), seed=0)
     ids = torch.randint(0, 100, (2, 16))
@@ -333,6 +334,7 @@ model:
 # -- named inputs on the command line -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_named_inputs_from_the_command_line(cli: Cli, write: Callable[..., Path]) -> None:
     spec = write(MINI_BERT)
     given = ("-i", "mask=2x8:bool", "-i", "2x8:long", "-i", "2x8:long")

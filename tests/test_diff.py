@@ -172,6 +172,7 @@ def test_a_lazy_layer_is_its_plain_type() -> None:
     assert all(not c.differences for c in diff(spec, plain).changes)
 
 
+@pytest.mark.slow
 def test_a_saved_report_against_a_spec(cli: Cli, tmp_path: Path) -> None:
     saved = tmp_path / "before.json"
     saved.write_text(cli("inspect", str(CONFIGS / "resnet18.yaml"), "-f", "json").stdout)

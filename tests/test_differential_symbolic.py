@@ -9,6 +9,7 @@ The example count is small and fixed (derandomized), so this runs in CI.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +57,7 @@ def check(report: Report, stack: Stack, sizes: dict[str, int]) -> None:
                 )
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(stack=stacks(), data=st.data())
 def test_symbolic_sizes_agree_with_concrete_runs(stack: Stack, data: st.DataObject) -> None:

@@ -450,6 +450,7 @@ def mapped(case: Case, model: nn.Module, reference: nn.Module) -> dict[str, torc
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.config for c in CASES])
 def test_the_shipped_config_computes_its_reference(case: Case) -> None:
     torch.manual_seed(0)

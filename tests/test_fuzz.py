@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -78,6 +79,7 @@ def check(cli: Cli, tmp_path: Path, data: bytes, *extra: str) -> None:
     assert time.perf_counter() - start < SECONDS
 
 
+@pytest.mark.slow
 @given(
     text=st.text(
         alphabet=st.sampled_from(list("- :[]{}&*!|>'\"#%@`,?\n\t abcx0129\\.$")), max_size=80
@@ -87,6 +89,7 @@ def test_random_yaml_text(cli: Cli, tmp_path_factory: Any, text: str) -> None:
     check(cli, tmp_path_factory.mktemp("t"), text.encode())
 
 
+@pytest.mark.slow
 @given(document=SPECS)
 def test_spec_shaped_documents(cli: Cli, tmp_path_factory: Any, document: dict[str, Any]) -> None:
     check(
@@ -101,6 +104,7 @@ def test_spec_shaped_documents(cli: Cli, tmp_path_factory: Any, document: dict[s
 SHIPPED = [p for p in sorted(CONFIGS.glob("*.yaml")) if "llama2" not in p.name]
 
 
+@pytest.mark.slow
 @given(
     config=st.sampled_from(SHIPPED),
     edits=st.lists(
@@ -125,6 +129,7 @@ def test_mutated_shipped_configs(
     check(cli, tmp_path_factory.mktemp("m"), text.encode("utf-8", "surrogatepass"))
 
 
+@pytest.mark.slow
 @given(
     shape=st.text(alphabet=st.sampled_from(list("0123456789xX:[], -_.abBlongfat×２")), max_size=24)
     | st.text(max_size=10)
@@ -170,6 +175,7 @@ def spec_with(slot: str, text: str) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.slow
 @given(slot=st.sampled_from(SLOTS), text=NAMES)
 def test_hidden_characters_in_names_never_reach_an_output(
     cli: Cli, tmp_path_factory: Any, slot: str, text: str

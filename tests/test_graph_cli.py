@@ -199,6 +199,7 @@ def test_the_largest_spec_stays_a_readable_picture(cli: Cli) -> None:
 # -- Graphviz ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @needs_graphviz
 @pytest.mark.parametrize("config", ["mlp", "resnet18", "gpt2", "bert-base", "mismatch"])
 def test_graphviz_accepts_the_dot(cli: Cli, config: str) -> None:
@@ -336,6 +337,8 @@ def _console(log: str) -> list[str]:
     return [line for line in log.splitlines() if ":CONSOLE" in line]
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_browser
 @needs_graphviz
 def test_the_html_page_works_in_a_browser(cli: Cli, tmp_path: Path) -> None:
@@ -355,6 +358,8 @@ def test_the_html_page_works_in_a_browser(cli: Cli, tmp_path: Path) -> None:
     assert result["selected"] == ["g", "tr"]  # a table row selects its node
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_browser
 def test_the_html_page_works_without_graphviz(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

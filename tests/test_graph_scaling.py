@@ -119,6 +119,7 @@ def calls(made: Report, depth: int | None) -> int:
     return pstats.Stats(profile).total_calls  # type: ignore[attr-defined, no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [None, 9])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_drawing_costs_in_proportion_to_the_rows(

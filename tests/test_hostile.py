@@ -98,6 +98,7 @@ def test_the_corpus_is_large_enough() -> None:
     assert {c["spec"] for c in CASES} == {p.name for p in (HOSTILE / "specs").iterdir()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "index", range(len(CASES)), ids=[f"{c['spec']}|{' '.join(c.get('args', []))}" for c in CASES]
 )
@@ -111,6 +112,7 @@ def test_case(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
 PROCESS_CASES = ["tag-python.yaml", "billion-laughs.yaml", "mismatch.yaml", "block-bomb.yaml"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", PROCESS_CASES)
 def test_case_as_a_process(spec: str) -> None:
     case = next(c for c in CASES if c["spec"] == spec and "args" not in c)

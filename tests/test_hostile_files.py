@@ -145,6 +145,7 @@ def make_side(folder: Path, kind: str) -> tuple[str, str]:
     raise AssertionError(kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "deep", "huge", "latin1", "folder"])
 def test_a_saved_report_is_read_as_a_spec_is(cli: Cli, tmp_path: Path, kind: str) -> None:
     good = saved_report(cli, tmp_path)

@@ -119,6 +119,7 @@ def check_clean(output: str, fmt: str) -> None:
             assert fmt == "github" and ANNOTATION.fullmatch(line), line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
 @pytest.mark.parametrize(("command", "fmt"), FORMATS, ids=[f"{c}-{f}" for c, f in FORMATS])
 def test_no_raw_character_reaches_any_output(

@@ -58,6 +58,7 @@ def ended_by(name: str, code: int) -> bool:
     return code in (-number, 128 + number) or (name == "SIGINT" and code == 130)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("name", SIGNALS)
 def test_a_signalled_write_leaves_no_temporary_file(tmp_path: Path, name: str) -> None:
     target = tmp_path / "out.bin"
@@ -70,6 +71,8 @@ def test_a_signalled_write_leaves_no_temporary_file(tmp_path: Path, name: str) -
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("name", SIGNALS)
 def test_a_signalled_build_leaves_no_temporary_file(tmp_path: Path, name: str) -> None:
     (tmp_path / "stopping.py").write_text(LAYER)

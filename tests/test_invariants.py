@@ -12,6 +12,7 @@ from conftest import CONFIGS
 GOOD = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem != "mismatch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
 def test_depth_one_rows_add_up_to_the_total(path: Path) -> None:
     report = shapecli.inspect(path)

@@ -107,6 +107,7 @@ def test_github_escaping(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
 
 
+@pytest.mark.slow
 def test_the_shipped_configs_lint_clean_except_the_deliberate_mismatch(cli: Cli) -> None:
     doc = cli("lint", str(CONFIGS), "-f", "json").json()
     failing = [Path(f["file"]).name for f in doc["files"] if not f["ok"]]
@@ -123,6 +124,7 @@ def test_schema_command_prints_the_schema(cli: Cli) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
+@pytest.mark.slow
 def test_files_checked_in_worker_processes_give_what_one_process_gives(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

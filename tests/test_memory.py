@@ -22,6 +22,7 @@ from shapecli import memory
 from shapecli.spec.parse import parse_spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.title for c in CASES])
 def test_every_figure_equals_a_real_cpu_training_step(case: Case) -> None:
     """MLP, CNNs, LSTM (oneDNN), GRU, attention with the flash and the math kernel,
@@ -52,6 +53,7 @@ SHIPPED: list[tuple[str, Any, dict[str, Any]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("config", "shape", "params"), SHIPPED, ids=[s[0] for s in SHIPPED])
 def test_shipped_configs_at_small_inputs(config: str, shape: Any, params: dict[str, Any]) -> None:
     spec = CONFIGS / f"{config}.yaml"
@@ -111,6 +113,7 @@ def test_only_parameters_the_loss_reaches_get_gradients_and_state() -> None:
     assert ours.optimizer_state["adam"] == 2 * reached * 4 + 4 * 4
 
 
+@pytest.mark.slow
 def test_tied_weights_get_one_gradient_and_one_state() -> None:
     case = Case("tied", CONFIGS / "gpt2.yaml", "1x16:long", set=(("layers", 1), ("vocab", 50)))
     ours, real = measured(case)
@@ -155,6 +158,7 @@ def test_onednn_lstm_workspace_is_sized_as_onednn_sizes_it(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "lstm",
     [

@@ -322,6 +322,7 @@ def test_repeat_groups_keep_their_type(cli: Cli) -> None:
     assert "block ×12" in cli("inspect", str(CONFIGS / "gpt2.yaml")).stdout
 
 
+@pytest.mark.slow
 def test_paths_column_and_json_depth(cli: Cli) -> None:
     table = cli("inspect", str(CONFIGS / "resnet18.yaml"), "--paths", "-d", "3").stdout
     assert "Path" in table.splitlines()[1] and "layer1.0.0 " in table

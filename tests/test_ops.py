@@ -242,6 +242,7 @@ def test_moe_is_the_weighted_sum_of_the_chosen_experts(renormalize: bool) -> Non
 
 
 # The symbolic pass lets the layer's own warning through (the dry run beside it reports it).
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:the router chooses by value")
 def test_moe_runs_with_a_symbolic_batch() -> None:
     report = shapecli.inspect(spec(moe(4, 2), {"x": "Bx3x4"}))  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ def imported_modules(*args: str) -> set[str]:
     return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
 
 
+@pytest.mark.process
 def test_import_shapecli_does_not_import_torch() -> None:
     code = "import sys, shapecli; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -34,6 +35,8 @@ def test_help_and_schema_do_not_import_torch() -> None:
     assert "torch" not in imported_modules("schema")
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize(
     "text", ["model:\n  - a: 1\n   - b\n", "modle: []\n", "model:\n  - LazyLinear: ${nope}\n"]
 )
@@ -45,6 +48,8 @@ def test_yaml_and_spec_errors_do_not_import_torch(tmp_path: Path, text: str) -> 
     assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_lint_of_broken_yaml_never_imports_torch(tmp_path: Path) -> None:
     for i in range(3):
         (tmp_path / f"{i}.yaml").write_text("model:\n  - a: 1\n   - b\n")
@@ -53,6 +58,8 @@ def test_lint_of_broken_yaml_never_imports_torch(tmp_path: Path) -> None:
     assert done.returncode == 1 and "3 files checked, 3 errors, 0 warnings" in done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_inspect_as_a_process() -> None:
     done = run_process("inspect", "configs/mlp.yaml", "--input", "2x20")
     assert done.returncode == 0, done.stderr
@@ -60,12 +67,15 @@ def test_inspect_as_a_process() -> None:
     assert "\x1b[" not in done.stdout  # no colour when not a terminal
 
 
+@pytest.mark.process
 def test_missing_file_exits_2_without_traceback() -> None:
     done = run_process("inspect", "/nonexistent.yaml")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "/nonexistent.yaml: error[file-error] no such file" in done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_closed_pipe_ends_quietly() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "shapecli", "inspect", str(CONFIGS / "mlp.yaml"), "-f", "json"],
@@ -80,6 +90,8 @@ def test_closed_pipe_ends_quietly() -> None:
     assert "Traceback" not in stderr and "Broken pipe" not in stderr
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_the_current_directory_is_not_importable(tmp_path: Path) -> None:
     (tmp_path / "yaml.py").write_text("raise SystemExit('shadowed')\n")
     spec = tmp_path / "s.yaml"
@@ -88,6 +100,8 @@ def test_the_current_directory_is_not_importable(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_user_package_on_pythonpath(tmp_path: Path) -> None:
     """The way a user brings their own layer: PYTHONPATH and --allow-import."""
     (tmp_path / "mylayers.py").write_text(
@@ -122,6 +136,8 @@ speedups.exit_now(7)
 """
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_the_speedups_keep_dynamo_out_and_change_nothing() -> None:
     """In a fresh process: no dynamo import with them, and the whole report of every
     config the same with and without them."""
@@ -140,6 +156,8 @@ def test_the_speedups_keep_dynamo_out_and_change_nothing() -> None:
     assert fast[1] == plain[1]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_the_api_leaves_dynamo_as_it_found_it() -> None:
     code = (
         "import shapecli, sys, torch\n"
@@ -187,6 +205,7 @@ def run_on_terminal(*args: str, env: dict[str, str]) -> str:
         os.close(leader)
 
 
+@pytest.mark.slow
 def test_colour_on_a_terminal_unless_no_color() -> None:
     coloured = run_on_terminal("inspect", "configs/mlp.yaml", env={})
     assert "\x1b[" in coloured and "7,946" in coloured
@@ -194,6 +213,8 @@ def test_colour_on_a_terminal_unless_no_color() -> None:
     assert "\x1b[" not in plain and "7,946" in plain
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_lint_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> None:
     import shutil
     import signal
@@ -229,6 +250,8 @@ def test_lint_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> N
         time.sleep(0.05)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_lint_workers_do_not_use_a_thread_pool_started_before_the_fork() -> None:
     # The parent's CPU thread pool is running when the workers are forked; in a worker
     # it does not exist, and an op that would use it hangs unless torch uses one thread.

@@ -48,6 +48,7 @@ def matches(expected: list[str], actual: list[str]) -> bool:
     return bool(actual) and expected[0] == actual[0] and matches(expected[1:], actual[1:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", COMMANDS, ids=[c.splitlines()[0] for c in COMMANDS])
 def test_command_examples_print_what_the_readme_shows(
     example: str, monkeypatch: pytest.MonkeyPatch

@@ -48,6 +48,7 @@ def report(path_or_text: Path | str, replay: bool) -> tuple[Report, nn.Module]:
     return dry_run(built, spec.inputs, spec.name, spec.file, replay=replay), built.model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "source",
     [CONFIGS / "gpt2.yaml", CONFIGS / "llama-tiny.yaml", CONFIGS / "resnet18.yaml", TRICKY],

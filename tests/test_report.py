@@ -76,6 +76,7 @@ def strategy(kind: codec.Kind) -> st.SearchStrategy[Any]:
 REPORTS = strategy(codec.compile_hint(Report))
 
 
+@pytest.mark.slow
 @given(REPORTS)
 def test_from_json_is_the_inverse_of_to_json(report: Report) -> None:
     text = json.dumps(to_json(report), ensure_ascii=False)
@@ -345,6 +346,7 @@ BEYOND_SCHEMA = (
 )
 
 
+@pytest.mark.slow
 @given(REPORTS)
 def test_every_report_written_validates_against_the_schema(report: Report) -> None:
     assert [e.message for e in VALIDATOR.iter_errors(to_json(report))] == []

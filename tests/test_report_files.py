@@ -36,6 +36,7 @@ def saved(report: Report) -> Report:
     return read_report(json.dumps(to_json(report), indent=2, ensure_ascii=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stem", "options"), RUNS, ids=[f"{s}{o or ''}" for s, o in RUNS])
 def test_a_saved_report_is_the_report(stem: str, options: dict[str, object]) -> None:
     report = live(stem, options)
@@ -56,6 +57,7 @@ RENDERED = [
 OPTIONS = [Options(), Options(depth=1), Options(depth=3, paths=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stem", "options"), RENDERED, ids=[s for s, _ in RENDERED])
 def test_a_saved_report_renders_as_the_live_run(stem: str, options: dict[str, object]) -> None:
     report = live(stem, options)
@@ -141,6 +143,7 @@ def test_diff_refuses_a_malformed_report_with_its_json_path(
     assert "no-such-code]" not in result.stderr and "shape-mismatch]" not in result.stderr
 
 
+@pytest.mark.process
 def test_diff_refuses_a_report_nested_too_deep(tmp_path: Path) -> None:
     """In a real process: the recursion a parser hits is no traceback, nor exit 3."""
     path = tmp_path / "deep.json"

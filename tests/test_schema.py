@@ -28,6 +28,7 @@ def load(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_validates(
     validator: jsonschema.Draft202012Validator, path: Path
@@ -129,6 +130,7 @@ REPORT_RUNS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", REPORT_RUNS, ids=lambda a: " ".join(Path(x).name for x in a))
 def test_every_report_validates_against_the_report_schema(
     report_validator: jsonschema.Draft202012Validator, cli: Any, args: list[str]

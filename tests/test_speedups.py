@@ -34,6 +34,7 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 @pytest.mark.parametrize(
     ("cls", "batch_first", "bidirectional", "layers", "proj", "batched", "with_hx"), CASES

@@ -62,6 +62,7 @@ def agree(symbolic: Report, concrete: Report, sizes: dict[str, int]) -> None:
     assert checked >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("source", "symbolic", "sizes"),
     [
@@ -101,6 +102,7 @@ def test_a_conv_stack_states_the_sizes_it_accepts() -> None:
     assert shapecli.inspect(parse_spec(CONVS, "c.yaml"), input="2x3x14x14").ok
 
 
+@pytest.mark.slow
 def test_a_positional_table_bounds_the_sequence() -> None:
     report = shapecli.inspect(CONFIGS / "gpt2.yaml", input="BxT:long")
     assert report.ok and report.constraints == ("T <= 1024",)
@@ -124,6 +126,7 @@ def test_mixed_sizes_keep_the_numbers() -> None:
     assert conv.output_shapes == (("B", 64, 112, 112),)
 
 
+@pytest.mark.slow
 def test_named_inputs_share_their_symbols(cli: Cli) -> None:
     doc = cli(
         "inspect", str(CONFIGS / "bert-base.yaml"), "-f", "json",
@@ -134,6 +137,7 @@ def test_named_inputs_share_their_symbols(cli: Cli) -> None:
     assert doc["totals"]["activation_bytes"] is None and doc["totals"]["params"] == 109_482_240
 
 
+@pytest.mark.slow
 def test_the_table_and_lint(cli: Cli, write: Callable[..., Path]) -> None:
     table = cli("inspect", str(CONFIGS / "resnet18.yaml"), "-i", "Bx3xHxW").stdout
     assert "B×64×((H - 1)//2 + 1)×((W - 1)//2 + 1)" in table
@@ -204,6 +208,7 @@ def test_a_pool_and_its_upsampling_need_even_sizes() -> None:
     assert runs(UNET, "1x3x2x2") and runs(UNET, "16x3x4x6")  # H ≥ 2 is implied: not printed
 
 
+@pytest.mark.slow
 def test_sizes_tied_by_the_model_are_an_equality_and_move_together() -> None:
     report = shapecli.inspect(
         parse_spec(ENCODER, "enc.yaml"), input=["src=BxS:long", "src_mask=BxM:bool"]
@@ -216,6 +221,7 @@ def test_sizes_tied_by_the_model_are_an_equality_and_move_together() -> None:
     assert runs(ENCODER, "src=3x64:long", "src_mask=3x64:bool")
 
 
+@pytest.mark.slow
 def test_a_size_tied_to_a_number_is_an_equality() -> None:
     report = shapecli.inspect(
         parse_spec(ENCODER, "enc.yaml"), input=["src=Bx10:long", "src_mask=BxS:bool"]
@@ -224,6 +230,7 @@ def test_a_size_tied_to_a_number_is_an_equality() -> None:
     assert not runs(ENCODER, "src=2x10:long", "src_mask=2x11:bool")
 
 
+@pytest.mark.slow
 def test_constraints_are_python_over_the_names(cli: Cli, write: Callable[..., Path]) -> None:
     spec = write(ENCODER)
     doc = cli("inspect", str(spec), "-f", "json", "-i", "src=BxS:long", "-i", "src_mask=BxM:bool")
@@ -509,6 +516,7 @@ def test_a_mistyped_input_is_an_error(cli: Cli) -> None:
     assert "a symbolic size is a name that starts with a capital letter" in result.stderr
 
 
+@pytest.mark.slow
 def test_sample_chooses_the_first_run(cli: Cli) -> None:
     args = ("inspect", str(CONFIGS / "gpt2.yaml"), "-i", "BxT:long", "-f", "json")
     doc = cli(*args, "--sample", "T=100", "--sample", "B=3").json()
@@ -539,6 +547,7 @@ def test_what_is_not_derived_is_null_in_json_and_a_warning(
     assert "warning[not-derived]" in table.stderr
 
 
+@pytest.mark.slow
 def test_the_budget_ends_a_search_that_exceeds_it(cli: Cli, write: Callable[..., Path]) -> None:
     import time
 

@@ -54,6 +54,7 @@ def test_a_shape_rule_is_the_layer_s_own_shape(layer: nn.Module, make: object) -
         assert theirs is not None or mine is None
 
 
+@pytest.mark.slow
 def test_torch_and_the_layers_are_left_as_they_were() -> None:
     from torch.fx.experimental import symbolic_shapes
 

@@ -67,6 +67,7 @@ def training(report: Report) -> str:
     return f"{report.name}: {json.dumps(figures, sort_keys=True)}"
 
 
+@pytest.mark.slow
 def test_every_shipped_config_reports_what_the_pinned_torch_reports(
     golden: Callable[[str, str], None],
 ) -> None:
@@ -103,6 +104,7 @@ def all_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "options"),
     [("lstm-classifier", {"flops": True, "memory": True}), ("gpt2", {"flops": True})],

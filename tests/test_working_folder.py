@@ -71,6 +71,8 @@ def ran(folder: Path) -> list[str]:
     return [mark.stem for mark in marks]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_planted_module_runs_where_the_folder_is_on_the_path(
     planted: tuple[Path, set[str], set[str]],
 ) -> None:
@@ -80,6 +82,8 @@ def test_a_planted_module_runs_where_the_folder_is_on_the_path(
     assert ran(folder) == ["typing"]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_python_m_imports_nothing_from_the_folder_after_python_itself(
     planted: tuple[Path, set[str], set[str]],
 ) -> None:
@@ -89,6 +93,8 @@ def test_python_m_imports_nothing_from_the_folder_after_python_itself(
     assert ran(folder) == [], f"of {len(names)} planted modules"
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("how", ["python -P -m shapecli", "shapecli"])
 def test_the_safe_ways_import_nothing_from_the_folder(
     planted: tuple[Path, set[str], set[str]], how: str
@@ -112,6 +118,7 @@ def test_the_safe_ways_import_nothing_from_the_folder(
     assert ran(folder) == []
 
 
+@pytest.mark.process
 def test_another_program_run_with_m_keeps_its_path(tmp_path: Path) -> None:
     """Only ``-m shapecli`` itself takes the folder off the path: a program run with
     ``-m`` that imports shapecli as it starts still imports from its folder."""
