@@ -57,10 +57,6 @@ class ExpressionError(ValueError):
     """An expression that is not allowed or cannot be evaluated; the message says why."""
 
 
-def has_placeholder(text: str) -> bool:
-    return "${" in text
-
-
 def substitute(text: str, scope: Mapping[str, Value]) -> Value:
     """Replace every ``${expr}`` in ``text``; a whole-string expression keeps its type."""
     whole = _PLACEHOLDER.fullmatch(text)
