@@ -120,7 +120,7 @@ def training_step(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Step:
         return tensor
 
     modes = (
-        _swapped(model, tensors),
+        swapped(model, tensors),
         fake,
         _CpuStorages(),  # type: ignore[no-untyped-call]
         torch.autograd.graph.saved_tensors_hooks(pack, _unpack),
@@ -144,10 +144,11 @@ def _fake_state(model: nn.Module) -> dict[int, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _swapped(model: nn.Module, tensors: dict[int, torch.Tensor]) -> Iterator[None]:
-    """Within the block, every module holds ``tensors`` in place of its own (by
-    assignment, so a module that tracks its tensors, as the recurrent layers track
-    their flat weights, sees the change); afterwards it holds its own again."""
+def swapped(model: nn.Module, tensors: dict[int, torch.Tensor]) -> Iterator[None]:
+    """Within the block, every module of ``model`` that holds one of the tensors whose
+    ids ``tensors`` maps holds its replacement instead (by assignment, so a module that
+    tracks its tensors, as the recurrent layers track their flat weights, sees the
+    change); afterwards it holds its own again (:mod:`shapecli.weight_init` uses it too)."""
     done: list[tuple[nn.Module, str, torch.Tensor]] = []
     try:
         for module in model.modules():
