@@ -81,6 +81,7 @@ def inspect(
     memory: bool = False,
     optimizer: str = "adam",
     dtype: str | None = None,
+    shard: str | None = None,
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
@@ -91,16 +92,20 @@ def inspect(
     ``flops`` counts FLOPs per row and in total; ``memory`` adds the training-memory
     estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
     runs the model in that floating-point dtype (parameters and float inputs).
-    ``spec`` may also name a Python model, ``pkg.module:factory`` (see
-    :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow.
+    ``shard`` (``"fsdp=8"``, ``"zero2=8"``; implies ``memory``) adds each device's part
+    of the training estimate when the model states are sharded that way (see
+    :mod:`shapecli.analyses.sharding`). ``spec`` may also name a Python model,
+    ``pkg.module:factory`` (see :mod:`shapecli.pymodel`), whose package ``allow_import``
+    must allow.
     """
     name = Path(spec.file if isinstance(spec, Spec) else spec).stem
     file = spec.file if isinstance(spec, Spec) else str(spec)
     inputs: tuple[InputSpec, ...] = ()
     try:
         inputs = parse_inputs(input)
+        measure = _analyses(flops, memory, optimizer, shard)
         if isinstance(spec, str) and is_target(spec):
-            return _inspect_python(spec, inputs, allow_import, flops, memory, optimizer, dtype)
+            return _inspect_python(spec, inputs, allow_import, measure, optimizer, dtype)
         loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
         name = loaded.name
         inputs = _merged(loaded.inputs, inputs)
@@ -112,10 +117,10 @@ def inspect(
         _check_analysis(optimizer, dtype)
         torch_compat.require_supported()
         if any(isinstance(d, str) for spec in inputs for d in spec.dims):
-            if flops or memory or dtype:
+            if measure or dtype:
                 raise fail(
                     "usage",
-                    "--flops, --memory and --dtype need concrete sizes; give numbers for "
+                    "--flops, --memory, --shard and --dtype need concrete sizes; give numbers for "
                     f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
                 )
             from shapecli.torch_compat import shape_env
@@ -150,7 +155,7 @@ def inspect(
                 ),
             )
         with default_dtype(dtype):
-            report = dry_run(built, inputs, name, file, measure=_analyses(flops, memory, optimizer))
+            report = dry_run(built, inputs, name, file, measure=measure)
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         return failed_report(name, file, inputs, *e.problems)
@@ -377,7 +382,7 @@ def _inspect_python(
 
     with lean_meta(), default_dtype(dtype):
         built = load_model(target, allow_import)
-        return dry_run(built, inputs, target, target, measure=_analyses(flops, memory, optimizer))
+        return dry_run(built, inputs, target, target, measure=measure)
 
 
 def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
@@ -429,11 +434,18 @@ def _not_comparable(report: Report) -> str:
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _analyses(flops: bool, memory: bool, optimizer: str) -> list[Analysis]:
-    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`)."""
-    from shapecli.analyses import Flops, Training
+def _analyses(flops: bool, memory: bool, optimizer: str, shard: str | None) -> list[Analysis]:
+    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`); the
+    command line is checked here, before torch is imported."""
+    from shapecli.analyses import Flops, Sharding, Training
+    from shapecli.analyses.sharding import parse_shard
 
-    return [*([Flops()] if flops else []), *([Training(optimizer)] if memory else [])]
+    measure: list[Analysis] = [Flops()] if flops else []
+    if shard is not None:
+        measure.append(Sharding(optimizer, parse_shard(shard)))
+    elif memory:
+        measure.append(Training(optimizer))
+    return measure
 
 
 def _check_analysis(optimizer: str, dtype: str | None) -> None:

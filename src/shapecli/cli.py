@@ -226,6 +226,17 @@ def inspect(
         Optimizer,
         typer.Option("--optimizer", help="The optimizer whose state --memory counts."),
     ] = Optimizer.adam,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="SCHEME=N",
+            help="Also each device's training memory (implies --memory), the model states "
+            "sharded over N devices: fsdp=N (torch's fully_shard), zero1=N, zero2=N or "
+            "zero3=N (DeepSpeed's ZeRO stages); --input is each device's.",
+            show_default=False,
+        ),
+    ] = None,
     dtype: Annotated[
         str | None,
         typer.Option(
@@ -253,6 +264,7 @@ def inspect(
             memory=memory,
             optimizer=optimizer.value,
             dtype=dtype,
+            shard=shard,
         )
 
     stem = Path(spec).stem

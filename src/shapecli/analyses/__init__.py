@@ -20,13 +20,23 @@ from collections.abc import Sequence
 
 from shapecli.analyses.base import Analysis, Done
 from shapecli.analyses.flops import Flops
+from shapecli.analyses.sharding import Sharding
 from shapecli.analyses.training import Training
 from shapecli.report import Report
 
-__all__ = ["ANALYSES", "Analysis", "Done", "Flops", "Training", "footer_lines", "run_after"]
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "Done",
+    "Flops",
+    "Sharding",
+    "Training",
+    "footer_lines",
+    "run_after",
+]
 
 #: Every kind of analysis, in the order their footer lines are printed.
-ANALYSES: tuple[type[Analysis], ...] = (Flops, Training)
+ANALYSES: tuple[type[Analysis], ...] = (Flops, Training, Sharding)
 
 
 def footer_lines(report: Report) -> list[str]:
