@@ -66,6 +66,7 @@ from shapecli.construct import BuiltModel, Tie
 from shapecli.errors import Problem, ShapecliError, fail
 from shapecli.layers import own
 from shapecli.memory import swapped
+from shapecli.record import tensors_in
 from shapecli.spec.model import INIT_SCHEMES, Entry, at_or_above
 
 #: The schemes as ``torch.nn.init`` functions (``default`` is no function: it is each
@@ -285,20 +286,9 @@ class _OwnTensorsOnly(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        if any(isinstance(t, torch.Tensor) and _stands_in(t) for t in _leaves((args, kwargs))):
+        if any(_stands_in(t) for t in tensors_in((args, kwargs))):
             raise _ReachedOut
         return func(*args, **(kwargs or {}))
-
-
-def _leaves(value: object) -> Iterator[object]:
-    if isinstance(value, tuple | list):
-        for item in value:
-            yield from _leaves(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _leaves(item)
-    else:
-        yield value
 
 
 def _reset_in_stand_ins(
