@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shapecli import torch_compat
 from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
 from shapecli.codec import quoted
@@ -33,6 +32,7 @@ from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import INIT_SCHEMES, Spec
 from shapecli.spec.parse import read_spec
+from shapecli.torch_compat import require_supported
 
 if TYPE_CHECKING:
     from torch import nn
@@ -115,7 +115,7 @@ def inspect(
                 "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
             )
         _check_analysis(optimizer, dtype)
-        torch_compat.require_supported()
+        require_supported()
         if any(isinstance(d, str) for spec in inputs for d in spec.dims):
             if measure or dtype:
                 raise fail(
@@ -229,7 +229,7 @@ def initialize(model: nn.Module, *, init: str | None = None, seed: int = 0) -> N
     the same ``init`` and ``seed``, bit for bit, however the model is sharded.
     """
     _check_init_and_seed(init, seed)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.weight_init import initialize_again
 
     initialize_again(model, init, seed)
@@ -336,7 +336,7 @@ def _materialize(
     if not inputs:
         raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
     _refuse_symbolic(inputs)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.materialize import materialize
 
     return materialize(
@@ -375,7 +375,7 @@ def _inspect_python(
         )
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
-    torch_compat.require_supported()
+    require_supported()
     from shapecli.dryrun import default_dtype, dry_run
     from shapecli.pymodel import load_model
     from shapecli.speedups import lean_meta
