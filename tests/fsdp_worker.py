@@ -5,7 +5,9 @@
 Each case is a spec built on the meta device by ``shapecli.build``, sharded with torch's
 FSDP2 (``fully_shard`` on each repeat copy, then at the root), given memory on the CPU
 (``to_empty``) and initialized by ``shapecli.initialize``; then it trains one AdamW step
-on an input of each process's own. Process 0 writes, per case, what the test checks:
+on an input of each process's own. Before them, the recipe of ``docs/distributed.md``
+runs as written (it starts the process group) on ``configs/llama-tiny.yaml``, and its
+model trains one step. Process 0 writes, per case, what the test checks:
 
 * ``initialized``: the names of the tensors that differ from ``shapecli.build`` of the
   same spec in one process (the full state dict, gathered before the step), and the
@@ -17,6 +19,10 @@ on an input of each process's own. Process 0 writes, per case, what the test che
   weights, of the gradients and of the optimizer's state (each storage once), and what
   autograd saved in its forward pass (saved-tensor hooks, each storage once, the
   gathered parameters left out: they are weights);
+* ``peak``: the most bytes any process had allocated during the step (torch's profiler
+  sees every allocation and free of the CPU's allocator): what it held before (its
+  shards of the weights, and the buffers) and the highest its allocations reached on
+  top — gathered weights, gradients, optimizer state, activations, communication;
 * ``after``: the names and shapes of the full state dict after the step;
 * ``same_shards``: what torch's own random operations give on a sharded CPU tensor
   (every process draws the same numbers), which is why ``shapecli.initialize`` does not
@@ -25,11 +31,12 @@ on an input of each process's own. Process 0 writes, per case, what the test che
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import re
 import sys
 import warnings
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
+from torch.profiler import ProfilerActivity, profile
 
 import shapecli
 from shapecli.record import tensors_in
@@ -96,8 +104,8 @@ def reaching_out() -> None:
 
 def main(result: Path) -> None:
     reaching_out()
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
-    found = {name: run_case(*case) for name, *case in CASES}
+    found: dict[str, Any] = {"recipe": run_recipe()}  # it starts the process group
+    found.update({name: run_case(*case) for name, *case in CASES})
     found["same_shards"] = dtensor_cpu_rng_repeats_itself()
     if dist.get_rank() == 0:
         result.write_text(json.dumps(found, indent=1), encoding="utf-8")
@@ -108,6 +116,41 @@ def main(result: Path) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def recipe() -> str:
+    """The recipe of ``docs/distributed.md``: its Python block."""
+    docs = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
+    found = re.search(r"```python\n(.*?)```", docs, re.S)
+    assert found is not None, "docs/distributed.md has no Python block"
+    return found.group(1)
+
+
+def run_recipe() -> dict[str, Any]:
+    """Run the recipe as written, the spec on its command line ``llama-tiny.yaml``; on
+    the CPU it starts gloo. Then its model is compared with a single-process build and
+    trains one step with its optimizer."""
+    spec = str(ROOT / "configs" / "llama-tiny.yaml")
+    sys.argv = ["train.py", spec]
+    space: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(recipe(), "docs/distributed.md", "exec"), space)
+    model, optimizer = space["model"], space["optimizer"]
+    single = shapecli.build(spec, seed=0).state_dict()
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    differ = sorted(k for k in full if k not in single or not torch.equal(full[k], single[k]))
+    output = model(example(model, "1x128:long"))
+    loss = sum(t.float().sum() for t in tensors_in(output))
+    assert isinstance(loss, torch.Tensor)
+    loss.backward()
+    optimizer.step()
+    after = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    return {
+        "sharded": all(isinstance(p, DTensor) for p in model.parameters()),
+        "differ": differ,
+        "same_names_and_shapes": shapes(full) == shapes(single),
+        "loss": gathered([float(loss.detach())]),
+        "finite": all(bool(torch.isfinite(t).all()) for t in after.values()),
+    }
 
 
 def spec_of(spec: str) -> Any:
@@ -140,13 +183,20 @@ def run_case(
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
     differ = sorted(k for k in full if k not in single or not torch.equal(full[k], single[k]))
 
-    inputs = [example(model, shape)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    saved, outputs = saved_in_forward(model, inputs)
-    loss = sum(t.float().sum() for t in outputs)
-    assert isinstance(loss, torch.Tensor)
-    loss.backward()
-    optimizer.step()
+    before = local_bytes(model.parameters()) + local_bytes(model.buffers())
+    gc.collect()  # the earlier cases' models, freed now rather than during the step
+    gc.disable()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiled:
+            inputs = [example(model, shape)]
+            saved, outputs = saved_in_forward(model, inputs)
+            loss = sum(t.float().sum() for t in outputs)
+            assert isinstance(loss, torch.Tensor)
+            loss.backward()
+            optimizer.step()
+    finally:
+        gc.enable()
 
     held = {
         "weights": local_bytes(model.parameters()),
@@ -166,6 +216,7 @@ def run_case(
         "tied": [model.get_parameter(a) is model.get_parameter(b) for a, b in ties],
         "loss": gathered([float(loss.detach())]),
         "held": {k: max(gathered([v])) for k, v in held.items()},
+        "peak": max(gathered([before + highest(profiled)])),
         "after": shapes(after),
         "finite": all(bool(torch.isfinite(t).all()) for t in after.values()),
     }
@@ -202,6 +253,18 @@ def saved_in_forward(
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         output = model(*inputs)
     return sum(saved.values()), [t for t in tensors_in(output) if t.is_floating_point()]
+
+
+def highest(profiled: profile) -> int:
+    """The most bytes allocated at once on top of what was allocated before the
+    profiler started: its allocations and frees (``[memory]`` events), in time order."""
+    events = profiled.profiler.kineto_results.events()  # type: ignore[union-attr]
+    changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    running = most = 0
+    for _, change in changes:
+        running += change
+        most = max(most, running)
+    return most
 
 
 def storage(tensor: torch.Tensor) -> int:

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import shapecli
-from conftest import CONFIGS, Result
+from conftest import CONFIGS, ROOT, Result
 from shapecli.analyses.sharding import Held, Shard, divide, parse_shard
 from shapecli.errors import ShapecliError
 from shapecli.report import Memory, read_report
@@ -151,6 +151,27 @@ def test_only_what_the_loss_reaches_gets_gradients_and_state() -> None:
 def test_a_bad_shard_is_a_usage_error(text: str, message: str) -> None:
     with pytest.raises(ShapecliError, match=re.escape(message)):
         parse_shard(text)
+
+
+DOCS = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
+DOCS_COMMANDS = [
+    body
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", DOCS, re.S)
+    if not lang and body.startswith("$ shapecli ")
+]
+
+
+@pytest.mark.parametrize("example", DOCS_COMMANDS, ids=[c.splitlines()[0] for c in DOCS_COMMANDS])
+def test_the_docs_command_examples_print_what_they_show(
+    example: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_readme import matches
+
+    monkeypatch.chdir(ROOT)
+    command, *shown = example.rstrip("\n").splitlines()
+    result = cli(*command.split()[2:])
+    assert result.exit_code == 0
+    assert matches(shown, result.stdout.rstrip("\n").splitlines()), result.stdout
 
 
 def test_the_footer_and_json_say_each_devices_figures(cli: Cli, tmp_path: Path) -> None:

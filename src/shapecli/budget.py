@@ -96,10 +96,10 @@ def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
 
 
 #: The way past one machine, which every refusal names: build on meta, shard, give
-#: memory, initialize (the README's "Training past one machine").
+#: memory, initialize (the recipe in docs/distributed.md).
 SHARDED = (
     'or train it sharded over several devices: shapecli.build(spec, device="meta"), '
-    "fully_shard, to_empty, shapecli.initialize (README: Training past one machine)"
+    "fully_shard, to_empty, shapecli.initialize (the recipe: docs/distributed.md)"
 )
 
 
