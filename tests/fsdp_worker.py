@@ -24,6 +24,8 @@ model trains one step. Process 0 writes, per case, what the test checks:
   shards of the weights, and the buffers) and the highest its allocations reached on
   top — gathered weights, gradients, optimizer state, activations, communication;
 * ``after``: the names and shapes of the full state dict after the step;
+* ``outside``: the problem ``shapecli.initialize`` reports for a layer whose
+  initializer sets another layer's sharded tensor (in every process alike);
 * ``same_shards``: what torch's own random operations give on a sharded CPU tensor
   (every process draws the same numbers), which is why ``shapecli.initialize`` does not
   leave them to DTensor.
@@ -106,6 +108,7 @@ def main(result: Path) -> None:
     reaching_out()
     found: dict[str, Any] = {"recipe": run_recipe()}  # it starts the process group
     found.update({name: run_case(*case) for name, *case in CASES})
+    found["outside"] = reaching_outside()
     found["same_shards"] = dtensor_cpu_rng_repeats_itself()
     if dist.get_rank() == 0:
         result.write_text(json.dumps(found, indent=1), encoding="utf-8")
@@ -151,6 +154,25 @@ def run_recipe() -> dict[str, Any]:
         "loss": gathered([float(loss.detach())]),
         "finite": all(bool(torch.isfinite(t).all()) for t in after.values()),
     }
+
+
+def reaching_outside() -> dict[str, Any]:
+    """Initialize a sharded model whose second layer's initializer also sets the first
+    layer's weight: a tensor outside the layer, which FSDP's contract forbids."""
+    text = "input: 2x4\nmodel:\n  - Linear: [4, 4]\n  - Linear: [4, 4]\n"
+    model = shapecli.build(spec_of(text), device="meta")
+    first, second = model[0], model[1]
+    second.reset_parameters = lambda: nn.init.zeros_(first.weight)
+    for layer in (first, second, model):
+        fully_shard(layer)
+    model.to_empty(device="cpu")
+    try:
+        shapecli.initialize(model)
+    except shapecli.ShapecliError as error:
+        problem = error.problem
+        line = problem.source.line if problem.source is not None else None
+        return {"code": problem.code, "message": problem.message, "line": line}
+    return {"code": None}
 
 
 def spec_of(spec: str) -> Any:

@@ -138,6 +138,16 @@ def test_a_training_step_keeps_the_state_dict_and_a_finite_loss(name: str) -> No
     assert all(abs(loss) < float("inf") for loss in found["loss"])
 
 
+def test_an_initializer_that_sets_another_layers_sharded_tensor_is_refused() -> None:
+    """Each layer's initializer may set only its own tensors (its subtree's, run again
+    whole): one that reaches a sibling's shard is named, at its line of the spec."""
+    found = torchrun().found["outside"]
+    assert found["code"] == "no-initializer"
+    assert found["message"].startswith("cannot initialize layer 1 (Linear): its initializer")
+    assert "sets tensors of layers outside it" in found["message"]
+    assert found["line"] == 4  # the second `- Linear`
+
+
 def test_dtensor_random_fills_on_the_cpu_repeat_across_processes() -> None:
     """The reason ``shapecli.initialize`` fills sharded tensors whole: should torch
     make DTensor's random operations on the CPU draw each shard from its own place in
