@@ -33,7 +33,7 @@ Cli = Callable[..., Result]
 
 #: The training figures, which another torch may leave not derived (its kernels keep
 #: other tensors than the estimate models: an older oneDNN's LSTM workspace).
-TRAINING = ("gradients", "optimizer", "optimizer_state", "saved_for_backward")
+TRAINING = ("gradients", "optimizer", "optimizer_state", "saved_for_backward", "per_device")
 
 
 def summary(report: Report) -> str:

@@ -40,7 +40,7 @@ if _run_by_python_m() and not sys.flags.safe_path and sys.path:
 from typing import TYPE_CHECKING, Any  # noqa: E402  (only now: see above)
 
 if TYPE_CHECKING:
-    from shapecli.api import build, inspect, load, save
+    from shapecli.api import build, initialize, inspect, load, save
     from shapecli.errors import Problem, ShapecliError
     from shapecli.inputs import InputSpec
     from shapecli.report import Report
@@ -51,6 +51,7 @@ __all__ = [
     "Report",
     "ShapecliError",
     "build",
+    "initialize",
     "inspect",
     "load",
     "save",
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "build": "shapecli.api",
+    "initialize": "shapecli.api",
     "inspect": "shapecli.api",
     "load": "shapecli.api",
     "save": "shapecli.api",

@@ -8,6 +8,8 @@ also uses.
   outcome, and ``lint`` checks many files the same way.
 * :func:`build` returns real, initialized weights on the CPU (or loaded from a file),
   or raises; :func:`save` writes them; :func:`build_file` is ``shapecli build``.
+* ``build(…, device="meta")`` and :func:`initialize` are the two ends of training a
+  model larger than one device: built on meta, sharded, materialized, initialized.
 
 torch is imported only inside the functions that need it.
 """
@@ -45,6 +47,8 @@ InputLike = str | InputSpec | Sequence[str | InputSpec] | None
 INITS = INIT_SCHEMES
 #: The floating-point types weights may have (``dtype=``, ``--dtype``).
 WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: Where :func:`build` puts the model: real weights on the CPU, or none on meta.
+DEVICES = ("cpu", "meta")
 
 
 def load(spec: str | os.PathLike[str], *, set: Mapping[str, Value] | None = None) -> Spec:
@@ -79,6 +83,7 @@ def inspect(
     dtype: str | None = None,
     samples: Mapping[str, int] | None = None,
     symbolic_budget: float | None = None,
+    shard: str | None = None,
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
@@ -90,7 +95,10 @@ def inspect(
     estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
     runs the model in that floating-point dtype (parameters and float inputs).
     ``spec`` may also name a Python model, ``pkg.module:factory`` (see
-    :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow.
+    :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow. ``shard``
+    (``"fsdp=8"``, ``"zero2=8"``; implies ``memory``) adds each device's part of the
+    training estimate when the model states are sharded that way (see
+    :mod:`shapecli.analyses.sharding`).
 
     With symbolic sizes in the inputs (``Bx3xHxW``), ``samples`` chooses the sizes of
     the first run (``{"H": 224}``), and ``symbolic_budget`` the seconds the checks
@@ -102,8 +110,9 @@ def inspect(
     inputs: tuple[InputSpec, ...] = ()
     try:
         inputs = parse_inputs(input)
+        measure = _analyses(flops, memory, optimizer, shard)
         if isinstance(spec, str) and is_target(spec):
-            return _inspect_python(spec, inputs, allow_import, flops, memory, optimizer, dtype)
+            return _inspect_python(spec, inputs, allow_import, measure, optimizer, dtype)
         loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
         name = loaded.name
         inputs = _merged(loaded.inputs, inputs)
@@ -117,10 +126,10 @@ def inspect(
         symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
         _check_symbolic(symbolic, samples, symbolic_budget)
         if symbolic:
-            if flops or memory or dtype:
+            if measure or dtype:
                 raise fail(
                     "usage",
-                    "--flops, --memory and --dtype need concrete sizes; give numbers for "
+                    "--flops, --memory, --shard and --dtype need concrete sizes; give numbers for "
                     f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
                 )
             from shapecli.analyses import Symbolic
@@ -152,7 +161,7 @@ def inspect(
                 ),
             )
         with default_dtype(dtype):
-            report = dry_run(built, inputs, name, file, measure=_analyses(flops, memory, optimizer))
+            report = dry_run(built, inputs, name, file, measure=measure)
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         failed = failed_report(name, file, inputs, *e.problems)
@@ -171,6 +180,7 @@ def build(
     max_memory: int | str | None = None,
     set: Mapping[str, Value] | None = None,
     allow_import: Iterable[str] = (),
+    device: str = "cpu",
 ) -> nn.Module:
     """The spec's model with real weights on the CPU, initialized reproducibly.
 
@@ -184,7 +194,21 @@ def build(
     floating-point type of the weights. ``weights`` loads a file written by
     :func:`save` (or ``torch.save(model.state_dict())`` to a ``.pt``) into the fresh
     model: names and shapes must match exactly (``weights-mismatch``).
+
+    ``device="meta"`` stops before anything is allocated: every parameter and buffer
+    on the meta device, sized by the dry run, at ``dtype``, ties in place — the model
+    to shard (``fully_shard``), give memory (``to_empty``) and then :func:`initialize`
+    with the scheme given here as ``init`` (or the spec's). ``max_memory`` does not
+    apply: nothing is allocated.
     """
+    if device not in DEVICES:
+        raise fail("usage", f"device {device!r}: one of {', '.join(map(repr, DEVICES))}")
+    if device == "meta" and weights is not None:
+        raise fail(
+            "usage",
+            'weights= needs memory to load into; device="meta" allocates none',
+            hint="load them after to_empty, e.g. with torch.distributed.checkpoint",
+        )
     made = _materialize(
         spec,
         input,
@@ -195,8 +219,28 @@ def build(
         max_memory=max_memory,
         set=set,
         allow_import=allow_import,
+        device=device,
     )
     return made.model
+
+
+def initialize(model: nn.Module, *, init: str | None = None, seed: int = 0) -> None:
+    """Initialize, in place, a model :func:`build` made, as ``build`` would have: each
+    layer's own initializer, then the scheme (``init``, default: the one ``build`` was
+    given, else the spec's ``init:``, else ``"default"``; entries' own ``init:`` win),
+    from ``seed``, leaving the global random state as it was.
+
+    Meant for the model ``build(…, device="meta")`` returns once it has memory,
+    sharded or not: layer by layer, each setting only its own tensors, so it is right
+    after ``fully_shard`` and ``to_empty``, where each process holds a shard of every
+    parameter. The weights equal those of the same spec built by :func:`build` with
+    the same ``init`` and ``seed``, bit for bit, however the model is sharded.
+    """
+    _check_init_and_seed(init, seed)
+    require_supported()
+    from shapecli.weight_init import initialize_again
+
+    initialize_again(model, init, seed)
 
 
 def save(model: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> str:
@@ -288,13 +332,11 @@ def _materialize(
     set: Mapping[str, Value] | None = None,
     allow_import: Iterable[str] = (),
     room_for_forward: bool = False,
+    device: str = "cpu",
 ) -> Materialized:
     """What :func:`build` and :func:`build_file` share: the arguments checked (before
     torch is imported), then :func:`shapecli.materialize.materialize`."""
-    if init is not None and init not in INITS:
-        raise fail("usage", f"unknown init {init!r}; one of {', '.join(INITS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise fail("usage", f"seed {seed!r}: a whole number from 0 to 2**63 - 1")
+    _check_init_and_seed(init, seed)
     name = dtype_name(dtype)
     limit = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
@@ -315,15 +357,22 @@ def _materialize(
         max_memory=limit,
         room_for_forward=room_for_forward,
         allow_import=allow_import,
+        device=device,
     )
+
+
+def _check_init_and_seed(init: str | None, seed: int) -> None:
+    if init is not None and init not in INITS:
+        raise fail("usage", f"unknown init {init!r}; one of {', '.join(INITS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise fail("usage", f"seed {seed!r}: a whole number from 0 to 2**63 - 1")
 
 
 def _inspect_python(
     target: str,
     inputs: tuple[InputSpec, ...],
     allow_import: Iterable[str],
-    flops: bool,
-    memory: bool,
+    measure: list[Analysis],
     optimizer: str,
     dtype: str | None,
 ) -> Report:
@@ -341,7 +390,7 @@ def _inspect_python(
 
     with lean_meta(), default_dtype(dtype):
         built = load_model(target, allow_import)
-        return dry_run(built, inputs, target, target, measure=_analyses(flops, memory, optimizer))
+        return dry_run(built, inputs, target, target, measure=measure)
 
 
 def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
@@ -393,11 +442,18 @@ def _not_comparable(report: Report) -> str:
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _analyses(flops: bool, memory: bool, optimizer: str) -> list[Analysis]:
-    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`)."""
-    from shapecli.analyses import Flops, Training
+def _analyses(flops: bool, memory: bool, optimizer: str, shard: str | None) -> list[Analysis]:
+    """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`); the
+    command line is checked here, before torch is imported."""
+    from shapecli.analyses import Flops, Sharding, Training
+    from shapecli.analyses.sharding import parse_shard
 
-    return [*([Flops()] if flops else []), *([Training(optimizer)] if memory else [])]
+    measure: list[Analysis] = [Flops()] if flops else []
+    if shard is not None:
+        measure.append(Sharding(optimizer, parse_shard(shard)))
+    elif memory:
+        measure.append(Training(optimizer))
+    return measure
 
 
 def _check_analysis(optimizer: str, dtype: str | None) -> None:

@@ -95,6 +95,14 @@ def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
         return None
 
 
+#: The way past one machine, which every refusal names: build on meta, shard, give
+#: memory, initialize (the recipe in docs/distributed.md).
+SHARDED = (
+    'or train it sharded over several devices: shapecli.build(spec, device="meta"), '
+    "fully_shard, to_empty, shapecli.initialize (the recipe: docs/distributed.md)"
+)
+
+
 def check_fits(needed: int, what: str, limit: int | None = None) -> None:
     """Refuse (``too-large``) when ``needed`` bytes exceed ``limit`` or free memory.
 
@@ -107,7 +115,8 @@ def check_fits(needed: int, what: str, limit: int | None = None) -> None:
             "too-large",
             f"{what} need {nbytes(needed)}, more than --max-memory {nbytes(limit)}; "
             "nothing was allocated",
-            hint="raise --max-memory, build a smaller variant (--set), or a smaller --dtype",
+            hint="raise --max-memory, build a smaller variant (--set) or a smaller --dtype, "
+            + SHARDED,
         )
     free = available_memory()
     if free is not None and needed > free:
@@ -115,5 +124,5 @@ def check_fits(needed: int, what: str, limit: int | None = None) -> None:
             "too-large",
             f"{what} need {nbytes(needed)} but only {nbytes(free)} of memory is free; "
             "nothing was allocated",
-            hint="inspect the spec instead (it allocates nothing), or build a smaller one",
+            hint=f"inspect the spec instead (it allocates nothing), build a smaller one, {SHARDED}",
         )

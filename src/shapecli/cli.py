@@ -268,6 +268,17 @@ def inspect(
         Optimizer,
         typer.Option("--optimizer", help="The optimizer whose state --memory counts."),
     ] = Optimizer.adam,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="SCHEME=N",
+            help="Also each device's training memory (implies --memory), the model states "
+            "sharded over N devices: fsdp=N (torch's fully_shard), zero1=N, zero2=N or "
+            "zero3=N (DeepSpeed's ZeRO stages); --input is each device's.",
+            show_default=False,
+        ),
+    ] = None,
     dtype: Annotated[
         str | None,
         typer.Option(
@@ -300,6 +311,7 @@ def inspect(
             dtype=dtype,
             samples=samples,
             symbolic_budget=symbolic_budget,
+            shard=shard,
         )
 
     stem = Path(spec).stem

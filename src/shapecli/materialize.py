@@ -10,8 +10,13 @@ Order matters, and each step is what makes the next safe:
    refuse what does not fit (:mod:`shapecli.budget`);
 3. set the dtype while still on meta (free), then ``to_empty`` on the CPU, and tie
    again (``to_empty`` makes a tied parameter two);
-4. initialize (:mod:`shapecli.initialize`), load the weights file if one is given
+4. initialize (:mod:`shapecli.weight_init`), load the weights file if one is given
    (:mod:`shapecli.weights`), and make sure no tensor was left unset.
+
+On the ``meta`` device the model stops after step 1 and the dtype: nothing is allocated,
+so there is no memory to check; whoever gives it memory (``to_empty``, after sharding it)
+initializes it with :func:`shapecli.initialize`, which finds what it needs from the spec
+through :func:`~shapecli.weight_init.remember`.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from shapecli.budget import check_fits
 from shapecli.construct import BuiltModel, build_modules
 from shapecli.dryrun import dry_run
 from shapecli.errors import ShapecliError
-from shapecli.initialize import check_all_set, initialize
 from shapecli.inputs import InputSpec
 from shapecli.report import Report
 from shapecli.spec.model import Spec
 from shapecli.speedups import lean_meta
+from shapecli.weight_init import check_all_set, initialize, remember
 from shapecli.weights import load_weights
 
 
@@ -59,9 +64,11 @@ def materialize(
     max_memory: int | None = None,
     room_for_forward: bool = False,
     allow_import: Iterable[str] = (),
+    device: str = "cpu",
 ) -> Materialized:
-    """Real weights for ``spec`` (see the module docstring). ``room_for_forward`` adds
-    the activations of one forward pass to the memory check (for ``--verify``)."""
+    """Real weights for ``spec`` (see the module docstring), or with ``device="meta"``
+    the model sized but holding no memory. ``room_for_forward`` adds the activations of
+    one forward pass to the memory check (for ``--verify``)."""
     target: torch.dtype = getattr(torch, dtype)
     with lean_meta():
         built = build_modules(spec, allow_import)
@@ -69,6 +76,10 @@ def materialize(
     if report.errors:
         raise ShapecliError(*report.errors)
     model = built.model
+    remember(built, init)
+    if device == "meta":
+        model.to(dtype=target)  # keeps every Parameter object, so ties stay in place
+        return Materialized(model, built, report, tuple(inputs), target, init, seed)
     needed = weight_bytes(model, target)
     what = f"the {dtype} weights"
     if room_for_forward:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,21 +74,21 @@ class Step:
 
     ``saved``: bytes autograd saves, each storage once, parameters left out (they are
     counted as weights). ``trained``: each parameter the loss reaches (the ones that
-    get a gradient, and so optimizer state), once, as (elements, bytes per element).
+    get a gradient, and so optimizer state), once, as (shape, bytes per element).
     """
 
     saved: int
-    trained: tuple[tuple[int, int], ...]
+    trained: tuple[tuple[tuple[int, ...], int], ...]
 
     @property
     def gradient_bytes(self) -> int:
-        return sum(n * size for n, size in self.trained)
+        return sum(math.prod(shape) * size for shape, size in self.trained)
 
     def optimizer_bytes(self, optimizer: str) -> int:
         """The optimizer's state after its first step: each state in its parameter's
         dtype, as torch keeps it."""
         states, step = OPTIMIZER_STATES[optimizer], STEP_BYTES.get(optimizer, 0)
-        return sum(states * n * size + step for n, size in self.trained)
+        return sum(states * math.prod(shape) * size + step for shape, size in self.trained)
 
 
 def buffer_bytes(model: nn.Module) -> int:
@@ -120,7 +121,7 @@ def training_step(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Step:
         return tensor
 
     modes = (
-        _swapped(model, tensors),
+        swapped(model, tensors),
         fake,
         _CpuStorages(),  # type: ignore[no-untyped-call]
         torch.autograd.graph.saved_tensors_hooks(pack, _unpack),
@@ -128,7 +129,7 @@ def training_step(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Step:
     run = observe(model, args, modes=modes, train=True)
     if run.error is not None:
         raise run.error
-    trained = tuple((p.numel(), p.element_size()) for p in _reached(_outputs(run.output)))
+    trained = tuple((tuple(p.shape), p.element_size()) for p in _reached(_outputs(run.output)))
     return Step(sum(saved.values()), trained)
 
 
@@ -144,10 +145,11 @@ def _fake_state(model: nn.Module) -> dict[int, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _swapped(model: nn.Module, tensors: dict[int, torch.Tensor]) -> Iterator[None]:
-    """Within the block, every module holds ``tensors`` in place of its own (by
-    assignment, so a module that tracks its tensors, as the recurrent layers track
-    their flat weights, sees the change); afterwards it holds its own again."""
+def swapped(model: nn.Module, tensors: dict[int, torch.Tensor]) -> Iterator[None]:
+    """Within the block, every module of ``model`` that holds one of the tensors whose
+    ids ``tensors`` maps holds its replacement instead (by assignment, so a module that
+    tracks its tensors, as the recurrent layers track their flat weights, sees the
+    change); afterwards it holds its own again (:mod:`shapecli.weight_init` uses it too)."""
     done: list[tuple[nn.Module, str, torch.Tensor]] = []
     try:
         for module in model.modules():

@@ -122,7 +122,7 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Memory:
+class MemoryFigures:
     """Estimated bytes (see :mod:`shapecli.memory` for how each is counted). The
     training figures are None unless the training estimate was asked for."""
 
@@ -142,6 +142,22 @@ class Memory:
         if any(p is None for p in parts):
             return None
         return self.params + self.buffers + sum(p or 0 for p in parts)
+
+
+@dataclass(frozen=True)
+class PerDevice(MemoryFigures):
+    """The same figures on each device of a sharded training run: ``shard`` says how
+    the model states are divided (``fsdp=8``, ``zero2=8``; see
+    :mod:`shapecli.analyses.sharding`)."""
+
+    shard: str = ""
+
+
+@dataclass(frozen=True)
+class Memory(MemoryFigures):
+    """The whole model's figures, and with ``--shard`` each device's."""
+
+    per_device: Annotated[PerDevice | None, Added()] = None
 
 
 @dataclass(frozen=True)

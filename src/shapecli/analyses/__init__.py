@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from shapecli.analyses.base import Analysis, Done
 from shapecli.analyses.flops import Flops
+from shapecli.analyses.sharding import Sharding
 from shapecli.analyses.symbolic import Symbolic
 from shapecli.analyses.training import Training
 from shapecli.report import Report
@@ -29,6 +30,7 @@ __all__ = [
     "Analysis",
     "Done",
     "Flops",
+    "Sharding",
     "Symbolic",
     "Training",
     "footer_lines",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 #: Every kind of analysis, in the order their footer lines are printed.
-ANALYSES: tuple[type[Analysis], ...] = (Symbolic, Flops, Training)
+ANALYSES: tuple[type[Analysis], ...] = (Symbolic, Flops, Training, Sharding)
 
 
 def footer_lines(report: Report) -> list[str]:

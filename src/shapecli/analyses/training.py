@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 from shapecli.analyses.base import Done
 from shapecli.errors import Problem
 from shapecli.render.units import nbytes
-from shapecli.report import Report
+from shapecli.report import MemoryFigures, Report
 
 if TYPE_CHECKING:
     from shapecli.construct import BuiltModel
+    from shapecli.memory import Step
     from shapecli.record import Recorder
 
 
@@ -33,6 +34,11 @@ class Training:
         return None
 
     def after(self, done: Done) -> Report:
+        return self.estimate(done)[0]
+
+    def estimate(self, done: Done) -> tuple[Report, Step | None]:
+        """The report with the training figures, and the training step they come from
+        (None, and a warning in the report, when it was not estimated)."""
         import contextlib
         import warnings
 
@@ -43,7 +49,7 @@ class Training:
         report = done.report
         memory = report.totals.memory
         if report.errors or memory is None:
-            return report
+            return report, None
         # Recurrent layers take torch's own path, not the shape rule: on the fake CPU
         # tensors of the training pass, that reaches the kernel the CPU would run.
         lean = lean_meta(recurrent=False) if done.shortcuts else contextlib.nullcontext()
@@ -52,7 +58,8 @@ class Training:
                 warnings.simplefilter("ignore")
                 step = training_step(done.built.model, make_inputs(done.inputs))
         except Exception as e:  # what a train-mode forward raises is the model's, not ours
-            return replace(report, warnings=(*report.warnings, _not_estimated(done.built, e)))
+            warning = _not_estimated(done.built, e)
+            return replace(report, warnings=(*report.warnings, warning)), None
         memory = replace(
             memory,
             gradients=step.gradient_bytes,
@@ -60,21 +67,26 @@ class Training:
             optimizer_state=step.optimizer_bytes(self.optimizer),
             saved_for_backward=step.saved,
         )
-        return replace(report, totals=replace(report.totals, memory=memory))
+        return replace(report, totals=replace(report.totals, memory=memory)), step
 
     @staticmethod
     def footer(report: Report) -> list[str]:
         memory = report.totals.memory
         if memory is None or memory.training_peak is None:
             return []
-        return [
-            f"Training memory, estimated ({memory.optimizer}): weights {nbytes(memory.params)}"
-            f" + gradients {nbytes(memory.gradients or 0)}"
-            f" + optimizer state {nbytes(memory.optimizer_state or 0)}"
-            f" + saved for backward {nbytes(memory.saved_for_backward or 0)}"
-            + (f" + buffers {nbytes(memory.buffers)}" if memory.buffers else "")
-            + f" = {nbytes(memory.training_peak)}"
-        ]
+        return [f"Training memory, estimated ({memory.optimizer}): {figures_sum(memory)}"]
+
+
+def figures_sum(memory: MemoryFigures) -> str:
+    """``weights 31.0 KiB + gradients … = 126.3 KiB``: what the training peak adds up."""
+    return (
+        f"weights {nbytes(memory.params)}"
+        f" + gradients {nbytes(memory.gradients or 0)}"
+        f" + optimizer state {nbytes(memory.optimizer_state or 0)}"
+        f" + saved for backward {nbytes(memory.saved_for_backward or 0)}"
+        + (f" + buffers {nbytes(memory.buffers)}" if memory.buffers else "")
+        + f" = {nbytes(memory.training_peak or 0)}"
+    )
 
 
 def _not_estimated(built: BuiltModel, error: Exception) -> Problem:
