@@ -23,9 +23,9 @@ bags, whose CPU storage has one element more — it is given the CPU's size
 (:func:`onednn_lstm_workspace` sizes the workspace as oneDNN does); where it lays a
 tensor out unlike the CPU's — batch norm's output, which the CPU makes contiguous — it
 is given the CPU's layout, since what a later layer copies depends on it.
-A figure that is not modelled (that workspace outside float32, that layout for an unusual
-one) raises
-:class:`NotDerived`, and the estimate says so instead of printing a wrong number.
+A figure that is not modelled (that workspace outside float32, that layout for some
+unusual ones) raises :class:`NotDerived`, and the estimate says so instead of printing a
+wrong number.
 
 Two parts of torch used here are private: ``FakeTensorMode`` and ``TorchDispatchMode``
 (the ground torch's own compiler stands on). Should a release change them, the training
