@@ -10,8 +10,13 @@ attention; residual adds, broadcasting ``Param``s and ``Parallel`` merges (``cat
 symbolic inspection takes as its samples; :func:`concrete` gives the input at any sizes.
 
 A stack unpacks as ``spec, input = stack``. Most stacks work at their own input; some
-do not (a pool past the size left), which is a case worth testing too. Nothing here
-runs anything: properties over FLOPs, memory or formulas are built on top.
+do not (a pool past the size left), which is a case worth testing too.
+
+:func:`training_stacks` draws a :class:`TrainingStack` — a spec with a concrete input
+and a dtype — made of what a training step keeps that shapes do not show: dropout
+masks, recurrent layers, attention with each CPU kernel, norms over transposed
+tensors, frozen, repeated and shared layers. Nothing here runs anything: properties
+over FLOPs, memory or formulas are built on top.
 """
 
 from __future__ import annotations
