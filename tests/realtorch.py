@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.hooks import RemovableHandle
 
 import shapecli
 from shapecli.api import _materialize
@@ -85,12 +86,14 @@ def measure(
     dtype: str = "float32",
     set: Mapping[str, Any] | None = None,
     optimizers: Sequence[str] = ("adam", "sgd-momentum"),
+    calls: dict[tuple[str, int], int] | None = None,
 ) -> Figures:
-    """What torch measures for ``spec`` on the CPU (see the module docstring)."""
+    """What torch measures for ``spec`` on the CPU (see the module docstring); with
+    ``calls``, the FLOPs of each module call too (see :func:`counted_flops`)."""
     made = _materialize(_spec(spec, set), input, dtype=dtype, seed=0)
     model = made.model
     tensors = real_inputs(model, made.inputs, seed=0, dtype=made.dtype)
-    flops = counted_flops(model, tensors)
+    flops = counted_flops(model, tensors, calls)
     saved, outputs = saved_in_training(model, tensors)
     loss = sum((t.float().sum() for t in outputs if t.requires_grad), torch.zeros(()))
     if loss.requires_grad:
@@ -124,8 +127,15 @@ def estimate(
     return Figures(report.totals.flops, memory.saved_for_backward, memory.gradients, states)
 
 
-def counted_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
-    """FLOPs of one real forward pass in eval mode, as ``FlopCounterMode`` counts them.
+def counted_flops(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    calls: dict[tuple[str, int], int] | None = None,
+) -> int:
+    """FLOPs of one real forward pass in eval mode, as ``FlopCounterMode`` counts them;
+    with ``calls``, also each module's FLOPs per call (its submodules' included), by
+    ``(path, n)`` for its n-th call: the counter's running total as each call begins
+    and ends, read by module hooks.
 
     The counter has no formula for the CPU's fused kernels — flash attention for the
     CPU, oneDNN's LSTM, and the inference fast paths of ``MultiheadAttention`` and
@@ -140,6 +150,7 @@ def counted_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
     onednn = not any(isinstance(m, nn.LSTM) for m in model.modules())
     modes = {id(m): m.training for m in model.modules()}
     counter = FlopCounterMode(display=False)
+    hooks = _per_call(model, counter, calls) if calls is not None else []
     try:
         model.eval()
         with warnings.catch_warnings():
@@ -152,9 +163,39 @@ def counted_flops(model: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
             ):
                 model(*inputs)
     finally:
+        for hook in hooks:
+            hook.remove()
         for m in model.modules():
             m.training = modes[id(m)]
     return int(counter.get_total_flops())
+
+
+def _per_call(
+    model: nn.Module, counter: FlopCounterMode, calls: dict[tuple[str, int], int]
+) -> list[RemovableHandle]:
+    """Hooks that write each module call's FLOPs into ``calls``."""
+    handles = []
+    for path, module in model.named_modules():
+        begun: list[int] = []  # how many calls began (a list: the closures share it)
+        open_calls: list[tuple[int, int]] = []  # (call, running total at its start)
+
+        def pre(
+            *_: object,
+            path: str = path,
+            begun: list[int] = begun,
+            open_calls: list[tuple[int, int]] = open_calls,
+        ) -> None:
+            open_calls.append((len(begun), counter.get_total_flops()))
+            begun.append(1)
+
+        def post(
+            *_: object, path: str = path, open_calls: list[tuple[int, int]] = open_calls
+        ) -> None:
+            call, start = open_calls.pop()
+            calls[path, call] = counter.get_total_flops() - start
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    return handles
 
 
 def saved_in_training(
@@ -184,8 +225,8 @@ def saved_in_training(
 def optimizer_state(model: nn.Module, name: str) -> int:
     """Bytes of the optimizer's state after one real step (gradients must be set)."""
     trainable = [p for p in _unique(model.parameters()) if p.requires_grad]
-    optimizer = OPTIMIZERS[name](trainable)
-    if optimizer is None:
+    optimizer = OPTIMIZERS[name](trainable) if trainable else None
+    if optimizer is None:  # none, or nothing to train (torch's optimizers refuse that)
         return 0
     optimizer.step()
     tensors = (v for state in optimizer.state.values() for v in state.values())

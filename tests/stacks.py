@@ -10,8 +10,13 @@ attention; residual adds, broadcasting ``Param``s and ``Parallel`` merges (``cat
 symbolic inspection takes as its samples; :func:`concrete` gives the input at any sizes.
 
 A stack unpacks as ``spec, input = stack``. Most stacks work at their own input; some
-do not (a pool past the size left), which is a case worth testing too. Nothing here
-runs anything: properties over FLOPs, memory or formulas are built on top.
+do not (a pool past the size left), which is a case worth testing too.
+
+:func:`training_stacks` draws a :class:`TrainingStack` — a spec with a concrete input
+and a dtype — made of what a training step keeps that shapes do not show: dropout
+masks, recurrent layers, attention with each CPU kernel, norms over transposed
+tensors, frozen, repeated and shared layers. Nothing here runs anything: properties
+over FLOPs, memory or formulas are built on top.
 """
 
 from __future__ import annotations
@@ -263,3 +268,155 @@ def broadcast_stacks(draw: st.DrawFn) -> Stack:
 def stacks() -> st.SearchStrategy[Stack]:
     """Any of the stacks above; images most often."""
     return st.one_of(image_stacks(), image_stacks(), sequence_stacks(), broadcast_stacks())
+
+
+class TrainingStack(NamedTuple):
+    """A spec (YAML text, its own input concrete) and the dtype to build it in (``--dtype``)."""
+
+    spec: str
+    dtype: str
+
+
+@dataclass
+class _Tokens:
+    """What a layer stack over B×T×width has made so far; ``linears``: the named square
+    linear layers a ``Ref`` may call again, by width."""
+
+    width: int
+    entries: list[str]
+    linears: dict[int, list[str]]
+
+
+def _keys(**keys: object) -> str:
+    """An entry's reserved keys (``name``, ``trainable``, ``repeat``), each on its line."""
+    return "".join(f"    {key}: {value}\n" for key, value in keys.items() if value is not None)
+
+
+def _linear(draw: st.DrawFn, tokens: _Tokens) -> None:
+    width = draw(st.sampled_from([4, 8, 12]))
+    frozen = "false" if draw(st.integers(0, 4)) == 0 else None
+    name = None
+    if width == tokens.width and draw(st.booleans()):
+        name = f"l{sum(len(v) for v in tokens.linears.values()) + 1}"
+        tokens.linears.setdefault(width, []).append(name)
+    bias = str(draw(st.booleans())).lower()
+    line = f"Linear: {{in_features: {tokens.width}, out_features: {width}, bias: {bias}}}"
+    tokens.entries.append(_entry(line) + _keys(name=name, trainable=frozen))
+    tokens.width = width
+
+
+def _ref(draw: st.DrawFn, tokens: _Tokens) -> None:
+    """The same module called again (shared weights, a second call of its row)."""
+    names = tokens.linears.get(tokens.width)
+    if names:
+        tokens.entries.append(_entry(f"Ref: {draw(st.sampled_from(names))}"))
+
+
+def _repeat(draw: st.DrawFn, tokens: _Tokens) -> None:
+    w = tokens.width
+    tokens.entries.append(_entry(f"Linear: [{w}, {w}]") + _keys(repeat=draw(st.integers(1, 3))))
+
+
+def _activation(draw: st.DrawFn, tokens: _Tokens) -> None:
+    kinds = ["ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Mish", "ELU", "LeakyReLU"]
+    tokens.entries.append(_entry(draw(st.sampled_from([*kinds, "Softmax: -1", "LogSoftmax: -1"]))))
+
+
+def _dropout(draw: st.DrawFn, tokens: _Tokens) -> None:
+    tokens.entries.append(_entry(f"Dropout: {draw(st.sampled_from([0.1, 0.5]))}"))
+
+
+def _norm(draw: st.DrawFn, tokens: _Tokens) -> None:
+    kind = draw(st.sampled_from(["layer", "rms", "batch"]))
+    if kind == "layer":
+        tokens.entries.append(_entry("LayerNorm: auto"))
+    elif kind == "rms":
+        tokens.entries.append(_entry(f"RMSNorm: {tokens.width}"))
+    else:
+        tokens.entries += [
+            _entry("Transpose: [1, 2]"),
+            _entry("LazyBatchNorm1d"),
+            _entry("Transpose: [1, 2]"),
+        ]
+
+
+def _attention(draw: st.DrawFn, tokens: _Tokens) -> None:
+    """Without dropout torch runs the CPU's flash attention, with it the math kernel."""
+    heads = draw(st.sampled_from([h for h in (1, 2, 4) if tokens.width % h == 0]))
+    causal = str(draw(st.booleans())).lower()
+    dropout = draw(st.sampled_from([0.0, 0.0, 0.1]))
+    tokens.entries.append(
+        _entry(f"Attention: {{dim: auto, heads: {heads}, causal: {causal}, dropout: {dropout}}}")
+    )
+
+
+def _recurrent(draw: st.DrawFn, tokens: _Tokens) -> None:
+    kind = draw(st.sampled_from(["LSTM", "GRU", "RNN"]))
+    hidden = draw(st.sampled_from([4, 8]))
+    layers = draw(st.integers(1, 2))
+    both = draw(st.booleans())
+    dropout = ", dropout: 0.2" if layers > 1 and draw(st.booleans()) else ""
+    tokens.entries += [
+        _entry(
+            f"{kind}: {{input_size: {tokens.width}, hidden_size: {hidden}, num_layers: {layers}, "
+            f"bidirectional: {str(both).lower()}, batch_first: true{dropout}}}"
+        ),
+        _entry("Take: 0"),
+    ]
+    tokens.width = hidden * (2 if both else 1)
+
+
+def _residual_tokens(draw: st.DrawFn, tokens: _Tokens) -> None:
+    w = tokens.width
+    inner = draw(st.sampled_from(["GELU", "Dropout: 0.1", "LayerNorm: auto"]))
+    tokens.entries.append(_entry(f"Residual: [{{Linear: [{w}, {w}]}}, {{{inner}}}]"))
+
+
+def _conv_tokens(draw: st.DrawFn, tokens: _Tokens) -> None:
+    kernel = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, tokens.width]))
+    tokens.entries += [
+        _entry("Transpose: [1, 2]"),
+        _entry(
+            f"Conv1d: {{in_channels: {tokens.width}, out_channels: {tokens.width}, "
+            f"kernel_size: {kernel}, padding: {kernel // 2}, groups: {groups}}}"
+        ),
+        _entry("Transpose: [1, 2]"),
+    ]
+
+
+TOKEN_LAYERS = (
+    _linear,
+    _linear,
+    _ref,
+    _repeat,
+    _activation,
+    _dropout,
+    _norm,
+    _attention,
+    _recurrent,
+    _residual_tokens,
+    _conv_tokens,
+)
+
+
+@st.composite
+def training_stacks(draw: st.DrawFn) -> TrainingStack:
+    """What a training step keeps, over B×T×8 features or B×T token ids (an embedding
+    first): dropout (its masks), recurrent layers (oneDNN's LSTM workspace), attention
+    with the flash and the math kernel, norms, frozen layers, repeats and a ``Ref`` that
+    calls a layer twice — in float32, bfloat16 or float64. The input is concrete."""
+    t = draw(st.integers(4, 16))
+    if draw(st.booleans()):
+        head, entries = f"input: 2x{t}x8\n", []
+    else:
+        padding = ", padding_idx: 0" if draw(st.booleans()) else ""
+        head = f"input: 2x{t}:long\n"
+        entries = [_entry(f"Embedding: {{num_embeddings: 30, embedding_dim: 8{padding}}}")]
+    tokens = _Tokens(8, entries, {})
+    for _ in range(draw(st.integers(1, 6))):
+        draw(st.sampled_from(TOKEN_LAYERS))(draw, tokens)
+    if draw(st.booleans()) or not tokens.entries:
+        tokens.entries.append(_entry("Mean: {dim: 1}"))
+    dtype = draw(st.sampled_from(["float32", "float32", "bfloat16", "float64"]))
+    return TrainingStack(head + "model:\n" + "".join(tokens.entries), dtype)

@@ -20,9 +20,12 @@ memory), and torch's dispatcher chooses each kernel exactly as for real CPU tens
 those shapes. Where a fake kernel makes a tensor of another size than the CPU's kernel
 — oneDNN's LSTM workspace, which it leaves empty; EmbeddingBag's map from indices to
 bags, whose CPU storage has one element more — it is given the CPU's size
-(:func:`onednn_lstm_workspace` sizes the workspace as oneDNN does).
-A figure that is not modelled (that workspace outside float32) raises
-:class:`NotDerived`, and the estimate says so instead of printing a wrong number.
+(:func:`onednn_lstm_workspace` sizes the workspace as oneDNN does); where it lays a
+tensor out unlike the CPU's — batch norm's output, which the CPU makes contiguous — it
+is given the CPU's layout, since what a later layer copies depends on it.
+A figure that is not modelled (that workspace outside float32, that layout for some
+unusual ones) raises :class:`NotDerived`, and the estimate says so instead of printing a
+wrong number.
 
 Two parts of torch used here are private: ``FakeTensorMode`` and ``TorchDispatchMode``
 (the ground torch's own compiler stands on). Should a release change them, the training
@@ -247,8 +250,8 @@ def onednn_lstm_workspace(steps: int, batch: int, features: int, hidden: int) ->
 
 class _CpuStorages(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Inside the fake mode: gives the outputs of the kernels whose CPU storage differs
-    from what their fake kernel makes the CPU's size, so autograd saves what it saves
-    on the CPU. Raises :class:`NotDerived` where the size is not modelled."""
+    from what their fake kernel makes the CPU's size and layout, so autograd saves what
+    it saves on the CPU. Raises :class:`NotDerived` where the size is not modelled."""
 
     def __torch_dispatch__(
         self,
@@ -265,7 +268,54 @@ class _CpuStorages(TorchDispatchMode):  # type: ignore[no-untyped-call]
         if func is torch.ops.aten._embedding_bag.default:
             output, offset2bag, *rest = result
             return (output, _one_more(offset2bag), *rest)
+        if func in _batch_norms():
+            output, *rest = result
+            return (_laid_out(output, _batch_norm_layout(args[0])), *rest)
         return result
+
+
+@functools.cache
+def _batch_norms() -> frozenset[Any]:
+    """The batch-norm kernels whose output the CPU lays out anew (the ones this torch has)."""
+    aten = torch.ops.aten
+    names = [
+        ("native_batch_norm", "default"),
+        ("_native_batch_norm_legit", "default"),
+        ("_native_batch_norm_legit", "no_stats"),
+        ("_native_batch_norm_legit_no_training", "default"),
+        ("_batch_norm_with_update", "default"),
+        ("_batch_norm_no_update", "default"),
+    ]
+    found = (getattr(getattr(aten, op, None), overload, None) for op, overload in names)
+    return frozenset(f for f in found if f is not None)
+
+
+def _batch_norm_layout(x: torch.Tensor) -> torch.memory_format:
+    """The layout of batch norm's output on the CPU, whose kernel writes it contiguous in
+    the format its input suggests (channels-last stays so; any other layout becomes
+    contiguous), where the fake kernel keeps the input's strides: a transposed input
+    gives a contiguous output, and a layer after it that needs one (a Linear) copies
+    nothing on the CPU. Where the CPU's choice turns on dimensions of size 1 in an
+    unusual layout it is not modelled."""
+    from torch._prims_common import suggest_memory_format  # torch's mirror of the C++ one
+
+    last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if last is not None and x.is_contiguous(memory_format=last):
+        return last
+    if last is not None and 1 in x.shape:
+        raise NotDerived(
+            "the layout of batch norm's output for this input's layout is not modelled"
+        )
+    return suggest_memory_format(x)
+
+
+def _laid_out(tensor: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``tensor``'s shape and dtype, contiguous in ``layout`` (itself if it is)."""
+    if tensor.is_contiguous(memory_format=layout):
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device, memory_format=layout)
 
 
 def _one_more(offset2bag: torch.Tensor) -> torch.Tensor:
