@@ -334,3 +334,18 @@ def test_paths_column_and_json_depth(cli: Cli) -> None:
 def test_a_file_error_report_is_not_complete(cli: Cli) -> None:
     doc = cli("inspect", "nowhere.yaml", "-f", "json").json()
     assert doc["errors"][0]["code"] == "file-error" and doc["totals"]["complete"] is False
+
+
+# -- messages that used to mislead ------------------------------------------------------------
+
+
+def test_build_without_an_input_names_the_option(
+    cli: Cli, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The command line's words on the command line: ``--input``, not ``input=``."""
+    spec = write("model:\n  - LazyLinear: 3\n")
+    result = cli("build", str(spec), "-o", str(tmp_path / "w.safetensors"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{spec}: error[input-invalid] no input shape; ")
+    assert "--input 2x20" in result.stderr and "`input:`" in result.stderr
+    assert not (tmp_path / "w.safetensors").exists()

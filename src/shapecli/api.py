@@ -108,10 +108,7 @@ def inspect(
         name = loaded.name
         inputs = _merged(loaded.inputs, inputs)
         if not inputs and not static_ok:
-            raise fail(
-                "input-invalid",
-                "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
-            )
+            raise _no_input(loaded.file)
         _check_analysis(optimizer, dtype)
         require_supported()
         symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
@@ -300,7 +297,7 @@ def _materialize(
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
     inputs = _merged(loaded.inputs, parse_inputs(input))
     if not inputs:
-        raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
+        raise _no_input(loaded.file)
     _refuse_symbolic(inputs)
     require_supported()
     from shapecli.materialize import materialize
@@ -329,9 +326,7 @@ def _inspect_python(
 ) -> Report:
     """:func:`inspect` for a Python model."""
     if not inputs:
-        raise fail(
-            "input-invalid", f"no input shape for `{target}`; pass --input (e.g. --input 2x20)"
-        )
+        raise _no_input(target, spec=False)
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
     require_supported()
@@ -368,12 +363,16 @@ def is_saved_report(source: str) -> bool:
 def read_report(path: str) -> Report:
     """The report saved in the file ``path`` (``inspect -f json``), exactly as it was
     made; ``file-error`` naming the JSON path of the first thing that is not a report."""
+    from shapecli.report import OtherDocument
     from shapecli.report import read_report as decode
     from shapecli.untrusted import read_text
 
     where = Source(path, 0, 0)
     try:
         return decode(read_text(path))
+    except OtherDocument as e:
+        hint = "save a model's report with `shapecli inspect SPEC -f json > FILE`, or give the spec"
+        raise fail("file-error", str(e), where, hint=hint) from None
     except ValueError as e:  # not UTF-8, not JSON, not a report (the JSON path says where)
         raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
 
@@ -429,6 +428,17 @@ def _check_symbolic(
         )
     if budget is not None and (isinstance(budget, bool) or not budget > 0):
         raise fail("usage", f"--symbolic-budget {budget}: a number of seconds above 0")
+
+
+def _no_input(subject: str, spec: bool = True) -> ShapecliError:
+    """``input-invalid``: nothing says what input to run ``subject`` (a spec file, a
+    Python model) on — in the words of both callers: the command line and Python."""
+    return fail(
+        "input-invalid",
+        "no input shape; give one with --input on the command line (e.g. --input 2x20) or "
+        'input= in Python (input="2x20")' + (", or add `input:` to the spec" if spec else ""),
+        Source(subject, 0, 0),
+    )
 
 
 def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:

@@ -253,10 +253,31 @@ def problem_json(problem: Problem) -> dict[str, Any]:
     return encoded
 
 
+class OtherDocument(ValueError):
+    """A JSON document another shapecli command wrote (``lint -f json``, ``diff -f json``),
+    given where a model's report was expected."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"this is what `shapecli {command} -f json` writes, not a model's report "
+            "(what `shapecli inspect -f json` writes)"
+        )
+        self.command = command
+
+
+#: The keys that only another command's JSON document has at its top level.
+OTHER_DOCUMENTS = {"lint": ("summary", "files"), "diff": ("differ", "a", "b")}
+
+
 def from_json(doc: Any) -> Report:
     """The report a parsed ``inspect --format json`` document holds: the inverse of
     :func:`to_json`. Raises :class:`~shapecli.codec.DecodeError` (a ValueError) at the
-    JSON path of the first thing that is not what :func:`to_json` writes."""
+    JSON path of the first thing that is not what :func:`to_json` writes, or
+    :class:`OtherDocument` for another command's document."""
+    if isinstance(doc, dict) and "layers" not in doc:
+        for command, keys in OTHER_DOCUMENTS.items():
+            if all(key in doc for key in keys):
+                raise OtherDocument(command)
     if not isinstance(doc, dict):
         raise DecodeError("$", f"expected a shapecli report (an object), got {shown(doc)}")
     if "schema_version" not in doc:
