@@ -349,3 +349,34 @@ def test_build_without_an_input_names_the_option(
     assert result.stderr.startswith(f"{spec}: error[input-invalid] no input shape; ")
     assert "--input 2x20" in result.stderr and "`input:`" in result.stderr
     assert not (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "spec"),
+    [
+        ("shapecli_here_pkg:net", None),
+        (None, "input: 2x4\nmodel:\n  - shapecli_here_pkg.Net\n"),
+    ],
+)
+def test_a_package_in_the_current_folder_is_told_to_use_pythonpath(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str | None, spec: str | None
+) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    package = here / "shapecli_here_pkg"
+    package.mkdir(parents=True)
+    elsewhere.mkdir()
+    (package / "__init__.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Linear):\n    def __init__(self):\n"
+        "        super().__init__(4, 3)\n\ndef net():\n    return Net()\n"
+    )
+    for folder in (here, elsewhere):
+        (folder / "s.yaml").write_text(spec or "")
+    args = ["inspect", target or "s.yaml", "--input", "2x4", "--allow-import", "shapecli_here_pkg"]
+    monkeypatch.chdir(here)
+    result = cli(*args)
+    assert result.exit_code == 1 and "No module named 'shapecli_here_pkg'" in result.stderr
+    assert "hint: `shapecli_here_pkg` is in the current folder" in result.stderr
+    assert "PYTHONPATH=. shapecli" in result.stderr
+    monkeypatch.chdir(elsewhere)  # elsewhere, the folder is no reason
+    result = cli(*args)
+    assert result.exit_code == 1 and "PYTHONPATH" not in result.stderr

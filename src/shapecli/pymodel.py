@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from shapecli.errors import Source, fail
-from shapecli.imports import check_allowed
+from shapecli.imports import check_allowed, not_found_hint
 
 TARGET = re.compile(
     r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
@@ -53,7 +53,10 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         found: Any = importlib.import_module(module_name)
     except Exception as e:  # user code may raise anything at import
         raise fail(
-            "python-model", f"cannot import `{module_name}`: {foreign_message(e)}", where
+            "python-model",
+            f"cannot import `{module_name}`: {foreign_message(e)}",
+            where,
+            hint=not_found_hint(module_name, e),
         ) from e
     reached = ""  # the attribute path so far, for a did-you-mean on a nested name
     for part in attribute.split("."):
