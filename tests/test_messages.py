@@ -380,3 +380,47 @@ def test_a_package_in_the_current_folder_is_told_to_use_pythonpath(
     monkeypatch.chdir(elsewhere)  # elsewhere, the folder is no reason
     result = cli(*args)
     assert result.exit_code == 1 and "PYTHONPATH" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "linear",
+    ["Linear: [16, 4]", "LazyLinear: 4", "Linear: {in_features: auto, out_features: 4}"],
+)
+def test_a_tuple_fed_to_a_layer_that_needs_a_tensor_is_told_to_take_one(
+    cli: Cli, write: Callable[..., Path], linear: str
+) -> None:
+    spec = write(
+        "input: 2x10x8\nmodel:\n"
+        "  - LSTM: {input_size: 8, hidden_size: 16, batch_first: true}\n"
+        f"  - {linear}\n"
+    )
+    result = cli("inspect", str(spec))
+    assert result.exit_code == 1
+    assert "it expects a tensor, not a tuple of 2" in result.stderr
+    assert "hint: 0 (LSTM) returns a tuple: add `Take: 0` after it" in result.stderr
+    assert "last dim 16" not in result.stderr  # the tuple's first tensor does end in 16
+    assert "torch:" not in result.stderr  # 'tuple' object has no attribute … explains nothing
+
+
+def test_weights_made_on_the_cpu_are_blamed_on_the_device(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shapecli_cpu_model.py").write_text(
+        "from torch import nn\n\ndef net():\n"
+        "    return nn.Sequential(nn.Linear(4, 8, device='cpu'), nn.Linear(8, 2, device='cpu'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli(
+        "inspect",
+        "shapecli_cpu_model:net",
+        "--input",
+        "2x4",
+        "--allow-import",
+        "shapecli_cpu_model",
+    )
+    assert result.exit_code == 1
+    assert "it expects its tensors on the meta device, where the dry run runs, not on cpu" in (
+        result.stderr
+    )
+    assert "leave the device out" in result.stderr
+    assert "expects last dim 4" not in result.stderr and "in_features: auto" not in result.stderr
