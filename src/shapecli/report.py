@@ -214,6 +214,28 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
+    def __str__(self) -> str:
+        """The table ``shapecli inspect`` prints, then its problems: ``print(report)``."""
+        from shapecli.render import Options, table_unless_empty
+
+        rendered = table_unless_empty(self, Options())
+        shown = (rendered.stdout, rendered.stderr)
+        return "\n".join(text.rstrip("\n") for text in shown if text)  # print() ends the line
+
+    def to_json(self) -> str:
+        """The JSON document ``shapecli inspect -f json`` prints (``schema_version`` 1)."""
+        from shapecli.render import Options
+        from shapecli.render.json import render
+
+        return render(self, Options()).stdout
+
+    def markdown(self) -> str:
+        """The Markdown ``shapecli inspect -f markdown`` prints (for a PR comment)."""
+        from shapecli.render import Options
+        from shapecli.render.markdown import render
+
+        return render(self, Options()).stdout
+
 
 def failed_report(
     name: str, spec: str, inputs: tuple[InputSpec, ...], *problems: Problem
