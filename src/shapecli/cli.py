@@ -281,6 +281,14 @@ def inspect(
     allow_import: AllowImportOption = None,
     sample: SampleOption = None,
     symbolic_budget: BudgetOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Check again each time the spec (or a Python file it uses) is saved, "
+            "until Ctrl-C.",
+        ),
+    ] = False,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
     fmt = output_format
@@ -303,9 +311,18 @@ def inspect(
         )
 
     stem = Path(spec).stem
-    report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
-    _emit(report, fmt, depth, paths)
-    raise typer.Exit(_exit_code(report))
+
+    def check() -> Report:
+        report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
+        _emit(report, fmt, depth, paths)
+        return report
+
+    if watch:
+        from shapecli.pymodel import is_target
+        from shapecli.watch import watch as watching
+
+        raise typer.Exit(watching(check, None if is_target(spec) else Path(spec)))
+    raise typer.Exit(_exit_code(check()))
 
 
 @app.command(cls=_Command)
