@@ -35,7 +35,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     prefixes = guides([level for _, level in shown])
     for prefix, (row, _) in zip(prefixes, shown, strict=True):
         layer, given, output, params, count = _cells(
-            prefix, row, row.path in failing and row.status == "failed"
+            prefix, row, row.path in failing and row.status == "failed", fmt.row_inputs(report, row)
         )
         cells = {"Layer": layer, "Input": given, "Output": output, "Parameters": params}
         cells["Count"] = count
@@ -181,7 +181,7 @@ def _title(report: Report) -> str:
     return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
 
 
-def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
+def _cells(prefix: str, row: Row, failed: bool, given: str) -> tuple[Text, ...]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
@@ -195,7 +195,7 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
         output = Text(fmt.shapes(row.output_shapes), style="green")
     return (
         layer,
-        Text(fmt.shapes(row.input_shapes), style=style),
+        Text(given, style=style),
         output,
         Text(fmt.params(row.params), style="magenta" if not failed else style),
         Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
