@@ -44,7 +44,7 @@ def on_a_terminal(*args: str, columns: int) -> str:
 
 @pytest.mark.parametrize(
     ("flops", "left_out", "wrapped"),
-    [((), "Parameters", "Input"), (("--flops",), "Parameters, Input", None)],
+    [((), "Parameters", "Input, Output"), (("--flops",), "Parameters, Input", None)],
 )
 def test_bert_at_80_columns_cuts_no_number_and_no_shape(
     flops: tuple[str, ...], left_out: str, wrapped: str | None
