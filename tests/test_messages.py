@@ -96,7 +96,7 @@ def test_hints_lead_somewhere(cli: Cli, write: Callable[..., Path], text: str, s
     ("layer", "says"),
     [
         ("Attention: {dim: auto, heads: 5}", "layer 0 (Attention) cannot be built for its input 2×10×32 (dim: auto = 32): dim 32 is not divisible by heads 5; set head_dim"),
-        ("Attention: {dim: 32, heads: 5}", "bad-arguments Attention: dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 5}", "error[bad-arguments] Attention: dim 32 is not divisible by heads 5; set head_dim"),
         ("Attention: {dim: 32, heads: 4, kv_heads: 3}", "Attention: heads 4 is not a multiple of kv_heads 3"),
     ],
 )  # fmt: skip
