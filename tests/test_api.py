@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 import shapecli
-from conftest import CONFIGS
+from conftest import CONFIGS, Result
 
 
 def test_build_gives_real_initialized_weights_on_the_cpu() -> None:
@@ -91,3 +93,96 @@ def test_build_refuses_weights_that_would_not_fit(monkeypatch: pytest.MonkeyPatc
     problem = info.value.problem
     assert problem.code == "too-large" and problem.exit_code == 1
     assert "need 31.0 KiB but only 9.8 KiB" in problem.message
+
+
+# -- a model object, a dict, YAML text; the report as text --------------------------------
+
+
+class _Tied(torch.nn.Module):
+    """Two layers sharing one weight, a buffer, and a lazy layer: what a copy must keep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 50, bias=False)
+        self.head.weight = self.embed.weight
+        self.register_buffer("scale", torch.full((8,), 2.0))
+        self.extra = torch.nn.LazyLinear(3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) * self.scale
+        return self.extra(self.head(x))
+
+
+def test_inspect_takes_a_model_object_and_leaves_its_weights_alone() -> None:
+    model = _Tied()
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("extra")}
+    report = shapecli.inspect(model, "2x5:long")
+    assert report.ok, report.errors
+    assert report.name == "_Tied" and report.device == "meta"
+    rows = {row.path: row for row in report.rows}
+    assert rows["head"].output_shapes == ((2, 5, 50),)
+    assert rows["extra"].output_shapes == ((2, 5, 3),)
+    assert report.totals.params == 50 * 8 + 50 * 3 + 3  # the tied weight counted once
+    after = model.state_dict()
+    assert all(
+        torch.equal(v, after[k]) and after[k].device.type == "cpu" for k, v in before.items()
+    )
+    assert model.head.weight is model.embed.weight
+    assert model.extra.has_uninitialized_params()  # the copy ran the lazy layer, not it
+
+
+def test_inspect_takes_a_shape_as_a_tuple_and_needs_one() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    assert shapecli.inspect(model, (2, 20)).rows[0].output_shapes == ((2, 10),)
+    missing = shapecli.inspect(model)
+    assert [p.code for p in missing.errors] == ["input-invalid"]
+    assert 'input= in Python (input="2x20")' in missing.errors[0].message
+
+
+def test_inspect_takes_a_dict_or_yaml_text_as_a_file_is_taken() -> None:
+    text = (CONFIGS / "mlp.yaml").read_text()
+    from_file = shapecli.inspect(CONFIGS / "mlp.yaml", "2x20")
+    from_text = shapecli.inspect(text, "2x20")
+    import yaml
+
+    from_dict = shapecli.inspect(yaml.safe_load(text), "2x20")
+
+    def shapes(report: shapecli.Report) -> list[tuple[object, ...]]:
+        return [(r.path, r.type, r.output_shapes, r.param_count) for r in report.rows]
+
+    assert shapes(from_text) == shapes(from_dict) == shapes(from_file)
+    assert len(from_file.rows) == 4
+    broken = shapecli.inspect({"input": "2x4", "model": [{"Linear": [5, 3]}]})
+    assert broken.errors[0].code == "shape-mismatch"
+    assert str(broken.errors[0].source).startswith("<dict>:")
+    unknown = shapecli.inspect("input: 2x4\nmodel:\n  - Linaer: [4, 3]\n")
+    assert (
+        unknown.errors[0].code == "unknown-layer" and str(unknown.errors[0].source) == "<text>:3:5"
+    )
+
+
+def test_a_report_prints_as_the_table_and_converts_to_json_and_markdown(
+    cli: Callable[..., Result],
+) -> None:
+    report = shapecli.inspect(CONFIGS / "mlp.yaml", "2x20")
+    shown = cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", "2x20")
+    assert str(report) + "\n" == shown.stdout
+    assert "Total params: 7,946" in str(report) and "Report(" not in str(report)
+    assert (
+        report.to_json()
+        == cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", "2x20", "-f", "json").stdout
+    )
+    assert json.loads(report.to_json())["totals"]["params"] == 7946
+    assert (
+        report.markdown()
+        == cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", "2x20", "-f", "markdown").stdout
+    )
+    failed = shapecli.inspect("input: 2x4\nmodel:\n  - Linear: [5, 3]\n")
+    assert "error[shape-mismatch]" in str(failed) and "✗ 0 (Linear)" in str(failed)
+
+
+def test_inspect_refuses_what_is_not_a_model() -> None:
+    report = shapecli.inspect(42, "2x3")  # type: ignore[arg-type]
+    assert [p.code for p in report.errors] == ["usage"]
+    assert "cannot inspect an object of type int" in report.errors[0].message

@@ -655,7 +655,7 @@ def test_what_a_ref_cannot_do_is_refused_where_it_is_written(
     assert f"{path}:7:{column}: error[spec-invalid] {words}" in result.stderr
     assert f"hint: {hint}" in result.stderr
     lint = cli("lint", str(path))
-    assert lint.exit_code == 1 and f"{path}:7:{column}: spec-invalid {words}" in lint.stdout
+    assert lint.exit_code == 1 and f"{path}:7:{column}: error[spec-invalid] {words}" in lint.stdout
 
 
 def test_trainable_false_on_the_target_freezes_every_use_of_it() -> None:

@@ -234,7 +234,7 @@ def test_lint_reports_every_independent_problem(cli: Cli, write: Callable[..., P
         "  - Dropout: {p: 1.5}\n"
         "  - LazyLinear: 2\n"
     )
-    lines = cli("lint", str(spec)).stdout.splitlines()
+    lines = [line for line in cli("lint", str(spec)).stdout.splitlines() if line[:1] != " "]
     assert [line.split(": ")[0].rsplit(":", 2)[1] for line in lines[:-1]] == ["3", "4", "5"]
     assert "3 errors" in lines[-1]
     parse_errors = write("model:\n  - LazyLinear: ${nope}\n  - Linear: ${nope2}\n  - ReLU\n")

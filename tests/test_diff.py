@@ -222,6 +222,26 @@ def test_trouble_is_exit_2(
     assert json.loads(as_json.stdout)["ok"] is False  # still one document
 
 
+@pytest.mark.parametrize("command", ["lint", "diff"])
+def test_another_commands_json_is_named_as_such(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A lint or diff document is a shapecli JSON report too: say whose, and what to give."""
+    monkeypatch.chdir(CONFIGS.parent)
+    args = ["configs/mlp.yaml"] * (2 if command == "diff" else 1)
+    saved = tmp_path / f"{command}.json"
+    saved.write_text(cli(command, *args, "-f", "json").stdout)
+    for run in (["diff", str(saved), "configs/mlp.yaml"], ["graph", str(saved)]):
+        result = cli(*run)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith(
+            f"{saved}: error[file-error] this is what `shapecli {command} -f json` writes, "
+            "not a model's report (what `shapecli inspect -f json` writes)\n"
+            "  hint: save a model's report with `shapecli inspect SPEC -f json > FILE`"
+        ), result.stderr
+        assert "KeyError" not in result.stderr and "unexpected key" not in result.stderr
+
+
 # -- structure, not shapes -----------------------------------------------------------------
 
 VISION = "shapecli_models.vision"

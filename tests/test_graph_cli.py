@@ -181,11 +181,48 @@ def test_output_file(cli: Cli, tmp_path: Path) -> None:
     result = cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(out))
     assert (result.exit_code, result.stdout) == (0, "")
     assert out.read_text(encoding="utf-8").startswith("---\ntitle: ")
-    again = cli("graph", str(CONFIGS / "gpt2.yaml"), "-o", str(out))  # a picture is replaced
+    kept = cli("graph", str(CONFIGS / "gpt2.yaml"), "-o", str(out))  # as build does
+    assert kept.exit_code == 2 and "already exists; nothing was written" in kept.stderr
+    assert "pass --force to replace it" in kept.stderr and "gpt2" not in out.read_text()
+    again = cli("graph", str(CONFIGS / "gpt2.yaml"), "-o", str(out), "--force")
     assert again.exit_code == 0 and "gpt2" in out.read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.mmd"]  # no temporary left
     nowhere = cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(tmp_path / "no" / "such.mmd"))
     assert nowhere.exit_code == 2 and "file-error" in nowhere.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "start"),
+    [("m.mmd", "---\ntitle: "), ("m.dot", "digraph"), ("m.HTML", "<!doctype html>")],
+)
+def test_the_format_comes_from_the_extension(
+    cli: Cli, tmp_path: Path, name: str, start: str
+) -> None:
+    out = tmp_path / name
+    assert cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(out)).exit_code == 0
+    assert out.read_text(encoding="utf-8").lower().startswith(start.lower())
+
+
+@needs_graphviz
+def test_an_svg_file_gets_svg(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "model.svg"
+    assert cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(out)).exit_code == 0
+    assert ET.parse(out).getroot().tag == f"{SVG}svg"
+
+
+@pytest.mark.parametrize("name", ["model.png", "model.txt", "model"])
+def test_an_extension_that_names_no_format_is_refused(cli: Cli, tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    result = cli("graph", str(CONFIGS / "mlp.yaml"), "-o", str(out))
+    assert result.exit_code == 2 and not out.exists() and result.stdout == ""
+    assert "error[usage]" in result.stderr and "cannot tell the picture's format from" in (
+        result.stderr
+    )
+    assert ".mmd, .mermaid, .dot, .gv, .svg, .html, .htm, or give the format with -f" in (
+        result.stderr
+    )
+    explicit = cli("graph", str(CONFIGS / "mlp.yaml"), "-f", "mermaid", "-o", str(out))
+    assert explicit.exit_code == 0 and out.read_text().startswith("---\ntitle: ")
 
 
 def test_the_largest_spec_stays_a_readable_picture(cli: Cli) -> None:

@@ -62,7 +62,7 @@ def test_lint_reports_every_file_it_cannot_read(
     for name, message in says.items():
         assert [p["code"] for p in problems[name]] == ["file-error"], problems
         assert message in problems[name][0]["message"]
-        assert f"tree/{name}: file-error {message}" in result.stdout
+        assert f"tree/{name}: error[file-error] {message}" in result.stdout
     assert result.exit_code == 2
     if named != "files":
         assert problems["good.yaml"] == [] and doc["summary"]["files"] == 5
@@ -81,7 +81,7 @@ def test_lint_does_not_follow_a_symlink_out_of_the_folder(
     for paths in (["tree"], ["tree/leak.yaml"], ["tree/*.yaml"], ["tree/leak.yaml", "tree"]):
         result = cli("lint", *paths)
         assert "secret_token" not in result.stdout + result.stderr
-        assert "tree/leak.yaml: file-error is a symlink to a file outside" in result.stdout
+        assert "tree/leak.yaml: error[file-error] is a symlink to a file outside" in result.stdout
         assert result.exit_code == 2, result.stdout
     assert cli("lint", "tree/inside.yaml").exit_code == 0  # a link inside the folder is read
     monkeypatch.chdir(tree)

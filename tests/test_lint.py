@@ -27,17 +27,25 @@ def test_formats(cli: Cli, golden: Callable[[str, str], None], in_fixtures: None
     golden(f"lint.{'txt' if fmt == 'text' else fmt}", result.stdout)
 
 
-def test_text_names_every_problem_once_with_its_place(cli: Cli, in_fixtures: None) -> None:
+def test_text_names_every_problem_once_with_its_place_severity_and_hint(
+    cli: Cli, in_fixtures: None
+) -> None:
     lines = cli("lint", ".").stdout.splitlines()
     assert lines == [
-        "broken/bad-argument.yaml:4:17: bad-arguments LazyLinear: `out_features` must be a whole number, not the text '16' (write the number without quotes)",
-        "broken/mismatch.yaml:6:5: shape-mismatch layer 2 (Linear) cannot take its input 2×16: it expects last dim 30 (in_features)",
-        "broken/not-yaml.yml:2:1: yaml-syntax while parsing a flow sequence did not find expected ',' or ']'",
-        "broken/syntax.yaml:5:4: yaml-syntax while parsing a block collection did not find expected '-' indicator",
-        "broken/unknown-layer.yaml:5:5: unknown-layer unknown layer type `Relu` (did you mean `ReLU`?)",
-        "no-input.yaml:3:3: dry-run-skipped no `input:` in the spec, so the layers were built and checked but not dry-run; add `input:` to check shapes",
+        "broken/bad-argument.yaml:4:17: error[bad-arguments] LazyLinear: `out_features` must be a whole number, not the text '16' (write the number without quotes)",
+        "broken/mismatch.yaml:6:5: error[shape-mismatch] layer 2 (Linear) cannot take its input 2×16: it expects last dim 30 (in_features)",
+        "  hint: use `LazyLinear` or `in_features: auto` to take the size from the input",
+        "broken/not-yaml.yml:2:1: error[yaml-syntax] while parsing a flow sequence did not find expected ',' or ']'",
+        "broken/syntax.yaml:5:4: error[yaml-syntax] while parsing a block collection did not find expected '-' indicator",
+        "  hint: check the indentation: items of one list start in the same column",
+        "broken/unknown-layer.yaml:5:5: error[unknown-layer] unknown layer type `Relu` (did you mean `ReLU`?)",
+        "  hint: `shapecli layers` lists every type name a spec may use",
+        "no-input.yaml:3:3: warning[dry-run-skipped] no `input:` in the spec, so the layers were built and checked but not dry-run; add `input:` to check shapes",
         "7 files checked, 5 errors, 1 warning",
-    ]
+    ]  # fmt: skip
+    github = cli("lint", ".", "-f", "github").stdout
+    hints = [line.removeprefix("  hint: ") for line in lines if line.startswith("  hint: ")]
+    assert all(f"%0Ahint: {hint}" in github for hint in hints)  # the same hints as GitHub's
 
 
 def test_json_lists_every_file(cli: Cli, in_fixtures: None) -> None:
@@ -68,7 +76,7 @@ def test_exit_codes(cli: Cli, in_fixtures: None) -> None:
     assert cli("lint", "good.yaml", "broken/mismatch.yaml").exit_code == 1
     missing = cli("lint", "good.yaml", "nope.yaml")
     assert missing.exit_code == 2
-    assert "nope.yaml: file-error no such file or directory" in missing.stdout
+    assert "nope.yaml: error[file-error] no such file or directory" in missing.stdout
     assert "1 file checked, 1 error, 0 warnings" in missing.stdout
     assert cli("lint", "*.nothing").exit_code == 2
     assert cli("lint", "good.yaml", "-i", "2x-1").exit_code == 2
@@ -240,7 +248,11 @@ def test_an_error_in_a_worker_is_reported_as_in_one_process(
     alone, shared = cli("lint", *paths, "-j", "1"), cli("lint", *paths, "-j", "2")
     assert alone.exit_code == shared.exit_code == (3 if raised == "bug" else 2)
     assert shared.stdout == alone.stdout and shared.stderr == alone.stderr == ""
-    said = "internal internal error: KeyError: 'a bug'" if raised == "bug" else "usage refused"
+    said = (
+        "error[internal] internal error: KeyError: 'a bug'"
+        if raised == "bug"
+        else "error[usage] refused"
+    )
     assert f"lenet5.yaml: {said}\n" in shared.stdout
-    assert "mismatch.yaml:8:5: shape-mismatch" in shared.stdout  # checked after it
+    assert "mismatch.yaml:8:5: error[shape-mismatch]" in shared.stdout  # checked after it
     assert shared.stdout.endswith("5 files checked, 2 errors, 0 warnings\n")

@@ -44,7 +44,7 @@ def test_a_bug_in_one_file_is_that_files_problem(cli: Cli, bug_in_lenet: None, j
     assert "--traceback" in bug["hint"]
     assert [p["code"] for p in by_name["mismatch.yaml"]] == ["shape-mismatch"]
     assert by_name["llama-tiny.yaml"] == [] and doc["summary"]["errors"] == 2
-    assert "lenet5.yaml: internal internal error: ZeroDivisionError" in text.stdout
+    assert "lenet5.yaml: error[internal] internal error: ZeroDivisionError" in text.stdout
     github = cli("lint", *paths, "-j", jobs, "-f", "github")
     assert github.exit_code == 3 and "::error file=" in github.stdout
 

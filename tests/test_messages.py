@@ -96,7 +96,7 @@ def test_hints_lead_somewhere(cli: Cli, write: Callable[..., Path], text: str, s
     ("layer", "says"),
     [
         ("Attention: {dim: auto, heads: 5}", "layer 0 (Attention) cannot be built for its input 2×10×32 (dim: auto = 32): dim 32 is not divisible by heads 5; set head_dim"),
-        ("Attention: {dim: 32, heads: 5}", "bad-arguments Attention: dim 32 is not divisible by heads 5; set head_dim"),
+        ("Attention: {dim: 32, heads: 5}", "error[bad-arguments] Attention: dim 32 is not divisible by heads 5; set head_dim"),
         ("Attention: {dim: 32, heads: 4, kv_heads: 3}", "Attention: heads 4 is not a multiple of kv_heads 3"),
     ],
 )  # fmt: skip
@@ -335,3 +335,93 @@ def test_paths_column_and_json_depth(cli: Cli) -> None:
 def test_a_file_error_report_is_not_complete(cli: Cli) -> None:
     doc = cli("inspect", "nowhere.yaml", "-f", "json").json()
     assert doc["errors"][0]["code"] == "file-error" and doc["totals"]["complete"] is False
+
+
+# -- messages that used to mislead ------------------------------------------------------------
+
+
+def test_build_without_an_input_names_the_option(
+    cli: Cli, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The command line's words on the command line: ``--input``, not ``input=``."""
+    spec = write("model:\n  - LazyLinear: 3\n")
+    result = cli("build", str(spec), "-o", str(tmp_path / "w.safetensors"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{spec}: error[input-invalid] no input shape; ")
+    assert "--input 2x20" in result.stderr and "`input:`" in result.stderr
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "spec"),
+    [
+        ("shapecli_here_pkg:net", None),
+        (None, "input: 2x4\nmodel:\n  - shapecli_here_pkg.Net\n"),
+    ],
+)
+def test_a_package_in_the_current_folder_is_told_to_use_pythonpath(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str | None, spec: str | None
+) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    package = here / "shapecli_here_pkg"
+    package.mkdir(parents=True)
+    elsewhere.mkdir()
+    (package / "__init__.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Linear):\n    def __init__(self):\n"
+        "        super().__init__(4, 3)\n\ndef net():\n    return Net()\n"
+    )
+    for folder in (here, elsewhere):
+        (folder / "s.yaml").write_text(spec or "")
+    args = ["inspect", target or "s.yaml", "--input", "2x4", "--allow-import", "shapecli_here_pkg"]
+    monkeypatch.chdir(here)
+    result = cli(*args)
+    assert result.exit_code == 1 and "No module named 'shapecli_here_pkg'" in result.stderr
+    assert "hint: `shapecli_here_pkg` is in the current folder" in result.stderr
+    assert "PYTHONPATH=. shapecli" in result.stderr
+    monkeypatch.chdir(elsewhere)  # elsewhere, the folder is no reason
+    result = cli(*args)
+    assert result.exit_code == 1 and "PYTHONPATH" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "linear",
+    ["Linear: [16, 4]", "LazyLinear: 4", "Linear: {in_features: auto, out_features: 4}"],
+)
+def test_a_tuple_fed_to_a_layer_that_needs_a_tensor_is_told_to_take_one(
+    cli: Cli, write: Callable[..., Path], linear: str
+) -> None:
+    spec = write(
+        "input: 2x10x8\nmodel:\n"
+        "  - LSTM: {input_size: 8, hidden_size: 16, batch_first: true}\n"
+        f"  - {linear}\n"
+    )
+    result = cli("inspect", str(spec))
+    assert result.exit_code == 1
+    assert "it expects a tensor, not a tuple of 2" in result.stderr
+    assert "hint: 0 (LSTM) returns a tuple: add `Take: 0` after it" in result.stderr
+    assert "last dim 16" not in result.stderr  # the tuple's first tensor does end in 16
+    assert "torch:" not in result.stderr  # 'tuple' object has no attribute … explains nothing
+
+
+def test_weights_made_on_the_cpu_are_blamed_on_the_device(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shapecli_cpu_model.py").write_text(
+        "from torch import nn\n\ndef net():\n"
+        "    return nn.Sequential(nn.Linear(4, 8, device='cpu'), nn.Linear(8, 2, device='cpu'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli(
+        "inspect",
+        "shapecli_cpu_model:net",
+        "--input",
+        "2x4",
+        "--allow-import",
+        "shapecli_cpu_model",
+    )
+    assert result.exit_code == 1
+    assert "it expects its tensors on the meta device, where the dry run runs, not on cpu" in (
+        result.stderr
+    )
+    assert "leave the device out" in result.stderr
+    assert "expects last dim 4" not in result.stderr and "in_features: auto" not in result.stderr

@@ -218,3 +218,20 @@ def test_releases_compare_by_minor_release() -> None:
     assert "2.6.0" in supported and "2.14.1+cpu" in supported and "2.10.0a0+git" in supported
     assert "2.5.1" not in supported and "2.15.0" not in supported and "nonsense" not in supported
     assert str(supported) == "2.6 to 2.14" and supported.requirement() == "torch>=2.6,<2.15"
+
+
+def _global_hooks() -> dict[str, dict[int, object]]:
+    """Every table of global module hooks torch keeps, copied."""
+    from torch.nn.modules import module
+
+    tables = {name: getattr(module, name) for name in dir(module) if name.startswith("_global_")}
+    return {name: dict(table) for name, table in tables.items() if isinstance(table, dict)}
+
+
+@pytest.mark.parametrize("options", [{}, {"flops": True, "memory": True}])
+def test_a_dry_run_leaves_no_global_hook_behind(options: dict[str, bool]) -> None:
+    """A flag left in ``_global_forward_hooks_with_kwargs`` makes a later
+    ``torch.compile`` in the user's process warn of global hooks that are gone."""
+    before = _global_hooks()
+    assert shapecli.inspect(CONFIGS / "lstm-classifier.yaml", **options).ok
+    assert _global_hooks() == before

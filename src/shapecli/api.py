@@ -17,6 +17,7 @@ torch is imported only inside the functions that need it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from shapecli.pymodel import is_target
 from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
 from shapecli.spec.model import INIT_SCHEMES, Spec
-from shapecli.spec.parse import read_spec
+from shapecli.spec.parse import parse_spec, read_spec
 from shapecli.torch_compat import require_supported
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ if TYPE_CHECKING:
     from shapecli.materialize import Materialized
 
 SpecLike = str | os.PathLike[str] | Spec
-InputLike = str | InputSpec | Sequence[str | InputSpec] | None
+#: What :func:`inspect` takes besides: a spec as a dict (what YAML would parse to), or a
+#: model object (an ``nn.Module``; typed ``object`` so this module need not import torch).
+ModelLike = SpecLike | Mapping[str, object] | object
+InputLike = str | InputSpec | Sequence[str | InputSpec] | Sequence[int] | None
 
 #: Weight initializations :func:`build` knows (see :data:`INIT_SCHEMES`).
 INITS = INIT_SCHEMES
@@ -60,9 +64,17 @@ def parse_inputs(given: InputLike) -> tuple[InputSpec, ...]:
     """Input declarations from strings or :class:`InputSpec`\\ s (``input-invalid`` if bad)."""
     if given is None:
         return ()
-    items = [given] if isinstance(given, str | InputSpec) else list(given)
+    items: list[str | InputSpec | int]
+    if isinstance(given, str | InputSpec):
+        items = [given]
+    elif given and all(isinstance(d, int) and not isinstance(d, bool) for d in given):
+        items = ["x".join(str(d) for d in given)]  # (2, 20), as torchinfo's input_size
+    else:
+        items = list(given)
     parsed = []
     for item in items:
+        if not isinstance(item, str | InputSpec):
+            raise fail("input-invalid", f"input {item!r}: give a shape like 2x20, or (2, 20)")
         try:
             parsed.append(item if isinstance(item, InputSpec) else parse_input(item))
         except InputError as e:
@@ -71,7 +83,7 @@ def parse_inputs(given: InputLike) -> tuple[InputSpec, ...]:
 
 
 def inspect(
-    spec: SpecLike,
+    spec: ModelLike,
     input: InputLike = None,
     *,
     set: Mapping[str, Value] | None = None,
@@ -87,9 +99,15 @@ def inspect(
 ) -> Report:
     """Build the spec's modules and dry-run them; every problem ends up in the report.
 
-    ``input`` overrides the spec's ``input:``. Without either, the report holds an
-    ``input-invalid`` error — or, with ``static_ok`` (what ``lint`` uses), the model is
-    built and checked statically and a ``dry-run-skipped`` warning says so.
+    ``spec`` is a spec file's path, a spec's YAML text (any text with a line break in
+    it), a dict of what that YAML would be, a loaded :class:`Spec`, a Python model
+    ``pkg.module:factory`` — or a model object, an ``nn.Module``, which is dry-run as a
+    meta copy (:func:`~shapecli.pymodel.meta_copy`): its weights are neither read nor
+    moved nor changed, wherever they are. ``input`` overrides the spec's ``input:``
+    (``"2x20"``, an :class:`InputSpec`, a list of them, or one shape as ``(2, 20)``).
+    Without either, the report holds an ``input-invalid`` error — or, with
+    ``static_ok`` (what ``lint`` uses), the model is built and checked statically and
+    a ``dry-run-skipped`` warning says so.
 
     ``flops`` counts FLOPs per row and in total; ``memory`` adds the training-memory
     estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
@@ -105,22 +123,18 @@ def inspect(
     after it may take (default :data:`shapecli.symbolic.DEFAULT_BUDGET`); see
     :mod:`shapecli.symbolic`.
     """
-    name = Path(spec.file if isinstance(spec, Spec) else spec).stem
-    file = spec.file if isinstance(spec, Spec) else str(spec)
+    name, file = _names(spec)
     inputs: tuple[InputSpec, ...] = ()
     try:
         inputs = parse_inputs(input)
         measure = _analyses(flops, memory, optimizer, shard)
-        if isinstance(spec, str) and is_target(spec):
+        if _is_module(spec) or (isinstance(spec, str) and is_target(spec)):
             return _inspect_python(spec, inputs, allow_import, measure, optimizer, dtype)
-        loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
+        loaded = _spec(spec, set)
         name = loaded.name
         inputs = _merged(loaded.inputs, inputs)
         if not inputs and not static_ok:
-            raise fail(
-                "input-invalid",
-                "no input shape; pass --input (e.g. --input 2x20) or add `input:` to the spec",
-            )
+            raise _no_input(loaded.file)
         _check_analysis(optimizer, dtype)
         require_supported()
         symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
@@ -342,7 +356,7 @@ def _materialize(
     loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
     inputs = _merged(loaded.inputs, parse_inputs(input))
     if not inputs:
-        raise fail("input-invalid", f"{loaded.file}: no input shape; pass input= or add `input:`")
+        raise _no_input(loaded.file)
     _refuse_symbolic(inputs)
     require_supported()
     from shapecli.materialize import materialize
@@ -368,29 +382,100 @@ def _check_init_and_seed(init: str | None, seed: int) -> None:
         raise fail("usage", f"seed {seed!r}: a whole number from 0 to 2**63 - 1")
 
 
+def _names(spec: ModelLike) -> tuple[str, str]:
+    """The name and the file a report of ``spec`` has before the spec is read (or if it
+    cannot be): a file's stem, a Python model's target or class name, ``<text>``."""
+    if isinstance(spec, Spec):
+        return Path(spec.file).stem, spec.file
+    if isinstance(spec, Mapping):
+        return DICT_FILE, DICT_FILE
+    if isinstance(spec, str) and _is_text(spec):
+        return TEXT_FILE, TEXT_FILE
+    if isinstance(spec, str) and is_target(spec):
+        return spec, spec
+    if isinstance(spec, str | os.PathLike):
+        return Path(spec).stem, str(spec)
+    return type(spec).__name__, type(spec).__name__
+
+
+#: Where the problems of a spec given as a dict, or as YAML text, are located.
+DICT_FILE, TEXT_FILE = "<dict>", "<text>"
+
+
+def _is_text(spec: str) -> bool:
+    """Is ``spec`` YAML text rather than a path? A path has no line break in it."""
+    return "\n" in spec
+
+
+def _is_module(spec: object) -> bool:
+    """Is ``spec`` an ``nn.Module``? Without torch imported, nothing can be one."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(spec, torch.nn.Module)
+
+
+def _spec(spec: ModelLike, overrides: Mapping[str, Value] | None) -> Spec:
+    """``spec`` read: a :class:`Spec` as it is, YAML text or a dict parsed, a path loaded."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, Mapping):
+        return parse_spec(_yaml_of(spec), DICT_FILE, overrides)
+    if isinstance(spec, str) and _is_text(spec):
+        return parse_spec(spec, TEXT_FILE, overrides)
+    if isinstance(spec, str | os.PathLike):
+        return load(spec, set=overrides)
+    raise fail(
+        "usage",
+        f"cannot inspect an object of type {type(spec).__name__}: give a spec (a path, YAML "
+        "text or a dict), `pkg.module:factory`, or an nn.Module",
+    )
+
+
+def _yaml_of(spec: Mapping[str, object]) -> str:
+    """A dict spec as the YAML text it stands for, so that it is checked exactly as a
+    file is (and its problems are located in that text)."""
+    import yaml
+
+    def plain(value: object) -> object:
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    try:
+        return yaml.safe_dump(plain(spec), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as e:
+        raise fail(
+            "spec-invalid", f"the dict is not a spec: {e}", Source(DICT_FILE, 0, 0)
+        ) from None
+
+
 def _inspect_python(
-    target: str,
+    target: object,
     inputs: tuple[InputSpec, ...],
     allow_import: Iterable[str],
     measure: list[Analysis],
     optimizer: str,
     dtype: str | None,
 ) -> Report:
-    """:func:`inspect` for a Python model."""
+    """:func:`inspect` for a Python model: a factory's target, or a model object."""
+    name, _ = _names(target)
     if not inputs:
-        raise fail(
-            "input-invalid", f"no input shape for `{target}`; pass --input (e.g. --input 2x20)"
-        )
+        raise _no_input(name, spec=False)
     _refuse_symbolic(inputs)
     _check_analysis(optimizer, dtype)
     require_supported()
     from shapecli.dryrun import default_dtype, dry_run
-    from shapecli.pymodel import load_model
+    from shapecli.pymodel import built_from, load_model, meta_copy
     from shapecli.speedups import lean_meta
 
     with lean_meta(), default_dtype(dtype):
-        built = load_model(target, allow_import)
-        return dry_run(built, inputs, target, target, measure=measure)
+        if isinstance(target, str):
+            built = load_model(target, allow_import)
+        else:
+            where = Source(name, 0, 0)
+            built = built_from(meta_copy(target, where), where)
+        return dry_run(built, inputs, name, name, measure=measure)
 
 
 def load_report(source: str, input: InputLike = None, allow_import: Iterable[str] = ()) -> Report:
@@ -417,12 +502,16 @@ def is_saved_report(source: str) -> bool:
 def read_report(path: str) -> Report:
     """The report saved in the file ``path`` (``inspect -f json``), exactly as it was
     made; ``file-error`` naming the JSON path of the first thing that is not a report."""
+    from shapecli.report import OtherDocument
     from shapecli.report import read_report as decode
     from shapecli.untrusted import read_text
 
     where = Source(path, 0, 0)
     try:
         return decode(read_text(path))
+    except OtherDocument as e:
+        hint = "save a model's report with `shapecli inspect SPEC -f json > FILE`, or give the spec"
+        raise fail("file-error", str(e), where, hint=hint) from None
     except ValueError as e:  # not UTF-8, not JSON, not a report (the JSON path says where)
         raise fail("file-error", f"not a shapecli JSON report: {e}", where) from None
 
@@ -485,6 +574,17 @@ def _check_symbolic(
         )
     if budget is not None and (isinstance(budget, bool) or not budget > 0):
         raise fail("usage", f"--symbolic-budget {budget}: a number of seconds above 0")
+
+
+def _no_input(subject: str, spec: bool = True) -> ShapecliError:
+    """``input-invalid``: nothing says what input to run ``subject`` (a spec file, a
+    Python model) on — in the words of both callers: the command line and Python."""
+    return fail(
+        "input-invalid",
+        "no input shape; give one with --input on the command line (e.g. --input 2x20) or "
+        'input= in Python (input="2x20")' + (", or add `input:` to the spec" if spec else ""),
+        Source(subject, 0, 0),
+    )
 
 
 def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:

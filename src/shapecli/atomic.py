@@ -27,20 +27,18 @@ from types import FrameType
 from shapecli.errors import Source, fail
 
 
-def check_target(target: Path, force: bool) -> None:
+def check_target(target: Path, force: bool, example: str = "model.safetensors") -> None:
     """Refuse at once what the final move would refuse after all the work: an existing
     file (or symlink) without ``force``, a folder, a folder that does not exist, and
     what is not a regular file (a device, a FIFO) even with ``force``."""
     where = Source(str(target), 0, 0)
     if target.is_dir():
-        raise fail(
-            "file-error", "is a folder; name the file to write, e.g. -o model.safetensors", where
-        )
+        raise fail("file-error", f"is a folder; name the file to write, e.g. -o {example}", where)
     if not target.parent.is_dir():
         raise fail("file-error", f"cannot write here: there is no folder {target.parent}", where)
     if target.exists() and not target.is_file():
         # Renaming a file over /dev/null or a FIFO is never what was meant.
-        raise fail("file-error", "is not a regular file; weights are written to a file", where)
+        raise fail("file-error", "is not a regular file; shapecli writes to a regular file", where)
     if (target.exists() or target.is_symlink()) and not force:
         raise fail(
             "file-error",

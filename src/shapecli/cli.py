@@ -292,6 +292,14 @@ def inspect(
     allow_import: AllowImportOption = None,
     sample: SampleOption = None,
     symbolic_budget: BudgetOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Check again each time the spec (or a Python file it uses) is saved, "
+            "until Ctrl-C.",
+        ),
+    ] = False,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
     fmt = output_format
@@ -315,9 +323,18 @@ def inspect(
         )
 
     stem = Path(spec).stem
-    report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
-    _emit(report, fmt, depth, paths)
-    raise typer.Exit(_exit_code(report))
+
+    def check() -> Report:
+        report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
+        _emit(report, fmt, depth, paths)
+        return report
+
+    if watch:
+        from shapecli.pymodel import is_target
+        from shapecli.watch import watch as watching
+
+        raise typer.Exit(watching(check, None if is_target(spec) else Path(spec)))
+    raise typer.Exit(_exit_code(check()))
 
 
 @app.command(cls=_Command)
@@ -431,13 +448,14 @@ def graph(
         ),
     ],
     output_format: Annotated[
-        str,
+        str | None,
         format_option(
             GRAPH_FORMATS,
             ": mermaid (renders on GitHub), dot (Graphviz source), svg (needs Graphviz), "
-            "html (one self-contained page to explore) [default: mermaid]",
+            "html (one self-contained page to explore) [default: from -o's extension "
+            "(.mmd, .dot, .svg, .html), else mermaid]",
         ),
-    ] = "mermaid",
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -448,6 +466,7 @@ def graph(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
     depth: Annotated[
         int | None,
         typer.Option(
@@ -473,8 +492,13 @@ def graph(
         from shapecli.render import Options
 
         options = Options(depth=depth, color=_color(sys.stderr))
+        fmt = output_format or picture_format(output)
+        if output is not None:
+            from shapecli.atomic import check_target
+
+            check_target(output, force, example="model.svg")  # before any work
         if api.is_saved_report(spec):
-            return _graph_saved(spec, options, output_format, output, input or set_)
+            return _graph_saved(spec, options, fmt, output, input or set_, force)
         inputs = api.parse_inputs(input)
         samples = _parse_samples(sample or [])
         report = api.inspect(
@@ -484,17 +508,52 @@ def graph(
             samples=samples,
             symbolic_budget=symbolic_budget,
         )
-        rendered = GRAPH_FORMATS[output_format](report, options)
+        rendered = GRAPH_FORMATS[fmt](report, options)
         if rendered.stdout:
-            _write_picture(rendered.stdout, output)
+            _write_picture(rendered.stdout, output, force)
         sys.stderr.write(rendered.stderr)
         return _exit_code(report)
 
     raise typer.Exit(_guarded(run, _print_problems))
 
 
+#: ``graph -o FILE``: the format each file extension stands for.
+PICTURE_EXTENSIONS = {
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".html": "html",
+    ".htm": "html",
+}
+
+
+def picture_format(output: Path | None) -> str:
+    """The format ``graph`` writes when ``-f`` is not given: the one ``output``'s
+    extension names (``usage`` for one it does not), mermaid on stdout. Mermaid text in
+    a file named ``.svg`` or ``.png`` is never what was meant."""
+    if output is None:
+        return "mermaid"
+    suffix = output.suffix.lower()
+    if suffix in PICTURE_EXTENSIONS:
+        return PICTURE_EXTENSIONS[suffix]
+    known = ", ".join(dict.fromkeys(PICTURE_EXTENSIONS))
+    said = f"`{suffix}`" if suffix else "a name without an extension"
+    raise fail(
+        "usage",
+        f"-o {output.name}: cannot tell the picture's format from {said}; name the file "
+        f"{known}, or give the format with -f (nothing was written)",
+    )
+
+
 def _graph_saved(
-    path: str, options: Options, fmt: str, output: Path | None, reruns: list[str] | None
+    path: str,
+    options: Options,
+    fmt: str,
+    output: Path | None,
+    reruns: list[str] | None,
+    force: bool,
 ) -> int:
     """``graph report.json``: the picture of a saved report, as its own run drew it. The
     problems it records are that run's, so they are not reported as found now."""
@@ -505,7 +564,7 @@ def _graph_saved(
     report = api.read_report(path)
     rendered = GRAPH_FORMATS[fmt](report, options)
     if rendered.stdout:
-        _write_picture(rendered.stdout, output)
+        _write_picture(rendered.stdout, output, force)
     if report.errors:
         count = len(report.errors)
         note = f"the run this report was saved from had {count} error{'s' * (count != 1)}"
@@ -513,14 +572,14 @@ def _graph_saved(
     return 0
 
 
-def _write_picture(text: str, output: Path | None) -> None:
+def _write_picture(text: str, output: Path | None, force: bool) -> None:
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     from shapecli.atomic import atomic_file
 
-    with atomic_file(output, force=True) as temp:  # whole or not at all; a picture is replaced
+    with atomic_file(output, force=force) as temp:  # whole or not at all
         temp.write_text(text, encoding="utf-8")
 
 

@@ -264,6 +264,7 @@ class _Builder:
             _check_wiring(cls, entry, path)
         elif node is not None and given_count(node) > 1:
             _check_many(cls, entry, path, given_count(node))
+            self.warnings.extend(_implicit_optional(cls, entry, path, given_count(node)))
         for name, value in bound.arguments.items():
             bound.arguments[name] = self._value(value, path, name, entry)
         if auto:
@@ -364,6 +365,39 @@ def _check_many(cls: type[nn.Module], entry: Entry, path: str, given: int) -> No
             layer_type=entry.type,
             hint="say which it reads with `in:`, e.g. `in: x`",
         )
+
+
+def _implicit_optional(cls: type[nn.Module], entry: Entry, path: str, given: int) -> list[Problem]:
+    """A warning when the first entry of a list, reading all the list's ``given`` inputs
+    because it has no ``in:``, passes some of them to parameters its ``forward`` could
+    do without: an ``Attention`` given ``x`` and ``mask`` would attend to the mask as
+    its ``context``, and run. A layer that needs them all (``Add``, ``MatMul``, a
+    ``forward(*inputs)``) is meant to get them, and gets no warning."""
+    parameters = _forward_parameters(cls)
+    if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    optional = [p.name for p in positional[:given] if p.default is not p.empty]
+    if not optional:
+        return []
+    names = ", ".join(p.name for p in positional[:given])
+    message = (
+        f"layer {path} ({entry.display_type}) gets all {given} of its list's inputs, as the "
+        f"first entry without `in:` ({names}); {', '.join(optional)} "
+        f"{'is' if len(optional) == 1 else 'are'} optional, so this may not be what was meant"
+    )
+    return [
+        Problem(
+            code="layer-warning",
+            message=message,
+            source=entry.source,
+            severity="warning",
+            path=path,
+            layer_type=entry.type,
+            hint=f"say what it reads with `in:` (e.g. `in: {positional[0].name}` for the "
+            "first input only, or every one it should get); that also ends this warning",
+        )
+    ]
 
 
 def _check_wiring(cls: type[nn.Module], entry: Entry, path: str) -> None:

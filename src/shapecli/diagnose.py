@@ -38,7 +38,7 @@ from shapecli.inputs import InputSpec
 from shapecli.ir import EVERY_INPUT, sources_of
 from shapecli.layers.auto import AutoBuildError, built_for
 from shapecli.layers.own import ArgumentError, LayerInputError
-from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout
+from shapecli.record import Call, HookFailure, Recorder, TensorInfo, layout, tensors_in
 from shapecli.report import Origin, Shape, format_shape
 from shapecli.spec.model import Entry
 from shapecli.torch_compat.frames import module_called
@@ -53,6 +53,9 @@ class Diagnosis:
     expected: str | None
     hint: str | None
     too_few_inputs: bool = False  # the hint depends on where the inputs come from
+    #: The diagnosis says all there is: the third party's message below it would only
+    #: mislead (``'tuple' object has no attribute 'shape'`` from inside a lazy layer).
+    explained: bool = False
 
 
 def is_internal(error: BaseException) -> bool:
@@ -201,6 +204,12 @@ class Explainer:
         culprit: Call | None,
         path: str,
     ) -> Diagnosis:
+        tupled = self._fed_a_tuple(error, culprit)
+        if tupled is not None:
+            return tupled
+        elsewhere = _off_meta(error)
+        if elsewhere is not None:
+            return elsewhere
         if isinstance(error, LayerInputError):
             return Diagnosis(error.expected, error.hint)
         if module is None or culprit is None:
@@ -224,6 +233,32 @@ class Explainer:
                 diagnosis.expected, diagnosis.hint.replace("--input 1x… instead of …", concrete)
             )
         return diagnosis
+
+    def _fed_a_tuple(self, error: BaseException, call: Call | None) -> Diagnosis | None:
+        """The diagnosis of a layer that needs a tensor and was given a tuple (what an
+        LSTM or a MultiheadAttention returns), when the error says so, whatever raised
+        it: torch's ``must be Tensor, not tuple``, a lazy layer's ``'tuple' object has no
+        attribute``, our own ``needs a tensor``. Its size checks would be beside the
+        point (``expects last dim 16`` when the tuple's first tensor ends in 16)."""
+        if call is None or not call.arguments:
+            return None
+        given = call.arguments[0]
+        if not isinstance(given, tuple | list):
+            return None
+        if isinstance(error, LayerInputError):
+            if error.expected != "a tensor":
+                return None
+        elif not (
+            isinstance(error, TypeError | AttributeError)
+            and re.search(rf"\b{type(given).__name__}\b", str(error))
+        ):
+            return None
+        noun = type(given).__name__
+        first = next(iter(tensors_in(given)), None)
+        producer = self.recorder.producers.get(id(first)) if first is not None else None
+        maker = f"{self.describe(producer.path)} returns a {noun}: " if producer else ""
+        hint = f"{maker}add `Take: 0` after it to keep its first element (`Take: 1` the second, …)"
+        return Diagnosis(f"a tensor, not a {noun} of {len(given)}", hint, explained=True)
 
     @staticmethod
     def _shapes(call: Call | None) -> str:
@@ -322,7 +357,7 @@ def _wording(
     if overflow:
         message = f"{label} cannot be built for its input {got}: it would need {overflow}"
         return "bad-arguments", message, Diagnosis(None, "use smaller sizes"), None
-    if isinstance(error, LayerInputError):
+    if isinstance(error, LayerInputError) and not diagnosis.explained:
         message = f"{label} cannot take its input {got}: {error}; it expects {diagnosis.expected}"
         return "shape-mismatch", message, diagnosis, None
     if isinstance(error, AutoBuildError):
@@ -334,7 +369,31 @@ def _wording(
     message = f"{label} cannot take its input {got}"
     if diagnosis.expected:
         message += f": it expects {diagnosis.expected}"
-    return "shape-mismatch", message, diagnosis, foreign_message(error)
+    detail = None if diagnosis.explained else foreign_message(error)
+    return "shape-mismatch", message, diagnosis, detail
+
+
+_DEVICE_ERROR = re.compile(
+    r"same device|expected device|is on \w+, different from other tensors", re.IGNORECASE
+)
+_DEVICE = re.compile(r"\b(cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?|hpu)\b")
+
+
+def _off_meta(error: BaseException) -> Diagnosis | None:
+    """The diagnosis of a tensor that is not on the meta device meeting the dry run's:
+    a factory or a layer made it on a device on purpose (``device="cpu"``, ``.to()``,
+    ``to_empty``, loaded weights). Its sizes are not the cause, whatever they are."""
+    text = str(error)
+    if not _DEVICE_ERROR.search(text):
+        return None
+    found = _DEVICE.search(text)
+    device = found.group(1) if found else "another device"
+    return Diagnosis(
+        f"its tensors on the meta device, where the dry run runs, not on {device}",
+        f"a tensor or weight was made on {device} on purpose (a `device=` argument, `.to()`, "
+        "`to_empty()`, loaded weights): leave the device out so it follows the dry run, or "
+        "make it on the input's (`device=x.device`)",
+    )
 
 
 def _overflow(error: BaseException) -> str | None:

@@ -10,6 +10,7 @@ is the same ``import-denied`` problem wherever the name was written.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from shapecli.errors import Source, fail
 
@@ -31,3 +32,20 @@ def check_allowed(name: str, module: str, allow: Iterable[str], source: Source |
             source,
             hint=f"run with `--allow-import {package}` if you trust that package",
         )
+
+
+def not_found_hint(module: str, error: BaseException) -> str | None:
+    """A hint for an import of ``module`` that failed with ``error``, when the package is
+    right there in the current folder: shapecli does not import from it (see the
+    module docstring of :mod:`shapecli`), so it must be put on the path on purpose."""
+    package = module.split(".", maxsplit=1)[0]
+    missing = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+    if missing is None or missing.split(".", maxsplit=1)[0] != package:
+        return None  # the package was found; something it imports was not
+    here = Path.cwd()
+    if not ((here / package).is_dir() or (here / f"{package}.py").is_file()):
+        return None
+    return (
+        f"`{package}` is in the current folder, which shapecli does not import from; put "
+        f"it on the path on purpose: PYTHONPATH=. shapecli … (or pip install -e . there)"
+    )

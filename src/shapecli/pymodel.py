@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from shapecli.errors import Source, fail
-from shapecli.imports import check_allowed
+from shapecli.errors import Source, fail, foreign_message
+from shapecli.imports import check_allowed, not_found_hint
 
 TARGET = re.compile(
     r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
@@ -37,12 +37,9 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
     :class:`~shapecli.construct.BuiltModel` whose entries are all its modules."""
     import torch
     from torch import nn
-    from torch.nn.modules.lazy import LazyModuleMixin
 
-    from shapecli.construct import BuiltModel
-    from shapecli.errors import did_you_mean, foreign_message
+    from shapecli.errors import did_you_mean
     from shapecli.layers.registry import public_names
-    from shapecli.spec.model import Entry
 
     match = TARGET.fullmatch(target)
     assert match is not None
@@ -53,7 +50,10 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         found: Any = importlib.import_module(module_name)
     except Exception as e:  # user code may raise anything at import
         raise fail(
-            "python-model", f"cannot import `{module_name}`: {foreign_message(e)}", where
+            "python-model",
+            f"cannot import `{module_name}`: {foreign_message(e)}",
+            where,
+            hint=not_found_hint(module_name, e),
         ) from e
     reached = ""  # the attribute path so far, for a did-you-mean on a nested name
     for part in attribute.split("."):
@@ -82,6 +82,17 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
             f"`{target}()` returned a {type(model).__name__}, not an nn.Module",
             where,
         )
+    return built_from(model, where)
+
+
+def built_from(model: Any, where: Source) -> Any:
+    """``model`` (an ``nn.Module``) as a :class:`~shapecli.construct.BuiltModel` whose
+    entries are all its modules, each located at ``where``."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    from shapecli.construct import BuiltModel
+    from shapecli.spec.model import Entry
+
     entries = {
         path: Entry(type(module).__name__, path.rsplit(".", 1)[-1] if path else "", where)
         for path, module in model.named_modules()
@@ -92,3 +103,47 @@ def load_model(target: str, allow_import: Iterable[str] = ()) -> Any:
         if isinstance(module, LazyModuleMixin) and cast(Any, module).has_uninitialized_params()
     }
     return BuiltModel(model, entries, lazy=lazy)  # no graph: the pass traces it
+
+
+def meta_copy(model: Any, where: Source) -> Any:
+    """A copy of ``model`` whose parameters and buffers are empty meta tensors of the
+    same shapes, dtypes and ties: what the dry run may run (and lazy layers fill in)
+    without reading, moving or changing the caller's module. Its weights are never
+    copied, so a model of any size costs next to nothing."""
+    import copy
+
+    memo: dict[int, Any] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) not in memo:  # a tied tensor once
+            memo[id(tensor)] = _on_meta(tensor)
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as e:  # a module may hold anything, and refuse to be copied
+        raise fail(
+            "python-model",
+            f"cannot make a meta copy of the {type(model).__name__} to dry-run",
+            where,
+            detail=foreign_message(e),
+            hint="the model's weights are never moved or changed, so it is copied first; "
+            "give a factory instead (`pkg.module:factory`)",
+        ) from e
+
+
+def _on_meta(tensor: Any) -> Any:
+    """An empty meta tensor like ``tensor``, of its kind: a parameter (trainable or
+    not), a lazy layer's placeholder (materialized on meta when the copy runs), a
+    buffer."""
+    import torch
+    from torch import nn
+    from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+    for lazy in (UninitializedParameter, UninitializedBuffer):
+        if isinstance(tensor, lazy):  # (torch's stubs miss these constructors' arguments)
+            made: Any = cast(Any, lazy)(
+                requires_grad=tensor.requires_grad, device="meta", dtype=tensor.dtype
+            )
+            return made
+    empty = torch.empty_like(tensor, device="meta")
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(empty, requires_grad=tensor.requires_grad)
+    return empty

@@ -162,6 +162,7 @@ class Recorder:
         self.paths: dict[int, str] = {id(m): p for p, m in self.modules.items()}
         self.known: set[int] = set(self.paths)
         self.handles: list[RemovableHandle] = []
+        self.end_handle: RemovableHandle | None = None
         self._alive: list[object] = []  # keeps ids of recorded tensors unique
         self._count: Counter[str] = Counter()
         self.replayed_flops = 0  # what replayed copies would have counted
@@ -185,11 +186,19 @@ class Recorder:
         self.handles.append(register_module_forward_pre_hook(self._begin))
         for module in self.modules.values():
             self.handles.append(module.register_forward_pre_hook(self._keywords, with_kwargs=True))
-        self.handles.append(register_module_forward_hook(self._end, with_kwargs=True))
+        self.end_handle = register_module_forward_hook(self._end, with_kwargs=True)
+        self.handles.append(self.end_handle)
 
     def remove(self) -> None:
+        """Remove every hook, leaving nothing of them in torch (a flag left behind would
+        make a later ``torch.compile`` in the same process warn of global hooks)."""
+        from shapecli.torch_compat import global_hooks
+
         for handle in self.handles:
-            handle.remove()
+            if handle is self.end_handle:
+                global_hooks.remove(handle)
+            else:
+                handle.remove()
         self.handles.clear()
 
     # -- hooks ---------------------------------------------------------------------------

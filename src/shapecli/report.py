@@ -230,6 +230,28 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
+    def __str__(self) -> str:
+        """The table ``shapecli inspect`` prints, then its problems: ``print(report)``."""
+        from shapecli.render import Options, table_unless_empty
+
+        rendered = table_unless_empty(self, Options())
+        shown = (rendered.stdout, rendered.stderr)
+        return "\n".join(text.rstrip("\n") for text in shown if text)  # print() ends the line
+
+    def to_json(self) -> str:
+        """The JSON document ``shapecli inspect -f json`` prints (``schema_version`` 1)."""
+        from shapecli.render import Options
+        from shapecli.render.json import render
+
+        return render(self, Options()).stdout
+
+    def markdown(self) -> str:
+        """The Markdown ``shapecli inspect -f markdown`` prints (for a PR comment)."""
+        from shapecli.render import Options
+        from shapecli.render.markdown import render
+
+        return render(self, Options()).stdout
+
 
 def failed_report(
     name: str, spec: str, inputs: tuple[InputSpec, ...], *problems: Problem
@@ -269,10 +291,31 @@ def problem_json(problem: Problem) -> dict[str, Any]:
     return encoded
 
 
+class OtherDocument(ValueError):
+    """A JSON document another shapecli command wrote (``lint -f json``, ``diff -f json``),
+    given where a model's report was expected."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"this is what `shapecli {command} -f json` writes, not a model's report "
+            "(what `shapecli inspect -f json` writes)"
+        )
+        self.command = command
+
+
+#: The keys that only another command's JSON document has at its top level.
+OTHER_DOCUMENTS = {"lint": ("summary", "files"), "diff": ("differ", "a", "b")}
+
+
 def from_json(doc: Any) -> Report:
     """The report a parsed ``inspect --format json`` document holds: the inverse of
     :func:`to_json`. Raises :class:`~shapecli.codec.DecodeError` (a ValueError) at the
-    JSON path of the first thing that is not what :func:`to_json` writes."""
+    JSON path of the first thing that is not what :func:`to_json` writes, or
+    :class:`OtherDocument` for another command's document."""
+    if isinstance(doc, dict) and "layers" not in doc:
+        for command, keys in OTHER_DOCUMENTS.items():
+            if all(key in doc for key in keys):
+                raise OtherDocument(command)
     if not isinstance(doc, dict):
         raise DecodeError("$", f"expected a shapecli report (an object), got {shown(doc)}")
     if "schema_version" not in doc:

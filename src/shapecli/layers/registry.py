@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from shapecli.errors import Source, did_you_mean, fail
-from shapecli.imports import check_allowed
+from shapecli.imports import check_allowed, not_found_hint
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import auto_rules
 
@@ -98,6 +98,7 @@ class Registry:
                 "unknown-layer",
                 f"cannot import `{module_name}` for `{dotted}`: {type(e).__name__}: {e}",
                 source,
+                hint=not_found_hint(module_name, e),
             ) from e
         obj = getattr(module, attribute, None)
         if obj is None:

@@ -22,6 +22,22 @@ def shapes(all_dims: tuple[Shape, ...]) -> str:
     return ", ".join(shape(s) for s in all_dims)
 
 
+def row_inputs(report: Report, row: Row) -> str:
+    """A row's input shapes; when it takes several, each labelled where the report
+    knows what it is — the keyword it was passed as, else the model input it is — and
+    a model input's dtype unless it is float32: ``x=1×128×768, mask=1×128:bool``."""
+    if len(row.input_shapes) < 2 or len(row.sources) != len(row.input_shapes):
+        return shapes(row.input_shapes)
+    dtypes = dict(zip(input_names(report.inputs), (i.dtype for i in report.inputs), strict=True))
+    cells = []
+    for dims, origin in zip(row.input_shapes, row.sources, strict=True):
+        label = origin.arg or origin.input
+        dtype = dtypes.get(origin.input, "float32") if origin.input else "float32"
+        text = shape(dims) + (f":{dtype}" if dtype != "float32" else "")
+        cells.append(f"{visible(label)}={text}" if label else text)
+    return ", ".join(cells)
+
+
 def inputs(specs: tuple[InputSpec, ...]) -> str:
     """``input 2x20``; named inputs by name: ``inputs ids 1x128:int64, mask 1x128:bool``."""
     if not any(spec.name for spec in specs):

@@ -184,7 +184,7 @@ def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> l
         cells = [
             f'<td style="padding-left:{0.4 + level * 1.1:.1f}em">{fold}{escape(name)}</td>',
             f"<td>{escape(fmt.type_label(row))}{'*' if row.inferred else ''}</td>",
-            f"<td>{escape(fmt.shapes(row.input_shapes))}</td>",
+            f"<td>{escape(fmt.row_inputs(report, row))}</td>",
             f"<td>{'cannot take it' if failed else escape(fmt.shapes(row.output_shapes))}</td>",
             f"<td>{escape(fmt.params(row.params))}</td>",
             f"<td class=num>{fmt.count(row.param_count) if row.param_count else '—'}</td>",

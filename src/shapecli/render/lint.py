@@ -27,13 +27,17 @@ def summary(result: LintResult) -> str:
 
 
 def render_text(result: LintResult, options: Options) -> Rendered:
-    """One line per problem, ``file:line:col: code message``, then a summary line."""
+    """Per problem ``file:line:col: error[code] message`` (or ``warning[code]``), its
+    hint on the line below as ``-f github`` gives it; then a summary line."""
     text = Text()
     for file in result.files:
         for p in file.problems:
             text.append(f"{visible(str(p.source or file.file))}:", style="dim")
-            text.append(f" {p.code}", style="bold red" if p.severity == "error" else "bold yellow")
+            style = "bold red" if p.severity == "error" else "bold yellow"
+            text.append(f" {p.severity}[{p.code}]", style=style)
             text.append(f" {visible(' '.join(p.message.split()))}\n")
+            if p.hint:
+                text.append(f"  hint: {visible(' '.join(p.hint.split()))}\n", style="dim")
     text.append(summary(result), style="bold")
     return Rendered(to_text(text, options, wrap=False))
 

@@ -67,7 +67,7 @@ def render(report: Report, options: Options) -> Rendered:
                 "&nbsp;&nbsp;" * level + name,
                 *([code(row.path) if row.path else "(root)"] if options.paths else []),
                 code(fmt.type_label(row)) + ("\\*" if row.inferred else ""),
-                literal(fmt.shapes(row.input_shapes)),
+                literal(fmt.row_inputs(report, row)),
                 literal(output),
                 code(fmt.params(row.params)),
                 fmt.count(row.param_count) if row.param_count else "—",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 from rich import box
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +30,22 @@ def render(report: Report, options: Options) -> Rendered:
 def _rows_and_totals(report: Report, options: Options) -> str:
     shown = visible_rows(report, options.depth)
     failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
+    counted = report.totals.flops is not None
+    rows = []
+    prefixes = guides([level for _, level in shown])
+    for prefix, (row, _) in zip(prefixes, shown, strict=True):
+        layer, given, output, params, count = _cells(
+            prefix, row, row.path in failing and row.status == "failed", fmt.row_inputs(report, row)
+        )
+        cells = {"Layer": layer, "Input": given, "Output": output, "Parameters": params}
+        cells["Count"] = count
+        if options.paths:
+            cells["Path"] = Text(visible(row.path) or "(root)")
+        if counted:
+            cells["FLOPs"] = Text(fmt.count(row.flops) if row.flops else "—")
+        rows.append(cells)
+    names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
+    fit = fit_columns(names, rows, options.width)
     table = Table(
         title=Text(_title(report)),  # Text, not markup: a name may hold [brackets]
         title_justify="left",
@@ -34,26 +54,126 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         pad_edge=False,
         header_style="bold",
     )
-    table.add_column("Layer", no_wrap=True)
-    if options.paths:
-        table.add_column("Path", no_wrap=True, style="dim")
-    table.add_column("Input", no_wrap=True)
-    table.add_column("Output", no_wrap=True)
-    table.add_column("Parameters")
-    table.add_column("Count", justify="right", no_wrap=True)
-    counted = report.totals.flops is not None
-    if counted:
-        table.add_column("FLOPs", justify="right", no_wrap=True)
-    for prefix, (row, _) in zip(guides([level for _, level in shown]), shown, strict=True):
-        cells = _cells(prefix, row, row.path in failing and row.status == "failed")
-        if options.paths:
-            cells = (cells[0], Text(visible(row.path) or "(root)"), *cells[1:])
-        if counted:
-            cells = (*cells, Text(fmt.count(row.flops) if row.flops else "—"))
-        table.add_row(*cells)
-    text = to_text(table, options)
-    footer = "\n".join(fmt.summary_lines(report, [row for row, _ in shown]))
-    return text + "\n" + to_text(Text(footer, style="dim"), options)
+    for name in fit.kept:
+        table.add_column(name, **_column_style(name, fit))
+    levels = [level for _, level in shown] + [0]
+    for index, cells in enumerate(rows):
+        lines = max([_lines(cells[n].plain, fit.widths[n]) for n in fit.wrapped] + [1])
+        if lines > 1:  # the tree's lines go on down beside the shapes' next lines
+            below = prefixes[index].replace("├─ ", "│  ").replace("└─ ", "   ")
+            below += "│" if levels[index + 1] > levels[index] else ""
+            cells["Layer"].append("\n" + "\n".join([below] * (lines - 1)), style="dim")
+        table.add_row(*(cells[name] for name in fit.kept))
+    wide = max(options.width, fit.width) if options.width else None  # never cut: print wider
+    text = to_text(table, replace(options, width=wide))
+    footer = fmt.summary_lines(report, [row for row, _ in shown])
+    if fit.note:
+        footer.append(fit.note)
+    return text + "\n" + to_text(Text("\n".join(footer), style="dim"), options)
+
+
+#: The table's columns, left to right.
+COLUMNS = ("Layer", "Path", "Input", "Output", "Parameters", "Count", "FLOPs")
+#: The columns a narrow terminal may do without, the first left out first. Layer,
+#: Output and Count always stay: what each layer is, what it makes, what it weighs.
+DROPPABLE = ("Path", "Parameters", "Input", "FLOPs")
+#: Of those, the ones left out before a name is shortened or shapes wrapped.
+LOW = ("Path", "Parameters")
+#: Shapes that may be written on several lines (one shape never is).
+WRAPPABLE = ("Input", "Output")
+#: The narrowest the Layer column is made before a column is left out (names beyond it
+#: end in …; a name is not a number).
+LAYER_MIN = 30
+#: Between two columns: their padding and the box's blank divider.
+GAP = 3
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How the table fits a terminal: the columns kept, each one's width (None: its
+    natural width), those whose shapes wrap, the total width, and the footer line that
+    says what was left out or wrapped (None when nothing was)."""
+
+    kept: list[str]
+    widths: dict[str, int]
+    wrapped: list[str]
+    width: int
+    note: str | None
+
+
+def fit_columns(names: list[str], rows: list[dict[str, Text]], width: int | None) -> Fit:
+    """Fit the columns ``names`` of ``rows`` into ``width`` terminal columns, never
+    cutting a number or a shape: first leave out columns by :data:`DROPPABLE` order
+    until the rest fit at their natural widths, shortening layer names to
+    :data:`LAYER_MIN` and writing several shapes of a cell on several lines before the
+    Input column goes. What no longer fits after that is printed wider than ``width``."""
+    natural = {n: max([cell_len(n)] + [r[n].cell_len for r in rows]) for n in names}
+    narrowest = {n: natural[n] for n in names}
+    narrowest["Layer"] = min(natural["Layer"], LAYER_MIN)
+    for name in WRAPPABLE:
+        if name in names:
+            words = [w for r in rows for w in r[name].plain.split(" ")]
+            narrowest[name] = max([cell_len(name)] + [cell_len(w) for w in words])
+    kept = list(names)
+    dropped: list[str] = []
+
+    def total(columns: list[str], sizes: dict[str, int]) -> int:
+        return sum(sizes[n] for n in columns) + GAP * (len(columns) - 1)
+
+    if width is not None:
+        for name in DROPPABLE:
+            fits = total(kept, natural if name in LOW else narrowest) <= width
+            if fits:
+                break
+            if name in kept:
+                kept.remove(name)
+                dropped.append(name)
+    if width is None or total(kept, natural) <= width:
+        return Fit(kept, {}, [], total(kept, natural), _note(width, dropped, []))
+    widths = {n: natural[n] for n in kept}
+    wrapped = []
+    for name in ("Layer", *WRAPPABLE):  # give back what is over, a column at a time
+        if name in kept:
+            over = total(kept, widths) - width
+            widths[name] = max(narrowest[name], widths[name] - max(over, 0))
+            if name in WRAPPABLE and widths[name] < natural[name]:
+                wrapped.append(name)
+    return Fit(kept, widths, wrapped, total(kept, widths), _note(width, dropped, wrapped))
+
+
+def _lines(text: str, width: int) -> int:
+    """How many lines ``text`` takes in a column ``width`` wide, wrapped at its spaces
+    as rich wraps it (greedily)."""
+    lines, used = 1, 0
+    for word in text.split(" "):
+        size = cell_len(word)
+        if used and used + 1 + size > width:
+            lines, used = lines + 1, size
+        else:
+            used += size + (1 if used else 0)
+    return lines
+
+
+def _note(width: int | None, dropped: list[str], wrapped: list[str]) -> str | None:
+    """The footer line saying what a width of ``width`` columns left out or wrapped."""
+    if not dropped and not wrapped:
+        return None
+    said = [f"not shown: {', '.join(dropped)}"] if dropped else []
+    said += [f"wrapped: {', '.join(wrapped)}"] if wrapped else []
+    return f"At {width} columns, {'; '.join(said)}"
+
+
+def _column_style(name: str, fit: Fit) -> dict[str, Any]:
+    """How rich draws column ``name``: the width it was given, wrapped at the spaces
+    between shapes, or whole on one line (numbers right-aligned)."""
+    style: dict[str, Any] = {"no_wrap": name not in fit.wrapped, "width": fit.widths.get(name)}
+    if name == "Path":
+        style["style"] = "dim"
+    if name in ("Count", "FLOPs"):
+        style["justify"] = "right"
+    if name == "Layer":
+        style["overflow"] = "ellipsis"
+    return style
 
 
 def _title(report: Report) -> str:
@@ -61,7 +181,7 @@ def _title(report: Report) -> str:
     return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
 
 
-def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
+def _cells(prefix: str, row: Row, failed: bool, given: str) -> tuple[Text, ...]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
@@ -75,7 +195,7 @@ def _cells(prefix: str, row: Row, failed: bool) -> tuple[Text, ...]:
         output = Text(fmt.shapes(row.output_shapes), style="green")
     return (
         layer,
-        Text(fmt.shapes(row.input_shapes), style=style),
+        Text(given, style=style),
         output,
         Text(fmt.params(row.params), style="magenta" if not failed else style),
         Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
