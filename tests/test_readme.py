@@ -50,10 +50,11 @@ class Block(NamedTuple):
 
 
 def blocks_of(page: str) -> list[Block]:
+    """A page's code blocks; one indented in a list item loses its fence's indentation."""
     text = DOCUMENTS[page]
     return [
-        Block(page, m[1], m[2], text[: m.start()])
-        for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+        Block(page, m[2], re.sub(f"(?m)^{m[1]}", "", m[3]), text[: m.start()])
+        for m in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M)
     ]
 
 
