@@ -4,8 +4,8 @@ Each workflow has a trigger, installs a pinned CPU torch and shapecli from its r
 pinned to a revision (shapecli is not on PyPI), and every ``shapecli`` command in it is
 one the CLI accepts. The pull-request comment recipe has the history and the right it
 needs, and its script runs here, in a clone, against a stand-in for ``gh``. The
-pre-commit recipe names hooks that ``.pre-commit-hooks.yaml`` defines, at a revision
-that exists.
+pre-commit recipe (with the other hook in docs/commands.md) names the hooks that
+``.pre-commit-hooks.yaml`` defines, at a revision that exists.
 """
 
 from __future__ import annotations
@@ -168,8 +168,10 @@ def test_the_pre_commit_recipe_names_hooks_the_repository_defines() -> None:
     ((repo,),) = [config["repos"]]
     assert repo["repo"] == "https://example.org/your/shapecli"
     named = [hook["id"] for hook in repo["hooks"]]
-    fragments = [doc for doc in YAML if isinstance(doc, list) and all("id" in hook for hook in doc)]
-    named += [hook["id"] for doc in fragments for hook in doc]
+    commands_page = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    (in_pre_commit,) = re.findall(r"^### In pre-commit\n(.*?)(?=^#)", commands_page, re.S | re.M)
+    for body in re.findall(r"^```yaml\n(.*?)^```", in_pre_commit, re.S | re.M):
+        named += [hook["id"] for hook in yaml.safe_load(body)]  # the other hook, in full
     assert set(named) == set(HOOKS)  # both hooks are shown, and only they exist
     for hook in HOOKS.values():
         assert hook["entry"].startswith("shapecli ")
