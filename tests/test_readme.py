@@ -238,6 +238,7 @@ def test_the_quick_start_makes_a_venv_and_installs_a_cpu_torch_first() -> None:
     )
     assert steps[5] == "pip install -e '.[dev]'"
     assert steps[6].startswith("shapecli inspect configs/") and second == "pytest"
+    assert re.search(r"^pytest$", (ROOT / ".ci" / "run").read_text(), re.M)  # CI runs it too
 
 
 @pytest.mark.usefixtures("at_the_root")
