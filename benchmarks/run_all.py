@@ -45,7 +45,7 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    # The README's performance table: a small spec, GPT-2 and a 70B decoder.
+    # docs/performance.md's table: a small spec, GPT-2 and a 70B decoder.
     Benchmark("startup.py", ("configs/mlp.yaml", "configs/gpt2.yaml", "configs/llama2-70b.yaml")),
     Benchmark("lint.py", ("--files", "1000", "--specs", "mlp.yaml")),
     Benchmark("lint.py", ("--files", "1000")),

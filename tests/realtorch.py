@@ -1,6 +1,6 @@
 """The reference for shapecli's FLOPs and memory figures: torch itself, on the CPU.
 
-    python tests/realtorch.py        # the table of measured ratios the README quotes
+    python tests/realtorch.py        # the table of measured ratios docs/analysis.md quotes
 
 Each helper takes a spec (its text, or a path) and its input (a shape like ``2x16:long``,
 or one per model input), builds the model with real weights on the CPU
@@ -243,12 +243,12 @@ def _bytes(tensors: Iterator[torch.Tensor]) -> int:
     return sum(storages.values())
 
 
-# -- the README's table ----------------------------------------------------------------------
+# -- docs/analysis.md's table --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Case:
-    """A model the README quotes: a shipped config (or a spec's text) at an input."""
+    """A model docs/analysis.md quotes: a shipped config (or a spec's text) at an input."""
 
     title: str
     spec: SpecLike
@@ -304,7 +304,7 @@ def ratio(estimated: int | None, real: int | None) -> str:
 
 
 def table() -> str:
-    """The README's table: shapecli's figure over torch's, per case (with torch's bytes
+    """docs/analysis.md's table: shapecli's figure over torch's, per case (with torch's bytes
     saved for backward, for scale)."""
     from shapecli.render.format import nbytes
 

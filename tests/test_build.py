@@ -381,7 +381,7 @@ def test_bad_sizes(text: str, message: str) -> None:
 
 def test_max_memory_refuses_with_the_estimate_before_allocating(tmp_path: Path) -> None:
     """The estimate is at the weights' dtype, and with room for a forward pass when one
-    will run (``--verify``); the README shows a 7B refusal through the command line."""
+    will run (``--verify``); docs/training.md shows a 7B refusal through the command line."""
     from shapecli import api
 
     with pytest.raises(ShapecliError) as info:

@@ -44,7 +44,7 @@ def unreadable(folder: Path) -> dict[str, str]:
 def test_lint_reports_every_file_it_cannot_read(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
 ) -> None:
-    """The README promises a ``file-error`` for each; they used to be skipped silently
+    """docs/security.md promises a ``file-error`` for each; they used to be skipped silently
     when found in a folder or by a glob."""
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -90,7 +90,7 @@ def test_lint_does_not_follow_a_symlink_out_of_the_folder(
 
 def test_inspect_is_not_refused_a_symlink(cli: Cli, tmp_path: Path) -> None:
     """Only lint, which reads what a checkout holds, limits itself to the named folder:
-    inspect reads the one file it is given, as the README says."""
+    inspect reads the one file it is given, as docs/security.md says."""
     (tmp_path / "model.yaml").write_text(GOOD)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "link.yaml").symlink_to(tmp_path / "model.yaml")

@@ -99,7 +99,7 @@ def test_python_m_imports_nothing_from_the_folder_after_python_itself(
 def test_the_safe_ways_import_nothing_from_the_folder(
     planted: tuple[Path, set[str], set[str]], how: str
 ) -> None:
-    """What the README recommends where the folder is not trusted: the console script,
+    """What docs/security.md recommends where the folder is not trusted: the console script,
     or ``python -P``; neither puts the folder on the path, so even the modules Python
     imports for ``-m`` stay the standard library's."""
     folder, _, early = planted
