@@ -70,6 +70,10 @@ class _Lean:
     depth: int = 0
     shared: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     own_process: bool = False
+    #: The heap was frozen (or found frozen): asked once, since ``gc.get_freeze_count``
+    #: walks the whole permanent generation (~20 ms after torch, sympy and dynamo), and
+    #: a symbolic inspection opens a block per checking run.
+    frozen: bool = False
 
 
 _LEAN = _Lean()
@@ -91,8 +95,10 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
             # torch's _VF swapped (the probe swaps it too).
             recurrent_rule.TOUCHPOINT.active()
             fake_tensors.TOUCHPOINT.active()
-            if _LEAN.own_process and not gc.get_freeze_count():
-                gc.freeze()  # what is alive now lives until exit: collections skip it
+            if _LEAN.own_process and not _LEAN.frozen:
+                if not gc.get_freeze_count():
+                    gc.freeze()  # what is alive now lives until exit: collections skip it
+                _LEAN.frozen = True
             _LEAN.shared.enter_context(_every_warning())
         _LEAN.depth += 1
     try:
