@@ -6,11 +6,17 @@ replacements torch recorded about them: private API that changed between release
 ``Source`` says its name through a method on older torch, a property on newer). Off
 (see :data:`TOUCHPOINT`), symbolic sizes are refused (:func:`require`): concrete sizes
 still work, and nothing half-derived is printed.
+
+:func:`uninteresting_files_known` spares the first symbol made in a process an import
+of torch's compiler (see there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
+from collections.abc import Iterator
 
 from shapecli.errors import Problem, ShapecliError
 from shapecli.torch_compat import Releases, Touchpoint, installed_torch
@@ -49,10 +55,41 @@ def _self_check() -> bool:
         def guard_source(self) -> GuardSource:  # type: ignore[override, unused-ignore]
             return GuardSource.LOCAL
 
-    env = ShapeEnv()
-    symbol = env.create_symbol(3, Named(label="Probe"), dynamic_dim=DimDynamic.DYNAMIC)
-    size = env.create_symintnode(symbol, hint=3)
-    return isinstance(size, torch.SymInt) and size.node.expr == symbol and int(size + 1) == 4
+    with uninteresting_files_known():
+        env = ShapeEnv()
+        symbol = env.create_symbol(3, Named(label="Probe"), dynamic_dim=DimDynamic.DYNAMIC)
+        size = env.create_symintnode(symbol, hint=3)
+        return isinstance(size, torch.SymInt) and size.node.expr == symbol and int(size + 1) == 4
+
+
+@contextlib.contextmanager
+def uninteresting_files_known() -> Iterator[None]:
+    """Within the block, torch's list of "uninteresting" files — those the ``ShapeEnv``
+    skips to name the user frame where a symbol was made or a guard added — is the
+    files of the torch modules already imported. torch's own list, made on first use,
+    imports ``torch.export._trace`` and ``torch._inductor`` (~0.3 s after dynamo) only
+    to read their file names; the frame it finds labels torch's debug messages alone.
+    Left as it is where torch's own list was made already, or the function is not the
+    cached one this knows."""
+    from torch.fx.experimental import symbolic_shapes
+
+    original = getattr(symbolic_shapes, "uninteresting_files", None)
+    if not callable(original) or getattr(original, "cache_info", None) is None:
+        yield  # not the function this knows: leave it
+        return
+    if original.cache_info().currsize:
+        yield  # already paid for: torch's own list is there
+        return
+    known = frozenset(
+        getattr(module, "__file__", None) or ""
+        for name, module in list(sys.modules.items())
+        if name.startswith("torch.")
+    )
+    symbolic_shapes.uninteresting_files = lambda: known  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        symbolic_shapes.uninteresting_files = original
 
 
 TOUCHPOINT = Touchpoint(
