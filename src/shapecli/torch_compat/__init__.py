@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from shapecli.errors import Problem, ShapecliError
 
 #: The modules of this package that each hold one touchpoint.
-MODULES = ("dynamo_cache", "recurrent", "fake_tensors", "frames", "shape_env")
+MODULES = ("dynamo_cache", "dynamo_deferred", "recurrent", "fake_tensors", "frames", "shape_env")
 
 
 @dataclass(frozen=True)
