@@ -23,6 +23,7 @@ import torch
 
 print("code", code, file=sys.stderr)
 print("body after the run", dynamo_deferred.body_loaded(), file=sys.stderr)
+print("inductor", "torch._inductor" in sys.modules, file=sys.stderr)
 # outside the block a submodule's name runs the body first: the body binds its own
 context = torch._dynamo.code_context
 module = sys.modules["torch._dynamo.code_context"]
@@ -39,7 +40,7 @@ def _run(mode: str) -> tuple[str, list[str]]:
         check=True,
         timeout=600,
     )
-    return done.stdout, done.stderr.splitlines()[-4:]
+    return done.stdout, done.stderr.splitlines()[-5:]
 
 
 def test_the_cli_s_symbolic_run_defers_dynamo_and_reports_the_same() -> None:
@@ -49,7 +50,31 @@ def test_the_cli_s_symbolic_run_defers_dynamo_and_reports_the_same() -> None:
     assert own_notes == [
         "code 0",
         "body after the run False",  # fake tensors and the ShapeEnv without the compiler
+        "inductor False",  # nor a stack symbolized for a trace nobody writes
         "body after a read True True",
         "compiler there True",
     ]
     assert api_notes[:2] == ["code 0", "body after the run True"]  # the caller's process
+
+
+def test_only_a_trace_handler_that_would_write_nothing_is_removed() -> None:
+    from torch._logging import _internal
+
+    from shapecli.torch_compat.shape_env import idle_trace_handler_removed
+
+    writes = _internal.LazyTraceHandler("/tmp/a-trace-folder")  # TORCH_TRACE was set
+    idle = _internal.LazyTraceHandler(None)
+    before = list(_internal.trace_log.handlers)
+    _internal.trace_log.addHandler(writes)
+    _internal.trace_log.addHandler(idle)
+    try:
+        idle_trace_handler_removed()
+        assert writes in _internal.trace_log.handlers
+        assert idle not in _internal.trace_log.handlers
+    finally:
+        for handler in list(_internal.trace_log.handlers):
+            if handler not in before:
+                _internal.trace_log.removeHandler(handler)
+        for handler in before:
+            if handler not in _internal.trace_log.handlers:
+                _internal.trace_log.addHandler(handler)

@@ -46,7 +46,7 @@ from shapecli.speedups import lean_meta
 from shapecli.symbolic.lean import lean_symbolic
 from shapecli.symbolic.runs import Budget, BudgetExhausted
 from shapecli.symbolic.samples import Sizes
-from shapecli.torch_compat.shape_env import uninteresting_files_known
+from shapecli.torch_compat.shape_env import idle_trace_handler_removed, uninteresting_files_known
 
 Formulas = dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]
 
@@ -124,6 +124,7 @@ def _run(
 
     env = ShapeEnv()
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
+    idle_trace_handler_removed()
     with uninteresting_files_known():
         names, sizes = _symbols(env, samples, Named)
     order = list(samples)

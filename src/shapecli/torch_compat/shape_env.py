@@ -7,8 +7,8 @@ replacements torch recorded about them: private API that changed between release
 (see :data:`TOUCHPOINT`), symbolic sizes are refused (:func:`require`): concrete sizes
 still work, and nothing half-derived is printed.
 
-:func:`uninteresting_files_known` spares the first symbol made in a process an import
-of torch's compiler (see there).
+:func:`uninteresting_files_known` and :func:`idle_trace_handler_removed` spare the
+first symbol made in a process imports of torch's compiler (see there).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def _self_check() -> bool:
         def guard_source(self) -> GuardSource:  # type: ignore[override, unused-ignore]
             return GuardSource.LOCAL
 
+    idle_trace_handler_removed()
     with uninteresting_files_known():
         env = ShapeEnv()
         symbol = env.create_symbol(3, Named(label="Probe"), dynamic_dim=DimDynamic.DYNAMIC)
@@ -90,6 +91,29 @@ def uninteresting_files_known() -> Iterator[None]:
         yield
     finally:
         symbolic_shapes.uninteresting_files = original
+
+
+def idle_trace_handler_removed() -> None:
+    """torch's structured-trace handler removed, where its first record would remove it.
+
+    Every symbol the ``ShapeEnv`` makes is a structured-trace record too, whose details
+    (a symbolized stack, whose first use imports ``torch._inductor``: ~0.15 s) are
+    computed whenever the trace logger has a handler. torch's handler writes only to a
+    trace folder (``TORCH_TRACE``) or on Meta's own cluster; anywhere else it removes
+    itself at its first record, having written nothing (torch 2.13's
+    ``LazyTraceHandler.emit``). Where that is so, it is removed now, before the first
+    record's details are computed; any other handler is left as it is."""
+    import os
+
+    import torch.version
+    from torch._logging import _internal
+
+    if not hasattr(torch.version, "git_version") or os.getenv("MAST_HPC_JOB_NAME") is not None:
+        return  # a build where the handler may find a folder of its own
+    for handler in list(_internal.trace_log.handlers):
+        idle = getattr(handler, "root_dir", 0) is None and getattr(handler, "stream", 0) is None
+        if type(handler).__name__ == "LazyTraceHandler" and idle:
+            _internal.trace_log.removeHandler(handler)
 
 
 TOUCHPOINT = Touchpoint(
