@@ -179,6 +179,30 @@ def test_only_a_process_of_its_own_has_its_heap_frozen(monkeypatch: pytest.Monke
         gc.unfreeze()
 
 
+def test_the_heap_is_asked_whether_it_is_frozen_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``gc.get_freeze_count`` walks every frozen object (tens of ms after torch): a
+    symbolic inspection opens a block per checking run, and must not pay it each time."""
+    import gc
+
+    from shapecli import speedups
+
+    asked = []
+
+    def freeze_count() -> int:
+        asked.append(1)
+        return 1  # frozen already: nothing is frozen by this test
+
+    monkeypatch.setattr(gc, "get_freeze_count", freeze_count)
+    monkeypatch.setattr(speedups._LEAN, "own_process", True)
+    monkeypatch.setattr(speedups._LEAN, "frozen", False)
+    for _ in range(3):
+        with speedups.lean_meta():
+            pass
+    assert len(asked) == 1
+
+
 def test_a_warning_torch_gives_once_per_process_is_given_for_every_spec(tmp_path: Path) -> None:
     import shapecli
 

@@ -68,3 +68,21 @@ def test_torch_and_the_layers_are_left_as_they_were() -> None:
     assert symbolic_shapes.uninteresting_files is before
     report = shapecli.inspect(CONFIGS / "resnet18.yaml", input="Bx3xHxW")
     assert report.ok and symbolic_shapes.uninteresting_files is before
+
+
+def test_symbolic_sizes_import_no_torch_export() -> None:
+    """torch's list of uninteresting files imports ``torch.export._trace`` (~0.3 s) for
+    its file name: neither the ShapeEnv's self-check nor the symbolic run makes it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, shapecli\n"
+        f"report = shapecli.inspect({str(CONFIGS / 'resnet18.yaml')!r}, input='Bx3xHxW')\n"
+        "assert report.ok and report.constraints is not None\n"
+        "print('torch.export._trace' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip() == "False"

@@ -1,10 +1,10 @@
 """Measured costs of a dry run, and how shapecli avoids them without changing a result.
 
-All of them but the last act only inside :func:`lean_meta`, the block that building
-the modules (weight initialization runs meta ops) and the dry run run in, and leave the
-process as they found it: a program that calls
-``shapecli.inspect`` and then compiles or differentiates a model of its own sees an
-unchanged torch.
+The first two act only inside :func:`lean_meta`, the block that building the modules
+(weight initialization runs meta ops) and the dry run run in, and leave the process as
+they found it: a program that calls ``shapecli.inspect`` and then compiles or
+differentiates a model of its own sees an unchanged torch. The others act only in a
+process of shapecli's own (the CLI), for good.
 
 1. **torch._dynamo on the first meta op.** Many meta kernels are Python references
    wrapped by ``torch._disable_dynamo``, whose wrapper imports ``torch._dynamo``
@@ -30,7 +30,13 @@ unchanged torch.
    walk only what the dry runs make; lint's forked workers inherit it, and do not
    copy pages that a collection would otherwise touch.
 
-The first two reach into torch's internals, and switch themselves off on a torch they
+5. **torch._dynamo's package body under fake tensors.** Symbolic sizes need torch's
+   fake tensors and ``ShapeEnv``, which read a few of dynamo's submodules; importing
+   one runs the package's body, which imports the whole compiler (~1 s). In a process
+   of shapecli's own, :func:`dynamo_deferred` runs the body only when something reads
+   more than a submodule (:mod:`shapecli.torch_compat.dynamo_deferred`).
+
+The first two and the last reach into torch's internals, and switch themselves off on a torch they
 were not tested on, or whose self-check fails (:mod:`shapecli.torch_compat`): a dry run
 is then slower, never different. Weight initialization on meta tensors (``nn.init``'s
 random-number kernels, for tensors that hold no values) is left as torch does it:
@@ -55,10 +61,18 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from shapecli.torch_compat import dynamo_cache, fake_tensors
+from shapecli.torch_compat import dynamo_deferred as dynamo_deferred_module
 from shapecli.torch_compat import recurrent as recurrent_rule
 from shapecli.torch_compat.recurrent import recurrent_flops, recurrent_shape_rules
 
-__all__ = ["exit_now", "lean_meta", "own_the_process", "recurrent_flops", "recurrent_shape_rules"]
+__all__ = [
+    "dynamo_deferred",
+    "exit_now",
+    "lean_meta",
+    "own_the_process",
+    "recurrent_flops",
+    "recurrent_shape_rules",
+]
 
 
 @dataclass
@@ -70,6 +84,10 @@ class _Lean:
     depth: int = 0
     shared: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     own_process: bool = False
+    #: The heap was frozen (or found frozen): asked once, since ``gc.get_freeze_count``
+    #: walks the whole permanent generation (~20 ms after torch, sympy and dynamo), and
+    #: a symbolic inspection opens a block per checking run.
+    frozen: bool = False
 
 
 _LEAN = _Lean()
@@ -91,8 +109,10 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
             # torch's _VF swapped (the probe swaps it too).
             recurrent_rule.TOUCHPOINT.active()
             fake_tensors.TOUCHPOINT.active()
-            if _LEAN.own_process and not gc.get_freeze_count():
-                gc.freeze()  # what is alive now lives until exit: collections skip it
+            if _LEAN.own_process and not _LEAN.frozen:
+                if not gc.get_freeze_count():
+                    gc.freeze()  # what is alive now lives until exit: collections skip it
+                _LEAN.frozen = True
             _LEAN.shared.enter_context(_every_warning())
         _LEAN.depth += 1
     try:
@@ -125,6 +145,13 @@ def own_the_process() -> None:
     """Say that this process is shapecli's own (the CLI), so a speed-up that acts on the
     whole process and cannot be undone is allowed (see the module docstring)."""
     _LEAN.own_process = True
+
+
+def dynamo_deferred() -> contextlib.AbstractContextManager[None]:
+    """The block a symbolic inspection runs in: in a process of shapecli's own, the
+    body of ``torch._dynamo`` runs only when something needs more than its submodules
+    (see the module docstring)."""
+    return dynamo_deferred_module.deferring(_LEAN.own_process)
 
 
 def exit_now(code: int) -> NoReturn:

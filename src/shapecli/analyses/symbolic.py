@@ -38,12 +38,14 @@ class Symbolic:
 
     def run(self, spec: Spec, inputs: tuple[InputSpec, ...], allow_import: Iterable[str]) -> Report:
         """The report of ``spec`` at ``inputs``, whose sizes are (partly) names."""
+        from shapecli.speedups import dynamo_deferred
         from shapecli.symbolic import DEFAULT_BUDGET, inspect_symbolic
         from shapecli.torch_compat import shape_env
 
-        shape_env.require()
         budget = DEFAULT_BUDGET if self.budget is None else self.budget
-        return inspect_symbolic(spec, inputs, allow_import, samples=self.samples, budget=budget)
+        with dynamo_deferred():  # fake tensors without the compiler's import
+            shape_env.require()
+            return inspect_symbolic(spec, inputs, allow_import, samples=self.samples, budget=budget)
 
     @staticmethod
     def footer(report: Report) -> list[str]:

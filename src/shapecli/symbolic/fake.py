@@ -46,6 +46,7 @@ from shapecli.speedups import lean_meta
 from shapecli.symbolic.lean import lean_symbolic
 from shapecli.symbolic.runs import Budget, BudgetExhausted
 from shapecli.symbolic.samples import Sizes
+from shapecli.torch_compat.shape_env import idle_trace_handler_removed, uninteresting_files_known
 
 Formulas = dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]
 
@@ -123,7 +124,9 @@ def _run(
 
     env = ShapeEnv()
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
-    names, sizes = _symbols(env, samples, Named)
+    idle_trace_handler_removed()
+    with uninteresting_files_known():
+        names, sizes = _symbols(env, samples, Named)
     order = list(samples)
     written: dict[Any, int | str] = {}
     model = built.model

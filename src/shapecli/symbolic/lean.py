@@ -13,8 +13,10 @@ changing a formula (every formula is checked by concrete runs afterwards anyway)
 2. **torch's guard bookkeeping imports a compiler.** The ``ShapeEnv`` names the user
    frame of each symbol it makes from a list of "uninteresting" files, whose first use
    imports ``torch._inductor`` and ``torch.export`` (0.7 s) only to read their file
-   names. During the run that list is made of the torch modules already imported:
-   the frame found only labels torch's own debug messages.
+   names. During the run that list is made of the torch modules already imported
+   (:func:`~shapecli.torch_compat.shape_env.uninteresting_files_known`, also around
+   every other place symbols are made): the frame found only labels torch's own debug
+   messages.
 
 3. **Reshapes.** A ``view`` with symbolic sizes makes torch prove that the element
    counts match, by sympy simplification of nested floor divisions: each
@@ -34,12 +36,13 @@ of it, and the run is only slower.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+
+from shapecli.torch_compat.shape_env import uninteresting_files_known
 
 #: Layers whose output has their input's shape, and the dimensions of it they read
 #: (from the end when negative; "norm" the last ``len(normalized_shape)``).
@@ -124,7 +127,7 @@ def _shape_rules() -> dict[type[nn.Module], Callable[..., torch.Tensor | None]]:
 @contextlib.contextmanager
 def lean_symbolic(model: nn.Module) -> Iterator[None]:
     """The block torch's symbolic run of ``model`` runs in (see the module docstring)."""
-    with _shape_keepers_skipped(model), _uninteresting_files_known():
+    with _shape_keepers_skipped(model), uninteresting_files_known():
         yield
 
 
@@ -185,26 +188,3 @@ def _numbers(module: nn.Module, x: torch.Tensor, reads: tuple[int, ...] | str) -
     if any(d >= x.dim() or d < -x.dim() for d in dims):
         return False  # the layer's own check says what is wrong
     return all(isinstance(x.shape[d], int) for d in dims)
-
-
-@contextlib.contextmanager
-def _uninteresting_files_known() -> Iterator[None]:
-    from torch.fx.experimental import symbolic_shapes
-
-    original = getattr(symbolic_shapes, "uninteresting_files", None)
-    if not callable(original) or getattr(original, "cache_info", None) is None:
-        yield  # not the function this knows: leave it
-        return
-    if original.cache_info().currsize:
-        yield  # already paid for: torch's own list is there
-        return
-    known = frozenset(
-        getattr(module, "__file__", None) or ""
-        for name, module in list(sys.modules.items())
-        if name.startswith("torch.")
-    )
-    symbolic_shapes.uninteresting_files = lambda: known  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        symbolic_shapes.uninteresting_files = original

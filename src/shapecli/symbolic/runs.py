@@ -8,6 +8,13 @@ since a layer whose size would follow the input is an error of its own
 a concrete ``shapecli inspect`` would: if the fresh model works, some inferred layer
 took other sizes there, and the outcome says which.
 
+A checking run records only shapes, and needs of each layer only whether it takes its
+input and what shape it gives. In eval mode a ``BatchNorm`` with running statistics
+takes any input its own ``_check_input_dim`` takes whose channels are its
+``num_features``, and gives that input's shape — on the meta device it still computes
+its decomposition step by step (two thirds of a ResNet-18 run). Those calls, and only
+those (see :func:`_batch_norm_by_shape`), give an empty tensor of the input's shape.
+
 The :class:`Budget` bounds everything after the first run: runs, the symbolic trace,
 the search for accepted sizes. Whatever it does not leave time for is reported as not
 derived, never guessed.
@@ -20,9 +27,12 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+from torch import nn
 
 from shapecli.construct import BuiltModel, build_modules
 from shapecli.diagnose import is_internal, modules_on_traceback
@@ -175,7 +185,8 @@ class Runner:
         replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
         tensors = make_inputs(concrete(self.inputs, values))
         self.count += 1
-        error = observe(model, tensors, hooks=(recorder, replayer), modes=(lean_meta(),)).error
+        hooks = (recorder, replayer, _BatchNormsByShape(model))
+        error = observe(model, tensors, hooks=hooks, modes=(lean_meta(),)).error
         if error is not None:  # a layer that cannot take its input raises anything
             if is_internal(error):
                 raise error
@@ -193,6 +204,57 @@ class Runner:
         assert self.built is not None
         lazy = {id(self.built.model.get_submodule(path)) for path in self.built.lazy}
         return any(id(m) in lazy for m in modules_on_traceback(error))
+
+
+class _BatchNormsByShape:
+    """The model's ``BatchNorm1d/2d/3d`` layers by :func:`_batch_norm_by_shape` while
+    installed (a layer whose ``forward`` someone else replaced is left alone)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.patched: list[nn.Module] = []
+
+    def install(self) -> None:
+        for module in self.model.modules():
+            if type(module) in _BATCH_NORMS and "forward" not in vars(module):
+                module.forward = _batch_norm_by_shape(module, module.forward)
+                self.patched.append(module)
+
+    def remove(self) -> None:
+        for module in self.patched:
+            vars(module).pop("forward", None)
+        self.patched.clear()
+
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _batch_norm_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the layer is in eval mode with running statistics and
+    the input is one tensor its own ``_check_input_dim`` takes, with ``num_features``
+    channels and the dtype of every parameter and statistic of shape
+    (``num_features``,): there ``F.batch_norm`` checks nothing more and gives the
+    input's shape, which is all a checking run records."""
+
+    def by_shape(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not isinstance(x, torch.Tensor) or module.training or x.dim() < 2:
+            return forward(*args, **kwargs)
+        channels = module.num_features
+        stats = (module.running_mean, module.running_var)
+        tensors = (*stats, module.weight, module.bias)
+        if (
+            any(t is None for t in stats)
+            or x.shape[1] != channels
+            or any(
+                t is not None and (t.shape != (channels,) or t.dtype != x.dtype) for t in tensors
+            )
+        ):
+            return forward(*args, **kwargs)
+        module._check_input_dim(x)  # the rank the layer takes: its own error otherwise
+        return torch.empty_like(x)
+
+    return by_shape
 
 
 def _key(values: Sizes) -> tuple[tuple[str, int], ...]:

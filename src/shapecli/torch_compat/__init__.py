@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from shapecli.errors import Problem, ShapecliError
 
 #: The modules of this package that each hold one touchpoint.
-MODULES = ("dynamo_cache", "recurrent", "fake_tensors", "frames", "shape_env", "global_hooks")
+MODULES = (
+    "dynamo_cache",
+    "dynamo_deferred",
+    "recurrent",
+    "fake_tensors",
+    "frames",
+    "shape_env",
+    "global_hooks",
+)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapecli.torch_compat import Releases, Touchpoint
+from shapecli.torch_compat import Releases, Touchpoint, dynamo_deferred
 
 
 @dataclass
@@ -84,7 +84,9 @@ def empty() -> None:
 
 
 def dynamo_loaded() -> bool:
-    return "torch._dynamo" in sys.modules
+    """Whether ``torch._dynamo`` was imported with its body (a package whose body
+    :mod:`~shapecli.torch_compat.dynamo_deferred` deferred is not loaded yet)."""
+    return dynamo_deferred.body_loaded()
 
 
 @functools.cache

@@ -1,0 +1,54 @@
+"""The checking runs' shortcut for BatchNorm (``shapecli.symbolic.runs``) takes and
+refuses what the layer's own forward takes and refuses, with the same shape."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from shapecli.symbolic import runs
+
+
+def outcome(call: object, x: torch.Tensor) -> tuple[int, ...] | None:
+    try:
+        return tuple(call(x).shape)  # type: ignore[operator]
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("kind", "training", "track", "affine"),
+    list(
+        itertools.product(
+            (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
+            (False, True),
+            (True, False),
+            (True, False),
+        )
+    ),
+)
+def test_a_batch_norm_by_shape_is_the_layer_s_own_outcome(
+    kind: type[nn.Module], training: bool, track: bool, affine: bool
+) -> None:
+    layer = kind(4, affine=affine, track_running_stats=track, device="meta").train(training)
+    shortcut = runs._batch_norm_by_shape(layer, layer.forward)
+    for rank, channels, dtype in itertools.product(
+        range(1, 7), (1, 3, 4), (torch.float32, torch.float16, torch.int64)
+    ):
+        for sizes in ((1,) * rank, (2,) * rank, tuple(range(1, rank + 1))):
+            shape = (sizes[0], channels, *sizes[2:]) if rank >= 2 else sizes
+            x = torch.empty(shape, dtype=dtype, device="meta")
+            assert outcome(shortcut, x) == outcome(layer, x), (shape, dtype)
+
+
+def test_a_checking_run_leaves_the_layers_as_they_were() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).to("meta").eval()
+    hooks = runs._BatchNormsByShape(model)
+    hooks.install()
+    assert "forward" in vars(model[1])
+    assert tuple(model(torch.empty(2, 3, 9, 9, device="meta")).shape) == (2, 4, 7, 7)
+    hooks.remove()
+    assert not any("forward" in vars(m) for m in model.modules())
