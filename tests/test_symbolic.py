@@ -595,3 +595,25 @@ def test_constraints_are_evaluated_without_eval() -> None:
     holds = evaluator("(H//4)*(W//4) <= 16 and H % 2 == 0")
     assert holds is not None and holds({"H": 16, "W": 16}) and not holds({"H": 16, "W": 20})
     assert evaluator("H // (W - 1) >= 2") is not None
+
+
+def test_a_budget_signal_that_is_dropped_fires_again_and_none_after_the_block() -> None:
+    """Where Python drops an exception (a gc callback, ``__del__``), the budget's timer
+    must fire again; once the block is over, it must not fire at all."""
+    import time
+
+    from shapecli.symbolic.runs import Budget, BudgetExhausted
+
+    start = time.monotonic()
+    dropped = 0
+    with pytest.raises(BudgetExhausted):
+        with Budget(0.2).interrupting():
+            try:
+                while time.monotonic() - start < 5:
+                    pass
+            except BudgetExhausted:
+                dropped += 1  # as a gc callback would drop it
+            while time.monotonic() - start < 5:
+                pass
+    assert dropped == 1 and time.monotonic() - start < 2
+    time.sleep(0.3)  # a firing after the block would raise here

@@ -73,7 +73,11 @@ class Budget:
     def interrupting(self, share: float = 1.0) -> Iterator[None]:
         """Within the block, :class:`BudgetExhausted` is raised once ``share`` of what is
         left has passed, even inside one long torch operation (a timer signal, in the
-        main thread only; elsewhere the block is checked between modules only)."""
+        main thread only; elsewhere the block is checked between modules only).
+
+        The timer fires again every :data:`_AGAIN` seconds until the block ends: a raise
+        that lands where Python drops exceptions (a garbage-collector callback, a
+        ``__del__``) is followed by another, so the budget holds."""
         seconds = self.left() * share
         if seconds <= 0:
             raise BudgetExhausted
@@ -87,12 +91,21 @@ class Budget:
             raise BudgetExhausted
 
         previous = signal.signal(signal.SIGALRM, stop)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, seconds, _AGAIN)
         try:
             yield
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            while True:  # a firing may land here too: disarm until it is done
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, previous)
+                    break
+                except BudgetExhausted:
+                    continue
+
+
+#: Seconds between the budget timer's firings once it has run out.
+_AGAIN = 0.1
 
 
 #: What a run saw of each module: the input and output shapes of its first call.
