@@ -8,7 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import CONFIGS
+from shapecli.torch_compat import shape_env
 
 SCRIPT = """
 import sys
@@ -43,6 +46,11 @@ def _run(mode: str) -> tuple[str, list[str]]:
     return done.stdout, done.stderr.splitlines()[-5:]
 
 
+@pytest.mark.compat
+@pytest.mark.process
+@pytest.mark.skipif(
+    not shape_env.TOUCHPOINT.active(), reason="symbolic sizes need a torch shape_env was tested on"
+)
 def test_the_cli_s_symbolic_run_defers_dynamo_and_reports_the_same() -> None:
     own, own_notes = _run("own")
     api, api_notes = _run("api")
