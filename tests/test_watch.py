@@ -85,3 +85,16 @@ def test_a_terminal_is_cleared_between_reports_and_a_pipe_gets_a_separator(
     _between_runs([Path("s.yaml")])
     assert terminal.getvalue() == CLEAR == "\x1b[2J\x1b[H"
     assert pipe.getvalue() == "\n──── s.yaml changed: checked again ────\n\n"
+
+
+def test_json_reports_on_a_pipe_stay_a_stream_of_documents(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`inspect -f json --watch | jq …`: the separator goes to stderr, stdout holds only
+    the reports."""
+    from shapecli.watch import _between_runs
+
+    _between_runs([Path("s.yaml")], documents=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "\n──── s.yaml changed: checked again ────\n\n"

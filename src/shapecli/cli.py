@@ -333,7 +333,9 @@ def inspect(
         from shapecli.pymodel import is_target
         from shapecli.watch import watch as watching
 
-        raise typer.Exit(watching(check, None if is_target(spec) else Path(spec)))
+        # JSON on stdout stays a stream of documents (`jq` reads it): its separator goes to stderr
+        documents = fmt == "json"
+        raise typer.Exit(watching(check, None if is_target(spec) else Path(spec), documents))
     raise typer.Exit(_exit_code(check()))
 
 

@@ -45,9 +45,9 @@ EXIT_CODES: dict[str, ExitCode] = {
     "python-model": ExitCode.PROBLEMS,
     "uninitialized": ExitCode.PROBLEMS,
     # `build`: a model too large for the memory it may use (a verdict on the model's
-    # size against a budget, like a lint finding; see the README), weights that do not
-    # fit the spec, a real forward pass that disagrees with the dry run, a layer whose
-    # tensors nothing initializes
+    # size against a budget, like a lint finding; see docs/commands.md's exit codes),
+    # weights that do not fit the spec, a real forward pass that disagrees with the dry
+    # run, a layer whose tensors nothing initializes
     "too-large": ExitCode.PROBLEMS,
     "weights-mismatch": ExitCode.PROBLEMS,
     "verify-mismatch": ExitCode.PROBLEMS,

@@ -1,6 +1,6 @@
 """What a model costs to hold and to train, estimated without allocating it.
 
-Every figure has a formula (the README lists them):
+Every figure has a formula (docs/analysis.md lists them):
 
 * **params**, **buffers** — each tensor once (tied ones too), at its dtype;
 * **forward activations** — what every leaf module returned in one inference pass;

@@ -2,7 +2,7 @@
 
 The dry run fills these dataclasses; renderers are pure functions of them. Nothing
 here imports torch, so renderers and their tests run without it. :func:`to_json`
-is the stable machine-readable form (``schema_version`` 1, documented in the README)
+is the stable machine-readable form (``schema_version`` 1, documented in docs/json.md)
 and :func:`from_json` its exact inverse: both are :mod:`shapecli.codec` reading the
 type hints below, so a field added here is written, read back, checked and published
 in :func:`report_schema` with nothing else to change. A field added to a published

@@ -31,14 +31,15 @@ CLEAR = "\x1b[2J\x1b[H"
 Stamp = tuple[int, int] | None  # (mtime in ns, size); None: the file is not there
 
 
-def watch(check: Callable[[], object], spec: Path | None) -> int:
+def watch(check: Callable[[], object], spec: Path | None, documents: bool = False) -> int:
     """Run ``check`` (which prints a report), then again on every save of ``spec`` or
-    of a user module it imported, until Ctrl-C; return the exit code, 0."""
+    of a user module it imported, until Ctrl-C; return the exit code, 0. With
+    ``documents`` (JSON reports), stdout holds nothing but the reports."""
     try:
         changed: list[Path] = []
         while True:
             if changed:
-                _between_runs(changed)
+                _between_runs(changed, documents)
             stamps = _stamps([spec] if spec else [])  # before the check: a save during it counts
             check()
             modules = user_modules()
@@ -75,15 +76,17 @@ def _wait_for_change(stamps: dict[Path, Stamp]) -> list[Path]:
             return changed
 
 
-def _between_runs(changed: list[Path]) -> None:
+def _between_runs(changed: list[Path], documents: bool = False) -> None:
     """Clear a terminal; elsewhere (a pipe, a log) keep the earlier reports and mark
-    where the next one starts."""
+    where the next one starts — on stderr when stdout is a stream of documents."""
     sys.stderr.flush()
     if sys.stdout.isatty():
         sys.stdout.write(CLEAR)
     else:
         names = ", ".join(path.name for path in changed)
-        sys.stdout.write(f"\n──── {names} changed: checked again ────\n\n")
+        mark = sys.stderr if documents else sys.stdout
+        mark.write(f"\n──── {names} changed: checked again ────\n\n")
+        mark.flush()
     sys.stdout.flush()
 
 

@@ -1,6 +1,6 @@
 """Located YAML nodes → a resolved :class:`~shapecli.spec.model.Spec`.
 
-This is where the spec format of the README is enforced: top-level keys, the four
+This is where the spec format (docs/spec.md) is enforced: top-level keys, the four
 entry forms, reserved entry keys (``name``, ``repeat``, ``tie``, ``trainable``, ``init``,
 and in format 2 ``in`` and ``if``), ``params`` with ``${…}`` expressions and ``--set``
 overrides, parametric ``blocks`` (each use a fresh copy), ``input:`` and ``output:``.

@@ -224,15 +224,21 @@ class _Checked:
 
 @contextlib.contextmanager
 def _quiet_torch() -> Iterator[None]:
-    """torch's symbolic-shape logger says nothing during the run: an interrupted
-    guard evaluation (the budget) is logged as a failure, on the user's stderr."""
-    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """torch's symbolic-shape loggers say nothing during the run: an interrupted
+    guard evaluation (the budget) is logged as a failure, on the user's stderr, by
+    ``symbolic_shapes`` or, for an expression being evaluated, ``sym_node``."""
+    loggers = [logging.getLogger(f"torch.fx.experimental.{name}") for name in _LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+_LOGGERS = ("symbolic_shapes", "sym_node")
 
 
 def _decompositions(enabled: bool) -> contextlib.AbstractContextManager[object]:
