@@ -495,3 +495,34 @@ def test_a_module_never_called_is_not_compared(cli: Cli) -> None:
     result = cli("diff", str(CONFIGS / "mlp.yaml"), "shapecli_models:Spare", *ALLOW, "--exit-code")
     assert result.exit_code == 0, result.stdout
     assert "0 changed, 0 added, 0 removed, 1 parameter-free unseen" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"causal": "false"}, "causal True → False"),
+        ({"heads": "2"}, "heads 4 → 2"),
+        ({"rope_theta": "10000"}, "rope_theta None → 10000"),
+    ],
+)
+def test_a_containers_own_arguments_are_compared(
+    cli: Callable[..., Result], tmp_path: Path, change: dict[str, str], said: str
+) -> None:
+    """An Attention's children (q, k, v, o) keep their shapes when its heads, causal
+    mask or rotary change, but what it computes does not: the diff says so and fails."""
+
+    def spec(name: str, arguments: dict[str, str]) -> Path:
+        written = ", ".join(f"{k}: {v}" for k, v in arguments.items())
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            "input: 2x6x16\nmodel:\n  - LayerNorm: 16\n  - Attention: {" + written + "}\n"
+        )
+        return path
+
+    base = {"dim": "16", "heads": "4", "causal": "true"}
+    a, b = spec("a", base), spec("b", {**base, **change})
+    same = cli("diff", str(a), str(a), "--exit-code")
+    assert same.exit_code == 0 and "no differences found" in same.stdout
+    changed = cli("diff", str(a), str(b), "--exit-code")
+    assert changed.exit_code == 1, changed.stdout
+    assert said in changed.stdout and "1 changed" in changed.stdout

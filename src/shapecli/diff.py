@@ -268,6 +268,7 @@ class _Pairing:
         if a.row.call == 0 and b.row.call == 0:
             self.paths.setdefault(a.row.path, b.row.path)
         if a.group and b.group:
+            self.units.extend(_container_arguments(a, b))
             _align(a.members, b.members, self)
         else:
             self.units.append((a, b))
@@ -275,6 +276,21 @@ class _Pairing:
     def alone(self, node: Node, side: Literal["a", "b"]) -> None:
         for leaf in node.leaves:
             self.units.append((leaf, None) if side == "a" else (None, leaf))
+
+
+def _container_arguments(a: Node, b: Node) -> list[tuple[Node, Node]]:
+    """Two paired containers of one type whose arguments differ (an ``Attention``'s
+    ``heads`` or ``causal`` change what its children compute, not their shapes): a unit
+    of their own, to report the change. Containers of different types pair for their
+    contents only (a spec's ``Residual`` and a Python model's block), as before."""
+    kind = plain_type(a.row.type)
+    if not a.row.path or kind != plain_type(b.row.type):
+        return []
+    if not _argument_changes(a.row.arguments, b.row.arguments):
+        return []
+    own_a = Node(a.row, ("own", kind), kind=kind, arguments=a.row.arguments)
+    own_b = Node(b.row, ("own", kind), kind=kind, arguments=b.row.arguments)
+    return [(own_a, own_b)]
 
 
 def _align(left: list[Node], right: list[Node], found: _Pairing) -> None:
