@@ -272,3 +272,23 @@ def test_lint_workers_do_not_use_a_thread_pool_started_before_the_fork() -> None
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]
+
+
+@pytest.mark.process
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
+@pytest.mark.parametrize("command", [["inspect", "configs/mlp.yaml"], ["layers"]])
+def test_a_full_disk_is_a_clear_error_not_a_traceback(command: list[str]) -> None:
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "shapecli", *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "shapecli: error[file-error] could not write the output: No space left on device\n"
+    )

@@ -11,6 +11,8 @@ errors are instant.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import sys
@@ -821,6 +823,12 @@ def _guarded(body: Callable[[], T], on_problem: Callable[[tuple[Problem, ...]], 
         return on_problem(e.problems)
     except (KeyboardInterrupt, typer.Exit):
         raise
+    except OSError as e:
+        if e.errno in OUTPUT_FAILURES:  # the output cannot be written: said by run_cli
+            raise
+        if STATE.traceback:
+            traceback.print_exc()
+        return on_problem((internal_problem(e),))
     except Exception as e:
         if STATE.traceback:
             traceback.print_exc()
@@ -893,6 +901,20 @@ def run_cli(argv: list[str]) -> int:
         return int(e.exit_code)
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        if e.errno not in OUTPUT_FAILURES:
+            raise
+        with contextlib.suppress(OSError):  # stderr may be on the same full disk
+            print(
+                f"shapecli: error[file-error] could not write the output: {e.strerror}",
+                file=sys.stderr,
+            )
+        return int(ExitCode.USAGE)
+
+
+#: Why writing the output can fail where shapecli is not to blame: a full disk or quota,
+#: a file grown past its limit, a device error (a closed pipe ends quietly instead).
+OUTPUT_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 #: Each command's formats, for a command line that failed before it ran.
