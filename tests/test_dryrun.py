@@ -3,6 +3,8 @@ is explained."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -167,3 +169,37 @@ def test_missing_arguments_name_only_the_missing_ones() -> None:
     problem = info.value.problem
     assert problem.message == "Conv2d: missing required argument(s): out_channels, kernel_size"
     assert problem.hint is not None and problem.hint.startswith("takes Conv2d(in_channels: int,")
+
+
+@pytest.mark.parametrize(
+    ("entry", "shape", "refused"),
+    [
+        ("Linear: [5, 7]", "2x5:bfloat16", True),
+        ("Linear: [5, 7]", "2x5:float64", True),
+        ("Conv2d: [3, 4, 3]", "1x3x8x8:float16", True),
+        ("ConvTranspose2d: [3, 4, 3]", "1x3x8x8:float16", True),
+        ("LSTM: [5, 4]", "2x3x5:bfloat16", True),
+        ("LayerNorm: 5", "2x5:bfloat16", False),  # norms take a half input, float weights
+        ("GroupNorm: [1, 5]", "2x5:bfloat16", False),
+        ("Linear: [5, 7]", "2x5", False),
+    ],
+)
+def test_an_input_dtype_that_is_not_the_weights_is_refused_as_torch_refuses_it(
+    entry: str, shape: str, refused: bool
+) -> None:
+    """Meta kernels do not check dtypes; the CPU's do. The dry run says what the CPU
+    says, checked here against a real forward pass of the same layer."""
+    import shapecli
+
+    spec = f"model:\n  - {entry}\n"
+    report = shapecli.inspect(spec, input=shape)
+    given = parse_input(shape)
+    model = shapecli.build(spec, input="x".join(map(str, given.dims)), seed=0)  # float32
+    x = torch.ones(given.dims, dtype=getattr(torch, given.dtype))
+    with pytest.raises((RuntimeError, ValueError)) if refused else contextlib.nullcontext():
+        model(x)
+    assert report.ok is not refused, report.errors
+    if refused:
+        (error,) = report.errors
+        assert "its weights float32" in error.message
+        assert f"--dtype {given.dtype}" in (error.hint or "")

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from shapecli.materialize import Materialized
 
 SpecLike = str | os.PathLike[str] | Spec
+#: A spec as :func:`build` takes it too: a path, YAML text, a dict or a :class:`Spec`.
+SpecSource = SpecLike | Mapping[str, object]
 #: What :func:`inspect` takes besides: a spec as a dict (what YAML would parse to), or a
 #: model object (an ``nn.Module``; typed ``object`` so this module need not import torch).
 ModelLike = SpecLike | Mapping[str, object] | object
@@ -184,7 +186,7 @@ def inspect(
 
 
 def build(
-    spec: SpecLike,
+    spec: SpecSource,
     input: InputLike = None,
     *,
     init: str | None = None,
@@ -198,10 +200,11 @@ def build(
 ) -> nn.Module:
     """The spec's model with real weights on the CPU, initialized reproducibly.
 
-    The sizes come from a meta dry run (so a bad spec fails before anything is
-    allocated); weights that would not fit in free memory or ``max_memory`` (bytes, or
-    a size like ``"8GiB"``) are refused with the estimate (``too-large``). Then every
-    layer is initialized: its own ``reset_parameters``, then ``init`` — or the spec's
+    ``spec`` is a path, YAML text or a dict, as :func:`inspect` takes it. The sizes
+    come from a meta dry run (so a bad spec fails before anything is allocated);
+    weights that would not fit in free memory or ``max_memory`` (bytes, or a size like
+    ``"8GiB"``) are refused with the estimate (``too-large``). Then every layer is
+    initialized: its own ``reset_parameters``, then ``init`` — or the spec's
     ``init:``, else ``"default"`` — for every weight of two or more dimensions (an
     entry's own ``init:`` wins for its layers). The same ``seed`` gives the same
     weights, bit for bit; the global random state is left as it was. ``dtype`` is the
@@ -335,7 +338,7 @@ def dtype_name(dtype: str) -> str:
 
 
 def _materialize(
-    spec: SpecLike,
+    spec: SpecSource,
     input: InputLike,
     *,
     init: str | None = None,
@@ -353,7 +356,7 @@ def _materialize(
     _check_init_and_seed(init, seed)
     name = dtype_name(dtype)
     limit = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
-    loaded = spec if isinstance(spec, Spec) else load(spec, set=set)
+    loaded = _spec(spec, set)
     inputs = _merged(loaded.inputs, parse_inputs(input))
     if not inputs:
         raise _no_input(loaded.file)

@@ -51,6 +51,9 @@ def observe(
     ``warn`` (as ``warnings.showwarning`` takes it), every time it is raised; without
     ``warn``, warnings are ignored. Modules created during the run take their parent's
     mode afterwards."""
+    from shapecli.speedups import run_self_checks
+
+    run_self_checks()  # before the hooks: a probe's own modules are not the model's
     before = {path: m.training for path, m in model.named_modules()}
     run = Run()
     installed: list[Hooks] = []

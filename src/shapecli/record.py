@@ -205,6 +205,7 @@ class Recorder:
 
     def _begin(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         _guarded(self.begin, module, args)
+        check_input_dtype(module, args)
 
     def _keywords(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         _guarded(self.keywords, module, kwargs)
@@ -311,6 +312,40 @@ class Recorder:
         template = self.first.get(first_path)
         if template is not None and template.flops:
             self.replayed_flops += template.flops  # the work the copy did not do again
+
+
+#: Layers whose CPU and CUDA kernels need a floating input of their weight's dtype
+#: (matrix products and convolutions; norms accept a half-precision input with float32
+#: weights). Their meta kernels do not check it, so the dry run does.
+SAME_DTYPE: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.modules.conv._ConvNd,
+    nn.RNNBase,
+    nn.MultiheadAttention,
+)
+
+
+def check_input_dtype(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Refuse, as torch would on a real device, a floating input whose dtype is not the
+    weight's: ``Linear`` in float32 given bfloat16 runs on meta and fails for real."""
+    if not isinstance(module, SAME_DTYPE):
+        return
+    weight = next((p for p in module.parameters(recurse=False) if p.is_floating_point()), None)
+    tensor = next(iter(tensors_in(args)), None)
+    if weight is None or tensor is None or not tensor.is_floating_point():
+        return
+    if tensor.dtype != weight.dtype:
+        from shapecli.layers.own import LayerInputError
+
+        got, needs = (str(d).removeprefix("torch.") for d in (tensor.dtype, weight.dtype))
+        raise LayerInputError(
+            f"its input is {got} and its weights {needs}: torch refuses the mix on a real device",
+            f"{needs} input (its weights' dtype)",
+            hint=f"give the input as {needs} (`--input …:{needs}`), or build the model in "
+            f"{got} (`--dtype {got}`)",
+            tensor=tensor,
+        )
 
 
 def _guarded(hook: Callable[..., None], *args: Any) -> None:

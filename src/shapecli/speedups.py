@@ -93,6 +93,14 @@ class _Lean:
 _LEAN = _Lean()
 
 
+def run_self_checks() -> None:
+    """Run the self-checks of the touchpoints the speed-ups use (each once per process;
+    later calls are free). A pass calls this before its hooks go in: a probe's modules
+    (an LSTM) must not be recorded as the model's."""
+    recurrent_rule.TOUCHPOINT.active()
+    fake_tensors.TOUCHPOINT.active()
+
+
 @contextlib.contextmanager
 def lean_meta(recurrent: bool = True) -> Iterator[None]:
     """The block a dry run runs in: no dynamo import, recurrent layers by shape rule
@@ -107,8 +115,7 @@ def lean_meta(recurrent: bool = True) -> Iterator[None]:
             # The rule's self-checks run now, before a pass enters its modes (a fake mode
             # would fool the probe of fake tensors), and while no block in any thread has
             # torch's _VF swapped (the probe swaps it too).
-            recurrent_rule.TOUCHPOINT.active()
-            fake_tensors.TOUCHPOINT.active()
+            run_self_checks()
             if _LEAN.own_process and not _LEAN.frozen:
                 if not gc.get_freeze_count():
                     gc.freeze()  # what is alive now lives until exit: collections skip it
