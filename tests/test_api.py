@@ -186,3 +186,12 @@ def test_inspect_refuses_what_is_not_a_model() -> None:
     report = shapecli.inspect(42, "2x3")  # type: ignore[arg-type]
     assert [p.code for p in report.errors] == ["usage"]
     assert "cannot inspect an object of type int" in report.errors[0].message
+
+
+def test_symbolic_sizes_for_a_python_model_say_they_are_for_specs() -> None:
+    from torch import nn
+
+    report = shapecli.inspect(nn.Linear(3, 4), input="Bx3")
+    (error,) = report.errors
+    assert error.code == "input-invalid"
+    assert "symbolic sizes work for specs only" in error.message and "give B" in error.message

@@ -465,7 +465,7 @@ def _inspect_python(
     name, _ = _names(target)
     if not inputs:
         raise _no_input(name, spec=False)
-    _refuse_symbolic(inputs)
+    _refuse_symbolic(inputs, "symbolic sizes work for specs only: Python models")
     _check_analysis(optimizer, dtype)
     require_supported()
     from shapecli.dryrun import default_dtype, dry_run
@@ -597,13 +597,13 @@ def _merged(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> tu
         raise fail("input-invalid", str(e)) from None
 
 
-def _refuse_symbolic(inputs: tuple[InputSpec, ...]) -> None:
-    """Real weights need real sizes."""
+def _refuse_symbolic(inputs: tuple[InputSpec, ...], why: str = "real weights") -> None:
+    """Real weights need real sizes (and so, for now, do Python models)."""
     for spec in inputs:
         names = [d for d in spec.dims if isinstance(d, str)]
         if names:
             raise fail(
                 "input-invalid",
-                f"input {spec}: real weights need real sizes; give {', '.join(names)} as "
+                f"input {spec}: {why} need real sizes; give {', '.join(names)} as "
                 "numbers, e.g. 2x3x224x224",
             )
