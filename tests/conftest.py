@@ -82,8 +82,10 @@ _REWRITTEN = pytest.StashKey[list[str]]()
 
 def _changed_lines(old: str, new: str) -> int:
     """How many lines a rewrite adds or removes (the figure the run's summary lists)."""
-    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-    return sum(1 for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    return sum(
+        (i2 - i1) + (j2 - j1) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"
+    )
 
 
 @pytest.fixture

@@ -122,3 +122,21 @@ def test_decode_refuses_more_than_one_mebibyte() -> None:
 
 def test_huge_integers_are_refused() -> None:
     assert "too large" in error("a: " + "9" * 5000 + "\n")[3]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("input: 2x4\nmodel:\n  - Linear: [4, 3\n  - ReLU\n", (4, 9)),  # noticed a line later
+        ("input: 2x4\nmodel:\n  - Linear: [4, 3\n", (3, 18)),  # the text ends inside it
+    ],
+)
+def test_an_unclosed_bracket_names_where_it_opened_and_stays_in_the_file(
+    text: str, where: tuple[int, int]
+) -> None:
+    with pytest.raises(ShapecliError) as caught:
+        parse(text, "f.yaml")
+    (problem,) = caught.value.problems
+    assert problem.code == "yaml-syntax"
+    assert (problem.source.line, problem.source.column) == where
+    assert problem.hint == "the [ at line 3, column 13 is not closed: close it with `]`"

@@ -175,10 +175,10 @@ def parse(text: str, file: str) -> Node | None:
         return composer.compose(yaml.parse(text, Loader=_Loader))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = Source(file, mark.line + 1, mark.column + 1) if mark else composer.where()
+        lines = text.splitlines()
+        where = _within(file, lines, mark) if mark else composer.where()
         message = " ".join(str(part) for part in (e.context, e.problem) if part)
-        lines = text.splitlines()  # a mark may point just past the last line
-        hint = _hint(e, lines, where.line)
+        hint = _unclosed(e) or _hint(e, lines, where.line)
         raise fail("yaml-syntax", message or "invalid YAML", where, hint=hint) from None
     except (
         yaml.YAMLError,
@@ -191,6 +191,27 @@ def parse(text: str, file: str) -> Node | None:
         MemoryError,
     ) as e:  # PyYAML raises all of these on odd input
         raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
+
+
+def _within(file: str, lines: list[str], mark: yaml.Mark) -> Source:
+    """Where ``mark`` is, as a place in the file: a mark just past the last line (the
+    text ended inside a construct) is the end of the last line."""
+    if lines and mark.line >= len(lines):
+        return Source(file, len(lines), len(lines[-1]) + 1)
+    return Source(file, mark.line + 1, mark.column + 1)
+
+
+def _unclosed(e: yaml.MarkedYAMLError) -> str | None:
+    """For a ``[…]`` or ``{…}`` that never closes, where it opened: the parser stops
+    wherever it noticed, often lines later."""
+    opened = e.context_mark
+    if opened is None or "flow" not in str(e.context or ""):
+        return None
+    bracket = "]" if "sequence" in str(e.context) else "}"
+    return (
+        f"the {'[' if bracket == ']' else '{'} at line {opened.line + 1}, column "
+        f"{opened.column + 1} is not closed: close it with `{bracket}`"
+    )
 
 
 def _check_escapes(value: str, source: Source) -> None:
