@@ -48,7 +48,7 @@ def test_watch_checks_again_on_every_save_survives_a_broken_one_and_ends_on_ctrl
         checked(2)
         spec.write_text("input: 2x4\nmodel:\n  - Linear: [4, 8\n")  # saved half-way
         checked(3)
-        assert "s.yaml:4:1: error[yaml-syntax]" in err.read_text()
+        assert "s.yaml:3:18: error[yaml-syntax]" in err.read_text()  # where the text ended
         spec.write_text(SPEC.format(extra=""))
         checked(4)
         layers.write_text(LAYERS.format(out=5))  # a layer's own file, imported afresh
