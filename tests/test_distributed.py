@@ -45,6 +45,7 @@ from conftest import ROOT
 
 pytestmark = [
     pytest.mark.process,
+    pytest.mark.slow,
     pytest.mark.skipif(
         tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 7),
         reason="FSDP2 runs on the CPU from torch 2.7 (2.6's all-gather needs a CUDA stream)",

@@ -46,6 +46,7 @@ def _run(mode: str) -> tuple[str, list[str]]:
     return done.stdout, done.stderr.splitlines()[-5:]
 
 
+@pytest.mark.slow
 @pytest.mark.compat
 @pytest.mark.process
 @pytest.mark.skipif(

@@ -35,6 +35,7 @@ def test_every_figure_equals_a_real_cpu_training_step(case: Case) -> None:
     assert ours.flops == real.flops
 
 
+@pytest.mark.slow
 def test_the_docs_quote_the_measured_table() -> None:
     """docs/analysis.md's table is what ``python tests/realtorch.py`` prints, not typed."""
     readme = (ROOT / "docs" / "analysis.md").read_text(encoding="utf-8").splitlines()

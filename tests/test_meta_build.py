@@ -66,6 +66,7 @@ def test_on_meta_nothing_is_allocated_and_ties_are_in_place() -> None:
     )
 
 
+@pytest.mark.slow
 def test_on_meta_the_dtype_is_set_and_max_memory_does_not_apply() -> None:
     model = shapecli.build(
         CONFIGS / "llama2-70b.yaml", "1x8:long", dtype="bfloat16", max_memory="1MB", device="meta"
@@ -153,6 +154,7 @@ def test_initialize_checks_its_arguments(init: str | None, seed: int) -> None:
     assert info.value.problem.code == "usage"
 
 
+@pytest.mark.process
 def test_the_package_exports_initialize_without_importing_torch() -> None:
     """``shapecli.initialize`` is the function, also once the module that does the work
     is imported (a submodule of that name would replace it on the package)."""

@@ -42,6 +42,7 @@ def on_a_terminal(*args: str, columns: int) -> str:
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flops", "left_out", "wrapped"),
     [((), "Parameters", "Input, Output"), (("--flops",), "Parameters, Input", None)],

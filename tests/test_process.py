@@ -274,6 +274,7 @@ def test_lint_workers_do_not_use_a_thread_pool_started_before_the_fork() -> None
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
 @pytest.mark.parametrize("command", [["inspect", "configs/mlp.yaml"], ["layers"]])

@@ -115,6 +115,8 @@ def test_the_comment_recipe_has_the_base_branch_and_the_right_to_comment() -> No
     assert checkout["with"]["fetch-depth"] == 0  # the base branch's history, not one commit
 
 
+@pytest.mark.process
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_comment_recipe_comments_what_the_pull_request_changes(tmp_path: Path) -> None:
     """Its script, in a clone of a repository whose pull request changes the model."""
@@ -178,6 +180,7 @@ def test_the_pre_commit_recipe_names_hooks_the_repository_defines() -> None:
         accepts([*hook["entry"].split()[1:], "configs/mlp.yaml"])  # pre-commit adds the files
 
 
+@pytest.mark.process
 def test_the_pre_commit_recipe_names_a_revision_that_exists() -> None:
     """``rev:`` is the placeholder the README explains, or a tag or commit of this one."""
     ((repo,),) = [PRE_COMMIT[0]["repos"]]

@@ -200,6 +200,7 @@ def test_without_shard_there_is_no_per_device_figure(cli: Cli) -> None:
     assert "per device" not in cli("inspect", str(CONFIGS / "mlp.yaml"), "--memory").stdout
 
 
+@pytest.mark.process
 def test_a_bad_shard_exits_2_before_torch_is_imported(cli: Cli) -> None:
     result = cli("inspect", str(CONFIGS / "mlp.yaml"), "--shard", "zero=3")
     assert result.exit_code == 2

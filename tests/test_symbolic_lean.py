@@ -70,6 +70,8 @@ def test_torch_and_the_layers_are_left_as_they_were() -> None:
     assert report.ok and symbolic_shapes.uninteresting_files is before
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_symbolic_sizes_import_no_torch_export() -> None:
     """torch's list of uninteresting files imports ``torch.export._trace`` (~0.3 s) for
     its file name: neither the ShapeEnv's self-check nor the symbolic run makes it."""

@@ -16,6 +16,8 @@ SPEC = "input: 2x4\nimports: [watched_layers]\nmodel:\n  - Linear: [4, 8]\n  - {
 LAYERS = "from torch import nn\n\nclass Head(nn.Linear):\n    def __init__(self):\n        super().__init__(8, {out})\n"
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_watch_checks_again_on_every_save_survives_a_broken_one_and_ends_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
