@@ -823,13 +823,9 @@ def _guarded(body: Callable[[], T], on_problem: Callable[[tuple[Problem, ...]], 
         return on_problem(e.problems)
     except (KeyboardInterrupt, typer.Exit):
         raise
-    except OSError as e:
-        if e.errno in OUTPUT_FAILURES:  # the output cannot be written: said by run_cli
-            raise
-        if STATE.traceback:
-            traceback.print_exc()
-        return on_problem((internal_problem(e),))
     except Exception as e:
+        if isinstance(e, OSError) and e.errno in OUTPUT_FAILURES:
+            raise  # the output cannot be written: run_cli says so
         if STATE.traceback:
             traceback.print_exc()
         return on_problem((internal_problem(e),))

@@ -207,10 +207,10 @@ def _unclosed(e: yaml.MarkedYAMLError) -> str | None:
     opened = e.context_mark
     if opened is None or "flow" not in str(e.context or ""):
         return None
-    bracket = "]" if "sequence" in str(e.context) else "}"
+    opener, closer = ("[", "]") if "sequence" in str(e.context) else ("{", "}")
     return (
-        f"the {'[' if bracket == ']' else '{'} at line {opened.line + 1}, column "
-        f"{opened.column + 1} is not closed: close it with `{bracket}`"
+        f"the {opener} at line {opened.line + 1}, column {opened.column + 1} is not "
+        f"closed: close it with `{closer}`"
     )
 
 
