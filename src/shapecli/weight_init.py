@@ -52,6 +52,7 @@ materialized.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 import weakref
@@ -376,23 +377,31 @@ def _stand_in(tensor: torch.Tensor, fresh: bool) -> torch.Tensor:
 
 def _write_back(tensor: torch.Tensor, full: torch.Tensor) -> None:
     """Set ``tensor`` from its full stand-in: a DTensor takes its own shard (every
-    process holds the same full tensor, so none is sent), another its whole."""
+    process holds the same full tensor), another its whole."""
     if not _is_dtensor(tensor):
         tensor.copy_(full)
         return
     from torch.distributed.tensor import distribute_tensor
 
-    # torch 2.7 added src_data_rank=None: each process cuts its shard from its own copy.
-    # Before it, the shards come from rank 0's copy, which is the same tensor.
-    local = "src_data_rank" in inspect.signature(distribute_tensor).parameters
     sharded: Any = tensor
     part = distribute_tensor(
         full.detach().to(sharded.device),
         sharded.device_mesh,
         sharded.placements,
-        **({"src_data_rank": None} if local else {}),
+        **_cut_locally(),
     )
     sharded.to_local().copy_(part.to_local())
+
+
+@functools.cache
+def _cut_locally() -> dict[str, Any]:
+    """``distribute_tensor``'s arguments for each process to cut its shard from its own
+    copy, so none is sent: ``src_data_rank=None``, from torch 2.7. Before it, the shards
+    come from rank 0's copy, which is the same tensor."""
+    from torch.distributed.tensor import distribute_tensor
+
+    has = "src_data_rank" in inspect.signature(distribute_tensor).parameters
+    return {"src_data_rank": None} if has else {}
 
 
 def _apply(scheme: Callable[[torch.Tensor], object], param: torch.Tensor) -> None:
