@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from shapecli.inputs import InputError, InputSpec, parse_input
+from conftest import CONFIGS, Result
+from shapecli.inputs import InputError, InputSpec, merge_inputs, parse_input
+
+Cli = Callable[..., Result]
 
 
 @pytest.mark.parametrize(
@@ -53,3 +58,38 @@ def test_accepted(text: str, expected: InputSpec) -> None:
 def test_refused(text: str, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         parse_input(text)
+
+
+@pytest.mark.parametrize(
+    ("declared", "given", "fragment"),
+    [
+        (
+            ["2x20"],
+            ["2x20", "2x5"],
+            r"reads 1 input \(its `input:` is 2x20\); --input gave 2 shapes",
+        ),
+        (
+            ["2x20", "2x5"],
+            ["4x20"],
+            r"reads 2 inputs \(its `input:` is 2x20, 2x5\); --input gave 1 shape$",
+        ),
+        (["2x20", "2x5"], ["2x20", "2x5", "2x5"], "reads 2 inputs .*gave 3 shapes"),
+    ],
+)
+def test_as_many_shapes_as_the_spec_has_inputs(
+    declared: list[str], given: list[str], fragment: str
+) -> None:
+    with pytest.raises(InputError, match=fragment):
+        merge_inputs(tuple(map(parse_input, declared)), tuple(map(parse_input, given)))
+    assert merge_inputs((), tuple(map(parse_input, given))) == tuple(map(parse_input, given))
+
+
+@pytest.mark.parametrize("command", ["inspect", "lint"])
+def test_too_many_shapes_for_a_spec_is_an_input_error_not_a_layers_mismatch(
+    cli: Cli, command: str
+) -> None:
+    result = cli(command, str(CONFIGS / "mlp.yaml"), "-i", "2x20", "-i", "2x5")
+    said = result.stdout + result.stderr  # lint reports on stdout
+    assert result.exit_code == 2, said
+    assert "error[input-invalid] the model reads 1 input (its `input:` is 2x20)" in said
+    assert "shape-mismatch" not in said

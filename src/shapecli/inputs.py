@@ -191,26 +191,30 @@ def merge_inputs(
     ``NAME=SHAPE`` replaces the declared input of that name; plain ``SHAPE`` values give
     every declared input in order (keeping their names): a few of them would leave the
     rest as declared, silently out of step (a new sequence length, the old mask), so
-    changing only some is done by name. A spec whose inputs have no names takes the
-    plain shapes as they are.
+    changing only some is done by name. A spec whose inputs have no names takes as many
+    plain shapes as it declares (any number when it declares none): its model's forward
+    takes that many tensors, and a different count would surface as a layer's shape
+    mismatch rather than as the command line's mistake it is.
     """
     if not given:
         return declared
     names = [d.name for d in declared if d.name is not None]
     named = [g for g in given if g.name is not None]
     plain = [g for g in given if g.name is None]
-    if not names:
-        if named:
-            raise InputError(
-                f"input {named[0].name}={named[0]}: this spec's inputs have no names; give "
-                "their shapes in order, without NAME="
-            )
-        return tuple(given)
-    if len(plain) > len(declared):
+    if not names and named:
         raise InputError(
-            f"the model reads {len(declared)} input{'s' if len(declared) != 1 else ''} "
-            f"({', '.join(names)}); --input gave {len(plain)} shapes"
+            f"input {named[0].name}={named[0]}: this spec's inputs have no names; give "
+            "their shapes in order, without NAME="
         )
+    too_few = not names and len(plain) < len(declared)  # named: said below, by name
+    if declared and (len(plain) > len(declared) or too_few):
+        listed = ", ".join(names) or f"its `input:` is {', '.join(map(str, declared))}"
+        raise InputError(
+            f"the model reads {_count(len(declared), 'input')} ({listed}); "
+            f"--input gave {_count(len(plain), 'shape')}"
+        )
+    if not names:
+        return tuple(given)
     merged = list(declared)
     for i, shape in enumerate(plain):
         merged[i] = shape.named(declared[i].name)
@@ -237,6 +241,10 @@ def merge_inputs(
             f"(--input {declared[0].name}={plain[0]})"
         )
     return tuple(merged)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def input_names(inputs: tuple[InputSpec, ...]) -> tuple[str, ...]:
