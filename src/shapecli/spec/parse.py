@@ -96,10 +96,8 @@ def _limit(message: str, source: Source) -> _Limit:
 @dataclass
 class _Block:
     name: str
-    node: Map | Seq
+    body: Node
     params: dict[str, Node] = field(default_factory=dict)
-    param_sources: dict[str, Source] = field(default_factory=dict)
-    body: Node | None = None
     inputs: tuple[str, ...] = ("#0",)
     output: Node | None = None
 
@@ -339,7 +337,7 @@ class _SpecParser:
                     where,
                 )
             if isinstance(body, Seq):
-                self.blocks[name] = _Block(name, body, body=body)
+                self.blocks[name] = _Block(name, body)
                 continue
             if not isinstance(body, Map):
                 raise fail(
@@ -357,7 +355,7 @@ class _SpecParser:
                     )
             if "body" not in body.values:
                 raise fail("spec-invalid", f"block `{name}` has no `body`", body.source)
-            block = _Block(name, body, body=body.values["body"], output=body.values.get("output"))
+            block = _Block(name, body.values["body"], output=body.values.get("output"))
             if "output" in body.values:
                 self._version_2("a block's `output:`", body.keys["output"].source)
             if "inputs" in body.values:
@@ -374,7 +372,6 @@ class _SpecParser:
                 for key, value in params.values.items():
                     self._identifier(key, params.keys[key].source, "param")
                     block.params[key] = value
-                    block.param_sources[key] = params.keys[key].source
             self.blocks[name] = block
 
     def _input_names(self, node: Node, block: str) -> tuple[str, ...]:
@@ -382,9 +379,7 @@ class _SpecParser:
         names: dict[str, Source] = {}
         for item in items:
             name = self._text(item, "an input name")
-            self._identifier(name, item.source, "input")
-            if name in _RESERVED_NAMES:
-                raise fail("spec-invalid", f"`{name}` cannot name an input", item.source)
+            self._input_name(name, item.source)
             if name in names:
                 raise fail(
                     "spec-invalid", f"block `{block}` has two inputs named `{name}`", item.source
@@ -394,16 +389,18 @@ class _SpecParser:
             raise fail("spec-invalid", f"block `{block}` needs at least one input", node.source)
         return tuple(names)
 
+    def _input_name(self, name: str, source: Source) -> None:
+        self._identifier(name, source, "input")
+        if name in _RESERVED_NAMES:
+            raise fail("spec-invalid", f"`{name}` cannot name an input", source)
+
     def _inputs(self, node: Node, scope: _Scope) -> tuple[InputSpec, ...]:
         one_input = isinstance(node, Map) and ("shape" in node.values or "dtype" in node.values)
         if isinstance(node, Map) and not one_input:
             self._version_2("named inputs", node.source)
             named = []
             for key, value in node.values.items():
-                self._identifier(key, node.keys[key].source, "input")
-                if key in _RESERVED_NAMES:
-                    where = node.keys[key].source
-                    raise fail("spec-invalid", f"`{key}` cannot name an input", where)
+                self._input_name(key, node.keys[key].source)
                 named.append(self._input(value, scope).named(key))
             if not named:
                 raise fail("spec-invalid", "`input` names no input", node.source)
@@ -535,7 +532,11 @@ class _SpecParser:
             self._version_2("`if:`", node.keys["if"].source)
             if scope.names is None:
                 raise fail("spec-invalid", "`if:` is for entries of a layer list", condition.source)
-            if not self._condition(condition, scope):
+            said = (
+                "`if` is true or false — a bool param like `${pooler}` or a comparison "
+                "like `${layers > 6}` —"
+            )
+            if not self._bool(condition, scope, said):
                 scope.names.drop(name, condition.source)
                 return None
         options = {k: v for k, v in node.values.items() if k in RESERVED_KEYS}
@@ -619,7 +620,8 @@ class _SpecParser:
                 source,
             )
         if "trainable" in options:
-            entry = replace(entry, trainable=self._trainable(options["trainable"], scope))
+            said = "`trainable` is true or false,"
+            entry = replace(entry, trainable=self._bool(options["trainable"], scope, said))
         if "tie" in options:
             tie, tie_sources = self._tie(options["tie"])
             entry = replace(entry, tie=tie, tie_sources=tie_sources)
@@ -682,18 +684,6 @@ class _SpecParser:
                 if block.named_inputs
                 else None,
             )
-
-    def _condition(self, node: Node, scope: _Scope) -> bool:
-        value = self._resolve(node, scope)
-        if not isinstance(value, bool):
-            hint = yaml_nodes.yaml11_hint(value)  # in the message: lint prints no hints
-            raise fail(
-                "spec-invalid",
-                f"`if` is true or false — a bool param like `${{pooler}}` or a comparison "
-                f"like `${{layers > 6}}` — not {value!r}{f'; {hint}' if hint else ''}",
-                node.source,
-            )
-        return value
 
     def _output(self, node: Node, names: ListNames) -> tuple[TensorRef, ...]:
         """``output:`` — names, in order; names dropped by ``if:`` are left out."""
@@ -781,7 +771,7 @@ class _SpecParser:
                 use,
             )
         names = list(block.params)
-        given: dict[str, tuple[Node, Source]] = {}
+        given: dict[str, Node] = {}
         if isinstance(node, Map):
             for key, value in node.values.items():
                 if key not in block.params:
@@ -791,7 +781,7 @@ class _SpecParser:
                         f"its params: {', '.join(names) or 'none'}",
                         node.keys[key].source,
                     )
-                given[key] = (value, value.source)
+                given[key] = value
         elif node is not None and not (isinstance(node, Scalar) and node.value is None):
             items = node.items if isinstance(node, Seq) else (node,)
             if len(items) > len(names):
@@ -802,13 +792,13 @@ class _SpecParser:
                     f" {len(items)} given",
                     node.source,
                 )
-            given = {key: (item, item.source) for key, item in zip(names, items, strict=False)}
+            given = dict(zip(names, items, strict=False))
         # A body sees the spec's params and its block's own. Defaults are evaluated in
         # that scope; values given at the use site in the scope of the use.
         values: dict[str, Value] = dict(self.params)
         for key, default in block.params.items():
             if key in given:
-                values[key] = self._param_value(given[key][0], scope.values)
+                values[key] = self._param_value(given[key], scope.values)
             else:
                 values[key] = self._param_value(default, values)
         # Uses with the same params share one expansion (its modules are still built
@@ -819,7 +809,6 @@ class _SpecParser:
             return self.expanded[memo]
         inputs = ListNames(block.inputs)  # a block is a function: nothing from outside
         body_scope = _Scope(values, (*scope.blocks, block.name), scope.depth, inputs)
-        assert block.body is not None
         body = self._list_entry(block.body, block.name, body_scope, inputs)
         if not isinstance(block.body, Seq):
             body = Entry("Sequential", block.name, block.body.source, args=(body,))
@@ -936,15 +925,13 @@ class _SpecParser:
             )
         return value
 
-    def _trainable(self, node: Node, scope: _Scope) -> bool:
+    def _bool(self, node: Node, scope: _Scope, said: str) -> bool:
+        """A value that must be true or false; ``said`` is the message up to "not …"."""
         value = self._resolve(node, scope)
         if not isinstance(value, bool):
-            hint = yaml_nodes.yaml11_hint(value)
-            raise fail(
-                "spec-invalid",
-                f"`trainable` is true or false, not {value!r}{f'; {hint}' if hint else ''}",
-                node.source,
-            )
+            hint = yaml_nodes.yaml11_hint(value)  # in the message: lint prints no hints
+            message = f"{said} not {value!r}{f'; {hint}' if hint else ''}"
+            raise fail("spec-invalid", message, node.source)
         return value
 
     def _init(self, node: Node, scope: _Scope) -> str:
