@@ -137,7 +137,6 @@ SpecArgument = Annotated[
         help="The spec file (YAML), or a Python model pkg.module:factory "
         "(with --allow-import pkg).",
         metavar="SPEC",
-        show_default=False,
     ),
 ]
 
@@ -150,7 +149,6 @@ InputOption = Annotated[
         metavar="SHAPE",
         help="Input shape, e.g. 2x20, 1x3x224x224, 1x1024:long, instead of the spec's "
         "`input:`. Repeat for models that take several tensors.",
-        show_default=False,
     ),
 ]
 FlopsOption = Annotated[
@@ -165,7 +163,6 @@ AllowImportOption = Annotated[
         "--allow-import",
         metavar="PACKAGE",
         help="Allow specs to use layers from this Python package. Repeatable.",
-        show_default=False,
     ),
 ]
 
@@ -176,7 +173,6 @@ SetOption = Annotated[
         "--set",
         metavar="NAME=VALUE",
         help="Override a param: --set d_model=512. Repeatable.",
-        show_default=False,
     ),
 ]
 
@@ -188,7 +184,6 @@ SampleOption = Annotated[
         metavar="NAME=SIZE",
         help="With symbolic sizes (--input Bx3xHxW): the size of NAME in the first run "
         "(default: the spec's own there, else 2 for a batch and 64). Repeatable.",
-        show_default=False,
     ),
 ]
 BudgetOption = Annotated[
@@ -198,7 +193,6 @@ BudgetOption = Annotated[
         metavar="SECONDS",
         help="With symbolic sizes: the most time the checks after the first run may take; "
         "what they do not settle is reported as not derived [default: 20].",
-        show_default=False,
     ),
 ]
 
@@ -249,7 +243,6 @@ def inspect(
             metavar="N",
             help="Show every module down to this depth, torch's own submodules included "
             "(default: the spec's entries; JSON: every module).",
-            show_default=False,
         ),
     ] = None,
     paths: Annotated[
@@ -278,7 +271,6 @@ def inspect(
             help="Also each device's training memory (implies --memory), the model states "
             "sharded over N devices: fsdp=N (torch's fully_shard), zero1=N, zero2=N or "
             "zero3=N (DeepSpeed's ZeRO stages); --input is each device's.",
-            show_default=False,
         ),
     ] = None,
     dtype: Annotated[
@@ -287,7 +279,6 @@ def inspect(
             "--dtype",
             metavar="DTYPE",
             help="Build the model in this dtype: float32, bfloat16, float16, float64.",
-            show_default=False,
         ),
     ] = None,
     set_: SetOption = None,
@@ -343,9 +334,7 @@ def inspect(
 
 @app.command(cls=_Command)
 def build(
-    spec: Annotated[
-        Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC", show_default=False)
-    ],
+    spec: Annotated[Path, typer.Argument(help="The spec file (YAML).", metavar="SPEC")],
     output: Annotated[
         Path,
         typer.Option(
@@ -353,7 +342,6 @@ def build(
             "-o",
             metavar="FILE",
             help="Where to write the weights: safetensors, or torch.save for .pt/.pth/.bin.",
-            show_default=False,
         ),
     ],
     input: InputOption = None,
@@ -366,7 +354,6 @@ def build(
             help="Weight initialization: default (each layer's own), xavier_uniform, "
             "xavier_normal, kaiming_uniform, kaiming_normal, orthogonal or normal (std 0.02). "
             "[default: the spec's `init:`, else default]",
-            show_default=False,
         ),
     ] = None,
     seed: Annotated[
@@ -389,7 +376,6 @@ def build(
             metavar="SIZE",
             help="Refuse to allocate more than this, e.g. 8GiB or 500MB (free memory is "
             "always a limit).",
-            show_default=False,
         ),
     ] = None,
     verify: Annotated[
@@ -448,7 +434,6 @@ def graph(
             help="The spec file (YAML), a saved JSON report (inspect -f json), or a Python "
             "model pkg.module:factory (with --allow-import pkg).",
             metavar="SPEC",
-            show_default=False,
         ),
     ],
     output_format: Annotated[
@@ -467,7 +452,6 @@ def graph(
             "-o",
             metavar="FILE",
             help="Write the picture to FILE instead of stdout.",
-            show_default=False,
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
@@ -480,7 +464,6 @@ def graph(
             metavar="N",
             help="Draw every entry down to this depth; what lies deeper is drawn as part of "
             "its container (default: the spec's entries, repeat copies collapsed).",
-            show_default=False,
         ),
     ] = None,
     input: InputOption = None,
@@ -594,7 +577,6 @@ def lint(
         typer.Argument(
             help="Spec files, folders (searched for *.yaml and *.yml) and glob patterns.",
             metavar="PATH...",
-            show_default=False,
         ),
     ],
     output_format: Annotated[
@@ -612,7 +594,6 @@ def lint(
             min=1,
             metavar="N",
             help="Check files in N processes at once [default: one per CPU it may use].",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -670,10 +651,9 @@ def diff(
             help="A spec, a saved JSON report (inspect -f json), or a Python model "
             "pkg.module:factory.",
             metavar="A",
-            show_default=False,
         ),
     ],
-    b: Annotated[str, typer.Argument(help="The same, for B.", metavar="B", show_default=False)],
+    b: Annotated[str, typer.Argument(help="The same, for B.", metavar="B")],
     input: InputOption = None,
     output_format: Annotated[str, format_option(DIFF_FORMATS)] = "table",
     every: Annotated[
@@ -725,7 +705,6 @@ def layers(
         str | None,
         typer.Argument(
             help="Only names matching this: a glob (*Norm*) or a substring; case-insensitive.",
-            show_default=False,
         ),
     ] = None,
     output_format: Annotated[str, format_option(LAYERS_FORMATS)] = "text",
