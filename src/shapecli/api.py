@@ -27,7 +27,7 @@ from shapecli.budget import parse_size
 from shapecli.build_result import BuildResult
 from shapecli.codec import quoted
 from shapecli.errors import Problem, ShapecliError, Source, fail
-from shapecli.inputs import DTYPES, InputError, InputSpec, merge_inputs, parse_input
+from shapecli.inputs import DTYPES, InputError, InputSpec, merge_inputs, parse_input, symbols_in
 from shapecli.pymodel import is_target
 from shapecli.report import Report, failed_report
 from shapecli.spec.expressions import Value
@@ -51,7 +51,7 @@ InputLike = str | InputSpec | Sequence[str | InputSpec] | Sequence[int] | None
 
 #: Weight initializations :func:`build` knows (see :data:`INIT_SCHEMES`).
 INITS = INIT_SCHEMES
-#: The floating-point types weights may have (``dtype=``, ``--dtype``).
+#: The floating-point types weights and parameters may have (``dtype=``, ``--dtype``).
 WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 #: Where :func:`build` puts the model: real weights on the CPU, or none on meta.
 DEVICES = ("cpu", "meta")
@@ -139,7 +139,7 @@ def inspect(
             raise _no_input(loaded.file)
         _check_analysis(optimizer, dtype)
         require_supported()
-        symbolic = any(isinstance(d, str) for spec in inputs for d in spec.dims)
+        symbolic = bool(symbols_in(inputs))
         _check_symbolic(symbolic, samples, symbolic_budget)
         if symbolic:
             if measure or dtype:
@@ -181,7 +181,7 @@ def inspect(
         return replace(report, warnings=(*loaded.warnings, *report.warnings))
     except ShapecliError as e:
         failed = failed_report(name, file, inputs, *e.problems)
-        symbols = tuple(dict.fromkeys(d for i in inputs for d in i.dims if isinstance(d, str)))
+        symbols = symbols_in(inputs)
         return replace(failed, symbols=symbols, constraints=None) if symbols else failed
 
 
@@ -530,10 +530,6 @@ def _not_comparable(report: Report) -> str:
     return f"the report records {count} error{'s' * (count != 1)} (first: {first}); {why}"
 
 
-#: Parameter dtypes a model can be built in.
-FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
-
-
 def _analyses(flops: bool, memory: bool, optimizer: str, shard: str | None) -> list[Analysis]:
     """The analyses ``inspect``'s options ask for (see :mod:`shapecli.analyses`); the
     command line is checked here, before torch is imported."""
@@ -549,17 +545,16 @@ def _analyses(flops: bool, memory: bool, optimizer: str, shard: str | None) -> l
 
 
 def _check_analysis(optimizer: str, dtype: str | None) -> None:
-    from shapecli.inputs import DTYPES
     from shapecli.memory import OPTIMIZER_STATES
 
     if optimizer not in OPTIMIZER_STATES:
         raise fail(
             "usage", f"unknown optimizer {optimizer!r}; one of {', '.join(OPTIMIZER_STATES)}"
         )
-    if dtype is not None and DTYPES.get(dtype) not in FLOAT_DTYPES:
+    if dtype is not None and DTYPES.get(dtype) not in WEIGHT_DTYPES:
         raise fail(
             "usage",
-            f"--dtype {dtype}: parameters are one of {', '.join(FLOAT_DTYPES)} "
+            f"--dtype {dtype}: parameters are one of {', '.join(WEIGHT_DTYPES)} "
             "(or half, float, double, bf16 … as in --input)",
         )
 

@@ -106,12 +106,15 @@ def in_tree(calls: list[Call]) -> list[Call]:
     """The open calls up to the first that does not lie inside the one before it (it
     was reached through a ``Ref``, or a module used twice by user code): the failing
     use and everything around it in the spec's own tree."""
-    kept: list[Call] = []
-    for call in calls:
-        if kept and kept[-1].path and not call.path.startswith(kept[-1].path + "."):
-            break
-        kept.append(call)
-    return kept
+    return calls[: _nested([c.path for c in calls])]
+
+
+def _nested(paths: list[str]) -> int:
+    """How many of ``paths`` (outermost first) each lie inside the one before."""
+    for i in range(1, len(paths)):
+        if paths[i - 1] and not paths[i].startswith(paths[i - 1] + "."):
+            return i
+    return len(paths)
 
 
 def failing_use(calls: list[Call], entries: dict[str, Entry]) -> Call | None:
@@ -128,33 +131,18 @@ def failing_use(calls: list[Call], entries: dict[str, Entry]) -> Call | None:
 def _innermost_entry(paths: list[str], entries: dict[str, Entry]) -> int | None:
     """Where in ``paths`` (outermost first) the innermost entry is, before the first
     path that does not lie inside the one before it (a ``Ref``'s target)."""
-    found = None
-    previous: str | None = None
-    for index, path in enumerate(paths):
-        if previous and not path.startswith(previous + "."):
-            break
-        if path in entries:
-            found = index
-        previous = path
-    return found
+    return max((i for i in range(_nested(paths)) if paths[i] in entries), default=None)
 
 
+@dataclass
 class Explainer:
     """Everything needed to explain a failed pass."""
 
-    def __init__(
-        self,
-        built: BuiltModel,
-        recorder: Recorder,
-        name: str,
-        inputs: tuple[InputSpec, ...],
-        input_ids: dict[int, int],
-    ) -> None:
-        self.built = built
-        self.recorder = recorder
-        self.name = name
-        self.inputs = inputs
-        self.input_ids = input_ids
+    built: BuiltModel
+    recorder: Recorder
+    name: str
+    inputs: tuple[InputSpec, ...]
+    input_ids: dict[int, int]  # id of each model input tensor → its index in ``inputs``
 
     def mismatch(self, error: BaseException, calls: list[Call]) -> Problem:
         use = failing_use(calls, self.built.entries)

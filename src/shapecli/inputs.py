@@ -243,6 +243,11 @@ def merge_inputs(
     return tuple(merged)
 
 
+def symbols_in(inputs: tuple[InputSpec, ...]) -> tuple[str, ...]:
+    """The names of the symbolic sizes in ``inputs``, each once, in the order written."""
+    return tuple(dict.fromkeys(d for spec in inputs for d in spec.dims if isinstance(d, str)))
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 

@@ -42,7 +42,7 @@ from shapecli.errors import (
     internal_problem,
     worst_exit_code,
 )
-from shapecli.inputs import InputError, InputSpec, merge_inputs
+from shapecli.inputs import InputError, InputSpec, merge_inputs, symbols_in
 from shapecli.report import Totals
 
 SUFFIXES = (".yaml", ".yml")
@@ -227,7 +227,7 @@ def _symbols(declared: tuple[InputSpec, ...], given: tuple[InputSpec, ...]) -> l
         merged = merge_inputs(declared, given)
     except InputError:
         return []
-    return list(dict.fromkeys(d for s in merged for d in s.dims if isinstance(d, str)))
+    return list(symbols_in(merged))
 
 
 def lint(

@@ -75,26 +75,10 @@ _INF = re.compile(r"[-+]?\.(inf|Inf|INF)")
 _NAN = re.compile(r"\.(nan|NaN|NAN)")
 
 #: Words YAML 1.1 read as booleans; YAML 1.2 (and shapecli) keeps them as strings.
-YAML11_BOOLEANS = frozenset(
-    [
-        "y",
-        "Y",
-        "yes",
-        "Yes",
-        "YES",
-        "n",
-        "N",
-        "no",
-        "No",
-        "NO",
-        "on",
-        "On",
-        "ON",
-        "off",
-        "Off",
-        "OFF",
-    ]
-)
+YAML11_BOOLEANS = frozenset({
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+    "on", "On", "ON", "off", "Off", "OFF",
+})  # fmt: skip
 
 
 def yaml11_hint(value: object) -> str | None:
@@ -176,7 +160,7 @@ def parse(text: str, file: str) -> Node | None:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         lines = text.splitlines()
-        where = _within(file, lines, mark) if mark else composer.where()
+        where = _within(file, lines, mark) if mark else composer.mark
         message = " ".join(str(part) for part in (e.context, e.problem) if part)
         hint = _unclosed(e) or _hint(e, lines, where.line)
         raise fail("yaml-syntax", message or "invalid YAML", where, hint=hint) from None
@@ -190,7 +174,7 @@ def parse(text: str, file: str) -> Node | None:
         RecursionError,
         MemoryError,
     ) as e:  # PyYAML raises all of these on odd input
-        raise fail("yaml-syntax", f"invalid YAML: {e}", composer.where()) from None
+        raise fail("yaml-syntax", f"invalid YAML: {e}", composer.mark) from None
 
 
 def _within(file: str, lines: list[str], mark: yaml.Mark) -> Source:
@@ -295,10 +279,7 @@ class _Composer:
         self.stack: list[_Open] = []
         self.anchors: dict[str, tuple[Node, int]] = {}
         self.total = 0
-        self.mark: Source = Source(file, 1, 1)
-
-    def where(self) -> Source:
-        return self.mark
+        self.mark: Source = Source(file, 1, 1)  # where the last event was: a failure's place
 
     def _source(self, event: yaml.Event) -> Source:
         mark = event.start_mark
