@@ -89,6 +89,11 @@ class _Limit(ShapecliError):
     """A spec too big or too deep to go on with: stops the parse at once."""
 
 
+def _invalid(message: str, source: Source, *, hint: str | None = None) -> ShapecliError:
+    """``spec-invalid`` at ``source``: what almost every check here finds."""
+    return fail("spec-invalid", message, source, hint=hint)
+
+
 def _limit(message: str, source: Source) -> _Limit:
     return _Limit(Problem("spec-invalid", message, source))
 
@@ -143,20 +148,16 @@ class _SpecParser:
     def spec(self, root: Node | None) -> Spec:
         where = Source(self.file, 1, 1)
         if root is None:
-            raise fail(
-                "spec-invalid", "the spec is empty; it needs at least a `model:` list", where
-            )
+            raise _invalid("the spec is empty; it needs at least a `model:` list", where)
         if not isinstance(root, Map):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "a spec is a mapping with a `model:` key (and optionally name, input, params, "
                 "blocks)",
                 root.source,
             )
         for key, key_node in root.keys.items():
             if key not in TOP_LEVEL_KEYS:
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"unknown top-level key `{key}`{did_you_mean(key, TOP_LEVEL_KEYS)}; "
                     f"allowed: {', '.join(TOP_LEVEL_KEYS)}",
                     key_node.source,
@@ -165,8 +166,7 @@ class _SpecParser:
         if "shapecli" in values:
             version = self._scalar(values["shapecli"], "format version")
             if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"unsupported format version {version!r}; this shapecli reads versions 1 "
                     f"and {FORMAT_VERSION}",
                     values["shapecli"].source,
@@ -184,13 +184,12 @@ class _SpecParser:
         if "input" in values:
             inputs = self._inputs(values["input"], _Scope(params))
         if "model" not in values:
-            raise fail("spec-invalid", "the spec has no `model:`; add the list of layers", where)
+            raise _invalid("the spec has no `model:`; add the list of layers", where)
         empty = values["model"]
         if (isinstance(empty, Scalar) and empty.value is None) or (
             isinstance(empty, Seq) and not empty.items
         ):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "`model:` is empty; it needs at least one layer, e.g. `- LazyLinear: 10`",
                 empty.source,
             )
@@ -230,7 +229,7 @@ class _SpecParser:
 
     def _version_2(self, what: str, source: Source) -> None:
         if self.version < 2:
-            raise fail("spec-invalid", f"{what} {VERSION_2}", source)
+            raise _invalid(f"{what} {VERSION_2}", source)
 
     def _params(self, node: Node | None) -> dict[str, Value]:
         unknown = sorted(
@@ -246,7 +245,7 @@ class _SpecParser:
         if node is None:
             return {}
         if not isinstance(node, Map):
-            raise fail("spec-invalid", "`params` is a mapping of names to values", node.source)
+            raise _invalid("`params` is a mapping of names to values", node.source)
         params: dict[str, Value] = {}
         for key, value in node.values.items():
             self._identifier(key, node.keys[key].source, "param")
@@ -296,14 +295,12 @@ class _SpecParser:
             for item in node.items:
                 value = self._param_value(item, scope)
                 if isinstance(value, tuple) or not isinstance(item, Scalar):
-                    raise fail("spec-invalid", "a list param holds single values", item.source)
+                    raise _invalid("a list param holds single values", item.source)
                 items.append(value)
             return tuple(items)
         if not isinstance(node, Scalar):
-            raise fail(
-                "spec-invalid",
-                "a param is a single value (number, string or bool) or a list of them",
-                node.source,
+            raise _invalid(
+                "a param is a single value (number, string or bool) or a list of them", node.source
             )
         value = node.value
         return self._substitute(value, scope, node.source) if isinstance(value, str) else value
@@ -316,7 +313,7 @@ class _SpecParser:
         for item in items:
             name = self._text(item, "an import")
             if not _DOTTED.fullmatch(name):
-                raise fail("spec-invalid", f"`{name}` is not a package name", item.source)
+                raise _invalid(f"`{name}` is not a package name", item.source)
             names.append(name)
         return tuple(names)
 
@@ -324,37 +321,31 @@ class _SpecParser:
         if node is None:
             return
         if not isinstance(node, Map):
-            raise fail(
-                "spec-invalid", "`blocks` is a mapping of block names to blocks", node.source
-            )
+            raise _invalid("`blocks` is a mapping of block names to blocks", node.source)
         for name, body in node.values.items():
             where = node.keys[name].source
             self._identifier(name, where, "block")
             if name in OWN_LAYERS:
-                raise fail(
-                    "spec-invalid",
-                    f"block `{name}` has the name of a shapecli layer; choose another name",
-                    where,
+                raise _invalid(
+                    f"block `{name}` has the name of a shapecli layer; choose another name", where
                 )
             if isinstance(body, Seq):
                 self.blocks[name] = _Block(name, body)
                 continue
             if not isinstance(body, Map):
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"block `{name}` is a list of layers or a mapping with `params` and `body`",
                     body.source,
                 )
             for key, key_node in body.keys.items():
                 if key not in BLOCK_KEYS:
-                    raise fail(
-                        "spec-invalid",
+                    raise _invalid(
                         f"unknown key `{key}` in block `{name}`{did_you_mean(key, BLOCK_KEYS)}; "
                         f"a block has {', '.join(f'`{k}`' for k in BLOCK_KEYS)}",
                         key_node.source,
                     )
             if "body" not in body.values:
-                raise fail("spec-invalid", f"block `{name}` has no `body`", body.source)
+                raise _invalid(f"block `{name}` has no `body`", body.source)
             block = _Block(name, body.values["body"], output=body.values.get("output"))
             if "output" in body.values:
                 self._version_2("a block's `output:`", body.keys["output"].source)
@@ -364,10 +355,8 @@ class _SpecParser:
             params = body.values.get("params")
             if params is not None:
                 if not isinstance(params, Map):
-                    raise fail(
-                        "spec-invalid",
-                        "block `params` is a mapping of names to defaults",
-                        params.source,
+                    raise _invalid(
+                        "block `params` is a mapping of names to defaults", params.source
                     )
                 for key, value in params.values.items():
                     self._identifier(key, params.keys[key].source, "param")
@@ -381,18 +370,16 @@ class _SpecParser:
             name = self._text(item, "an input name")
             self._input_name(name, item.source)
             if name in names:
-                raise fail(
-                    "spec-invalid", f"block `{block}` has two inputs named `{name}`", item.source
-                )
+                raise _invalid(f"block `{block}` has two inputs named `{name}`", item.source)
             names[name] = item.source
         if not names:
-            raise fail("spec-invalid", f"block `{block}` needs at least one input", node.source)
+            raise _invalid(f"block `{block}` needs at least one input", node.source)
         return tuple(names)
 
     def _input_name(self, name: str, source: Source) -> None:
         self._identifier(name, source, "input")
         if name in _RESERVED_NAMES:
-            raise fail("spec-invalid", f"`{name}` cannot name an input", source)
+            raise _invalid(f"`{name}` cannot name an input", source)
 
     def _inputs(self, node: Node, scope: _Scope) -> tuple[InputSpec, ...]:
         one_input = isinstance(node, Map) and ("shape" in node.values or "dtype" in node.values)
@@ -403,7 +390,7 @@ class _SpecParser:
                 self._input_name(key, node.keys[key].source)
                 named.append(self._input(value, scope).named(key))
             if not named:
-                raise fail("spec-invalid", "`input` names no input", node.source)
+                raise _invalid("`input` names no input", node.source)
             return tuple(named)
         if (
             isinstance(node, Seq)
@@ -432,22 +419,20 @@ class _SpecParser:
             if isinstance(node, Map):
                 for key in node.values:
                     if key not in ("shape", "dtype"):
-                        raise fail(
-                            "spec-invalid",
+                        raise _invalid(
                             f"`{key}`{did_you_mean(key, ['shape', 'dtype'])}: an input mapping "
                             "has `shape` and optionally `dtype`",
                             node.keys[key].source,
                         )
                 if "shape" not in node.values:
-                    raise fail("spec-invalid", "this input mapping has no `shape`", node.source)
+                    raise _invalid("this input mapping has no `shape`", node.source)
                 shape = self._input(node.values["shape"], scope)
                 dtype = node.values.get("dtype")
                 dtype_name = self._text(dtype, "`dtype`") if dtype is not None else shape.dtype
                 return make_input(shape.dims, dtype_name, _show(node))
         except InputError as e:
-            raise fail("spec-invalid", str(e), node.source) from None
-        raise fail(
-            "spec-invalid",
+            raise _invalid(str(e), node.source) from None
+        raise _invalid(
             "`input` is a shape like 2x20, [2, 20] or 1x1024:long, "
             "a mapping {shape: …, dtype: …}, or a list of these",
             node.source,
@@ -456,7 +441,7 @@ class _SpecParser:
     def _dim(self, node: Node, scope: _Scope) -> int | str:
         value = self._resolve(node, scope)
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise fail("spec-invalid", f"dimension {value!r} is not a size", node.source)
+            raise _invalid(f"dimension {value!r} is not a size", node.source)
         return value
 
     # -- entries ---------------------------------------------------------------------
@@ -470,15 +455,14 @@ class _SpecParser:
                 "Sequential", name, node.source, args=entries, inputs=names.inputs, closed=True
             )
         if isinstance(node, Map) and "in" in node.values:
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "`in:` is for entries of a layer list; a single layer here reads all of "
                 "the inputs in order (write a list to read them by name)",
                 node.keys["in"].source,
             )
         entry = self._entry(node, name, replace(scope.deeper(node.source), names=names))
         if entry is None:
-            raise fail("spec-invalid", "`if:` drops the only layer here", node.source)
+            raise _invalid("`if:` drops the only layer here", node.source)
         names.define(entry.name, entry.source)
         return entry
 
@@ -500,13 +484,11 @@ class _SpecParser:
             type_name = self._type_name(node)
             return self._typed(type_name, None, name, node.source, {}, scope)
         if not isinstance(node, Map):  # pragma: no cover - nodes are one of three kinds
-            raise fail("spec-invalid", "not a layer", node.source)
+            raise _invalid("not a layer", node.source)
         types = [k for k in node.values if k not in RESERVED_KEYS]
         if not types:
-            raise fail(
-                "spec-invalid",
-                "this entry has no layer type; write e.g. `- LazyLinear: 10`",
-                node.source,
+            raise _invalid(
+                "this entry has no layer type; write e.g. `- LazyLinear: 10`", node.source
             )
         if len(types) > 1:
             second = types[1]
@@ -517,21 +499,21 @@ class _SpecParser:
                 else f"this entry has two layer types, `{types[0]}` and `{second}`; "
                 "each list item is one layer (is a `-` missing?)"
             )
-            raise fail("spec-invalid", message, node.keys[second].source)
+            raise _invalid(message, node.keys[second].source)
         type_key = node.keys[types[0]]
         type_name = self._type_name(type_key)
         if "name" in node.values:
             name = self._entry_name(node.values["name"], scope)
         if "repeat" in node.values and self._repeat(node.values["repeat"], scope) == 0:
             if scope.names is None:
-                raise fail("spec-invalid", "`repeat: 0` leaves nothing here", node.source)
+                raise _invalid("`repeat: 0` leaves nothing here", node.source)
             scope.names.drop(name, node.values["repeat"].source)  # zero copies: not there
             return None
         if "if" in node.values:
             condition = node.values["if"]
             self._version_2("`if:`", node.keys["if"].source)
             if scope.names is None:
-                raise fail("spec-invalid", "`if:` is for entries of a layer list", condition.source)
+                raise _invalid("`if:` is for entries of a layer list", condition.source)
             said = (
                 "`if` is true or false — a bool param like `${pooler}` or a comparison "
                 "like `${layers > 6}` —"
@@ -560,14 +542,13 @@ class _SpecParser:
                 if entry is None:
                     continue
                 if entry.name in seen:
-                    raise fail(
-                        "spec-invalid",
+                    raise _invalid(
                         f"two layers in this list are named `{entry.name}` (the other at line "
                         f"{seen[entry.name].line}); names must be unique among siblings",
                         entry.source,
                     )
                 if entry.name in _RESERVED_NAMES:
-                    raise fail("spec-invalid", f"`{entry.name}` cannot name a layer", entry.source)
+                    raise _invalid(f"`{entry.name}` cannot name a layer", entry.source)
                 names.define(entry.name, entry.source)
             except _Limit:
                 raise
@@ -593,9 +574,7 @@ class _SpecParser:
         if "in" in options:
             self._version_2("`in:`", options["in"].source)
             if scope.names is None:
-                raise fail(
-                    "spec-invalid", "`in:` is for entries of a layer list", options["in"].source
-                )
+                raise _invalid("`in:` is for entries of a layer list", options["in"].source)
             wiring = self._wiring(options["in"], scope.names)
         if type_name in self.blocks:
             block = self.blocks[type_name]
@@ -645,8 +624,7 @@ class _SpecParser:
     def _ref(self, node: Node, names: ListNames) -> TensorRef:
         value = node.value if isinstance(node, Scalar) else None
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "`in:` names tensors: a model or block input, an earlier entry's `name:`, "
                 "or `_` for the previous entry's output",
                 node.source,
@@ -660,8 +638,7 @@ class _SpecParser:
         wanted = len(block.inputs)
         if wiring is not None:
             if wiring.kwargs:
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"block `{block.name}` takes its inputs in order: "
                     f"`in: [{', '.join(block.inputs)}]`",
                     source,
@@ -675,8 +652,7 @@ class _SpecParser:
             given, how = 1, "without `in:` it gets just the previous output"
         if given != wanted:
             declared = ", ".join(block.inputs) if block.named_inputs else "one"
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"block `{block.name}` takes {wanted} input{'s' if wanted != 1 else ''} "
                 f"({declared}); {how}",
                 source,
@@ -695,9 +671,7 @@ class _SpecParser:
                 continue
             refs.append(self._ref(item, names))
         if not refs:
-            raise fail(
-                "spec-invalid", "every name in `output:` is dropped by its `if:`", node.source
-            )
+            raise _invalid("every name in `output:` is dropped by its `if:`", node.source)
         return tuple(refs)
 
     def _arguments(
@@ -732,12 +706,11 @@ class _SpecParser:
             if (isinstance(node, Seq) and not node.items) or (
                 isinstance(node, Scalar) and node.value is None
             ):
-                raise fail("spec-invalid", f"`{key}` needs at least one layer", node.source)
+                raise _invalid(f"`{key}` needs at least one layer", node.source)
             return self._layer_list(node, scope)
         if shape and key in shape.branches:
             if not isinstance(node, Seq) or not node.items:
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"`{key}` is a list of layer lists, at least one (an empty list `[]` is a "
                     "branch that passes its input on)",
                     node.source,
@@ -756,14 +729,14 @@ class _SpecParser:
             return self._list(node, scope, names)
         entry = self._entry(node, "0", replace(scope.deeper(node.source), names=names))
         if entry is None:
-            raise fail("spec-invalid", "`if:` drops the only layer here", node.source)
+            raise _invalid("`if:` drops the only layer here", node.source)
         return (entry,)
 
     def _expand_block(self, block: _Block, node: Node | None, use: Source, scope: _Scope) -> Entry:
         """A fresh copy of a block's body, its params bound at this use."""
         if block.name in scope.blocks:
             chain = " → ".join((*scope.blocks, block.name))
-            raise fail("spec-invalid", f"block `{block.name}` uses itself ({chain})", use)
+            raise _invalid(f"block `{block.name}` uses itself ({chain})", use)
         if len(scope.blocks) >= MAX_BLOCK_DEPTH:
             chain = " → ".join((*scope.blocks[:3], "…", *scope.blocks[-2:], block.name))
             raise _limit(
@@ -775,8 +748,7 @@ class _SpecParser:
         if isinstance(node, Map):
             for key, value in node.values.items():
                 if key not in block.params:
-                    raise fail(
-                        "spec-invalid",
+                    raise _invalid(
                         f"block `{block.name}` has no param `{key}`{did_you_mean(key, names)}; "
                         f"its params: {', '.join(names) or 'none'}",
                         node.keys[key].source,
@@ -785,8 +757,7 @@ class _SpecParser:
         elif node is not None and not (isinstance(node, Scalar) and node.value is None):
             items = node.items if isinstance(node, Seq) else (node,)
             if len(items) > len(names):
-                raise fail(
-                    "spec-invalid",
+                raise _invalid(
                     f"block `{block.name}` takes {len(names)} param(s) "
                     f"({', '.join(names) or 'none'}),"
                     f" {len(items)} given",
@@ -837,7 +808,7 @@ class _SpecParser:
         try:
             return substitute(text, scope)
         except ExpressionError as e:
-            raise fail("spec-invalid", f"in {text!r}: {e}", source) from None
+            raise _invalid(f"in {text!r}: {e}", source) from None
 
     def _count(self, entry: Entry) -> int:
         """Modules this entry builds, ``repeat`` included (nested repeats multiply);
@@ -850,13 +821,13 @@ class _SpecParser:
 
     def _scalar(self, node: Node, what: str) -> Value:
         if not isinstance(node, Scalar):
-            raise fail("spec-invalid", f"{what} must be a single value", node.source)
+            raise _invalid(f"{what} must be a single value", node.source)
         return node.value
 
     def _text(self, node: Node, what: str) -> str:
         value = self._scalar(node, what)
         if not isinstance(value, str):
-            raise fail("spec-invalid", f"{what} must be text", node.source)
+            raise _invalid(f"{what} must be text", node.source)
         return value
 
     def _model_name(self, node: Node) -> str:
@@ -865,8 +836,7 @@ class _SpecParser:
         name = self._text(node, "`name`")
         hidden = hidden_character(name)
         if hidden is not None:
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"the model's `name` is shown in every report, and {describe(hidden)} (a "
                 f"control or format character, invisible there) is not allowed in it: "
                 f"`{visible(name)}`",
@@ -877,23 +847,20 @@ class _SpecParser:
     def _type_name(self, node: Scalar) -> str:
         value = node.value
         if value is None:
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "this list item is empty; the model needs at least one layer here (e.g. "
                 "`- LazyLinear: 10`)",
                 node.source,
             )
         if isinstance(value, str) and " - " in value:
             first, _, second = value.partition(" - ")
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"`{first}` and `- {second}` were read as one text: `- {second}` is indented "
                 f"deeper than `- {first}`; items of one list start in the same column",
                 node.source,
             )
         if not isinstance(value, str) or not _DOTTED.fullmatch(value):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"{value!r} is not a layer type; a type is a name like `LazyLinear` or `ReLU`",
                 node.source,
             )
@@ -901,14 +868,13 @@ class _SpecParser:
 
     def _identifier(self, key: str, source: Source, what: str) -> None:
         if not _IDENTIFIER.fullmatch(key):
-            raise fail("spec-invalid", f"`{key}` is not a valid {what} name", source)
+            raise _invalid(f"`{key}` is not a valid {what} name", source)
 
     def _entry_name(self, node: Node, scope: _Scope) -> str:
         value = self._resolve(node, scope)
         name = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
         if not _NAME.fullmatch(name):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"layer name {value!r} must be ASCII letters (a-z, A-Z), digits and underscores "
                 "(no dots)",
                 node.source,
@@ -918,10 +884,8 @@ class _SpecParser:
     def _repeat(self, node: Node, scope: _Scope) -> int:
         value = self._resolve(node, scope)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPEAT:
-            raise fail(
-                "spec-invalid",
-                f"`repeat` is a whole number from 0 to {MAX_REPEAT:,}, not {value!r}",
-                node.source,
+            raise _invalid(
+                f"`repeat` is a whole number from 0 to {MAX_REPEAT:,}, not {value!r}", node.source
             )
         return value
 
@@ -931,7 +895,7 @@ class _SpecParser:
         if not isinstance(value, bool):
             hint = yaml_nodes.yaml11_hint(value)  # in the message: lint prints no hints
             message = f"{said} not {value!r}{f'; {hint}' if hint else ''}"
-            raise fail("spec-invalid", message, node.source)
+            raise _invalid(message, node.source)
         return value
 
     def _init(self, node: Node, scope: _Scope) -> str:
@@ -940,8 +904,7 @@ class _SpecParser:
         value = self._resolve(node, scope)
         if not isinstance(value, str) or value not in INIT_SCHEMES:
             near = did_you_mean(value, INIT_SCHEMES) if isinstance(value, str) else ""
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 f"`init` is one of {', '.join(INIT_SCHEMES)}, not {_show_value(value)}{near}",
                 node.source,
             )
@@ -949,8 +912,7 @@ class _SpecParser:
 
     def _tie(self, node: Node) -> tuple[dict[str, str], dict[str, Source]]:
         if not isinstance(node, Map):
-            raise fail(
-                "spec-invalid",
+            raise _invalid(
                 "`tie` maps this layer's parameters to others: {weight: path.to.layer.weight}",
                 node.source,
             )
@@ -963,10 +925,8 @@ class _SpecParser:
                 or not _MODULE_PATH.fullmatch(target)
                 or "." not in target
             ):
-                raise fail(
-                    "spec-invalid",
-                    f"`tie: {{{key}: …}}` needs a parameter path like `0.weight`",
-                    value.source,
+                raise _invalid(
+                    f"`tie: {{{key}: …}}` needs a parameter path like `0.weight`", value.source
                 )
             ties[key] = target
             sources[key] = value.source
@@ -980,16 +940,14 @@ def _check_ref_options(entry: Entry, options: dict[str, Node]) -> None:
     written = entry.args[0] if entry.args else entry.kwargs.get("target")
     target = f"`{written}`" if isinstance(written, str) else "the layer it names"
     if "trainable" in options and not entry.trainable:
-        raise fail(
-            "spec-invalid",
+        raise _invalid(
             "`trainable: false` cannot freeze a `Ref`: a Ref is the very layer it names, "
             "with the same weights at every use, so they are trainable everywhere or nowhere",
             options["trainable"].source,
             hint=f"put `trainable: false` on {target} itself: that freezes every use of it",
         )
     if "init" in options:
-        raise fail(
-            "spec-invalid",
+        raise _invalid(
             "`init` cannot apply to a `Ref`: a Ref is the very layer it names, whose "
             "weights are initialized once, where it is defined",
             options["init"].source,
