@@ -152,8 +152,8 @@ def _appeared(target: Path) -> Exception:
     )
 
 
-def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR)
+def _sync(path: Path, flags: int = os.O_RDWR) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
@@ -163,11 +163,7 @@ def _sync(path: Path) -> None:
 def _sync_folder(folder: Path) -> None:
     """Make the rename itself durable (POSIX; elsewhere a folder cannot be opened)."""
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _sync(folder, os.O_RDONLY)
 
 
 def _cannot_write(target: Path, error: OSError) -> Exception:

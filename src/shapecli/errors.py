@@ -188,17 +188,14 @@ def worst_exit_code(problems: list[Problem]) -> ExitCode:
 
 def raise_all(problems: list[Problem]) -> None:
     """Raise every collected problem at once, in file order; nothing if there are none."""
-    unique = list(dict.fromkeys(problems))  # a block used twice reports its body once
-    unique = [p for i, p in enumerate(unique) if not any(_same(p, q) for q in unique[:i])]
+    unique: dict[tuple[str, str, Source | None], Problem] = {}
+    for problem in problems:  # a block used twice reports its body once
+        unique.setdefault((problem.code, problem.message, problem.source), problem)
     if unique:
         ordered = sorted(
-            unique, key=lambda p: (p.source.line, p.source.column) if p.source else (0, 0)
+            unique.values(), key=lambda p: (p.source.line, p.source.column) if p.source else (0, 0)
         )
         raise ShapecliError(*ordered)
-
-
-def _same(a: Problem, b: Problem) -> bool:
-    return (a.code, a.message, a.source) == (b.code, b.message, b.source)
 
 
 _CPP_FRAME = re.compile(

@@ -190,12 +190,10 @@ def check_file(
     allow_import: Iterable[str] = (),
     flops: bool = False,
 ) -> FileResult:
-    """Check one spec; every problem is located in ``path``; ``flops`` counts them."""
+    """Check one spec; every problem is located in ``path``; ``flops`` counts them. A
+    spec that cannot be read is raised (:func:`guarded` makes it the file's result)."""
     where = Source(str(path), 0, 0)
-    try:
-        spec = api.load(path)
-    except ShapecliError as e:
-        return FileResult(str(path), tuple(p.located(where) for p in e.problems))
+    spec = api.load(path)
     symbols = _symbols(spec.inputs, inputs) if flops else []
     report = api.inspect(
         spec, inputs or None, allow_import=allow_import, static_ok=True, flops=flops and not symbols
