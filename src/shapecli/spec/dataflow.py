@@ -15,6 +15,7 @@ or one ``up``), which is all the built module needs at run time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from shapecli.errors import Source, did_you_mean, fail
@@ -60,14 +61,11 @@ class ListNames:
         """Where ``name`` lives, seen from the current position in this list."""
         if name == PREVIOUS:
             return self.previous_ref(source)
-        frame: ListNames | None = self
-        up = 0
-        while frame is not None:
+        for up, frame in enumerate(self._frames()):
             if name in frame.defined or name in frame.inputs:
                 if name in frame.inputs:
                     frame.read.add(name)
                 return TensorRef(name, up, source)
-            frame, up = frame.parent, up + 1
         for frame in self._frames():
             if name in frame.dropped:
                 line = frame.dropped[name].line
@@ -108,10 +106,9 @@ class ListNames:
             names += [n for n in (*frame.inputs, *frame.defined) if not is_implicit(n)]
         return list(dict.fromkeys(names))
 
-    def _frames(self) -> list[ListNames]:
-        frames = []
+    def _frames(self) -> Iterator[ListNames]:
+        """This list, then each list around it, outwards."""
         frame: ListNames | None = self
         while frame is not None:
-            frames.append(frame)
+            yield frame
             frame = frame.parent
-        return frames
