@@ -295,7 +295,6 @@ def inspect(
     ] = False,
 ) -> None:
     """Dry-run a spec and report every layer's shapes and parameters."""
-    fmt = output_format
 
     def run() -> Report:
         from shapecli import api
@@ -319,7 +318,7 @@ def inspect(
 
     def check() -> Report:
         report = _guarded(run, lambda problems: failed_report(stem, spec, (), *problems))
-        _emit(report, fmt, depth, paths)
+        _emit(report, output_format, depth, paths)
         return report
 
     if watch:
@@ -327,7 +326,7 @@ def inspect(
         from shapecli.watch import watch as watching
 
         # JSON on stdout stays a stream of documents (`jq` reads it): its separator goes to stderr
-        documents = fmt == "json"
+        documents = output_format == "json"
         raise typer.Exit(watching(check, None if is_target(spec) else Path(spec), documents))
     raise typer.Exit(_exit_code(check()))
 
@@ -666,7 +665,6 @@ def diff(
     allow_import: AllowImportOption = None,
 ) -> None:
     """Compare two models layer by layer: shapes, parameters, counts."""
-    fmt = output_format
 
     def run() -> int:
         from shapecli import api
@@ -688,12 +686,12 @@ def diff(
         check_inputs(right, inputs, b)
         result = compare(left, right)
         options = Options(color=_color(sys.stdout), every=every, sides=(a, b))
-        sys.stdout.write(DIFF_FORMATS[fmt](result, options).stdout)
+        sys.stdout.write(DIFF_FORMATS[output_format](result, options).stdout)
         return int(ExitCode.PROBLEMS) if exit_code and result.differs else 0
 
     def on_problem(problems: tuple[Problem, ...]) -> int:
         # nothing to compare is never "the models differ": a problem in a side is exit 2
-        worst = _failed(DIFF_FORMATS, fmt)(problems)
+        worst = _failed(DIFF_FORMATS, output_format)(problems)
         return int(ExitCode.INTERNAL) if worst == ExitCode.INTERNAL else int(ExitCode.USAGE)
 
     raise typer.Exit(_guarded(run, on_problem))
