@@ -113,11 +113,10 @@ def inspect(
 
     ``flops`` counts FLOPs per row and in total; ``memory`` adds the training-memory
     estimate (gradients, ``optimizer`` state, what autograd saves); ``dtype`` builds and
-    runs the model in that floating-point dtype (parameters and float inputs).
-    ``spec`` may also name a Python model, ``pkg.module:factory`` (see
-    :mod:`shapecli.pymodel`), whose package ``allow_import`` must allow. ``shard``
-    (``"fsdp=8"``, ``"zero2=8"``; implies ``memory``) adds each device's part of the
-    training estimate when the model states are sharded that way (see
+    runs the model in that floating-point dtype (parameters and float inputs). A Python
+    model's package must be one ``allow_import`` allows (see :mod:`shapecli.pymodel`).
+    ``shard`` (``"fsdp=8"``, ``"zero2=8"``; implies ``memory``) adds each device's part
+    of the training estimate when the model states are sharded that way (see
     :mod:`shapecli.analyses.sharding`).
 
     With symbolic sizes in the inputs (``Bx3xHxW``), ``samples`` chooses the sizes of
