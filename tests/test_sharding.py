@@ -227,3 +227,12 @@ def test_symbolic_sizes_refuse_shard(cli: Cli) -> None:
     result = cli("inspect", str(CONFIGS / "mlp.yaml"), "--input", "Bx20", "--shard", "fsdp=2")
     assert result.exit_code == 2
     assert "--shard" in result.stderr and "need concrete sizes" in result.stderr
+
+
+def test_the_refusal_names_each_symbolic_size_once(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "two.yaml"
+    spec.write_text("input: [BxT, BxT]\nmodel:\n  - Add\n")
+    result = cli("inspect", str(spec), "--flops")
+    assert result.exit_code == 2
+    assert "give numbers for B, T" in result.stderr
+    assert "B, T, B" not in result.stderr

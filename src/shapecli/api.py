@@ -138,14 +138,14 @@ def inspect(
             raise _no_input(loaded.file)
         _check_analysis(optimizer, dtype)
         require_supported()
-        symbolic = bool(symbols_in(inputs))
-        _check_symbolic(symbolic, samples, symbolic_budget)
-        if symbolic:
+        symbols = symbols_in(inputs)
+        _check_symbolic(bool(symbols), samples, symbolic_budget)
+        if symbols:
             if measure or dtype:
                 raise fail(
                     "usage",
                     "--flops, --memory, --shard and --dtype need concrete sizes; give numbers for "
-                    f"{', '.join(d for s in inputs for d in s.dims if isinstance(d, str))}",
+                    f"{', '.join(symbols)}",
                 )
             from shapecli.analyses import Symbolic
 
