@@ -36,7 +36,7 @@ from shapecli.errors import (
     foreign_message,
     raise_all,
 )
-from shapecli.ir import Graph, Program, compile_spec, given_count, program_of
+from shapecli.ir import Graph, Program, compile_spec, given_count, join, program_of
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
@@ -83,10 +83,10 @@ class BuiltModel:
             module = self.model.get_submodule(tie.path)
             target = self.model.get_parameter(tie.target)
             mine = module._parameters.get(tie.param)
-            if isinstance(module, AutoSized) or isinstance(target, UninitializedParameter):
+            if isinstance(module, AutoSized) or any(
+                isinstance(p, UninitializedParameter) for p in (mine, target)
+            ):
                 continue  # the layer never ran
-            if isinstance(mine, UninitializedParameter):
-                continue
             if mine is None:
                 problems.append(
                     Problem(
@@ -97,7 +97,7 @@ class BuiltModel:
                     )
                 )
                 continue
-            if mine is not None and mine.shape != target.shape:
+            if mine.shape != target.shape:
                 problems.append(
                     Problem(
                         code="bad-arguments",
@@ -111,10 +111,6 @@ class BuiltModel:
                 continue
             module._parameters[tie.param] = target
         return problems
-
-
-def join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
@@ -262,9 +258,8 @@ class _Builder:
         node = self.graph.calls.get(path)
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
-        elif node is not None and given_count(node) > 1:
-            _check_many(cls, entry, path, given_count(node))
-            self.warnings.extend(_implicit_optional(cls, entry, path, given_count(node)))
+        elif node is not None and (given := given_count(node)) > 1:
+            self.warnings.extend(_check_first(cls, entry, path, given))
         for name, value in bound.arguments.items():
             bound.arguments[name] = self._value(value, path, name, entry)
         if auto:
@@ -345,38 +340,29 @@ def _forward_parameters(cls: type[nn.Module]) -> list[inspect.Parameter] | None:
         return None
 
 
-def _check_many(cls: type[nn.Module], entry: Entry, path: str, given: int) -> None:
-    """The first entry of a list with several inputs reads them all, unless its ``in:``
-    says otherwise: its ``forward`` must take that many."""
+def _check_first(cls: type[nn.Module], entry: Entry, path: str, given: int) -> list[Problem]:
+    """The first entry of a list with several inputs reads all ``given`` of them, unless
+    its ``in:`` says otherwise: its ``forward`` must take that many (else an error), and
+    a warning when some go to parameters it could do without: an ``Attention`` given
+    ``x`` and ``mask`` would attend to the mask as its ``context``, and run. A layer that
+    needs them all (``Add``, ``MatMul``, a ``forward(*inputs)``) is meant to get them,
+    and gets no warning."""
     parameters = _forward_parameters(cls)
     if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return
-    positional = [
-        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if given > len(positional):
         raise fail(
             "bad-arguments",
             f"{entry.display_type} takes {len(positional)} tensor"
-            f"{'s' if len(positional) != 1 else ''} ({', '.join(positional) or 'none'}), but as "
+            f"{'s' if len(positional) != 1 else ''} "
+            f"({', '.join(p.name for p in positional) or 'none'}), but as "
             f"the first entry of its list it gets all {given} of the list's inputs",
             entry.source,
             path=path,
             layer_type=entry.type,
             hint="say which it reads with `in:`, e.g. `in: x`",
         )
-
-
-def _implicit_optional(cls: type[nn.Module], entry: Entry, path: str, given: int) -> list[Problem]:
-    """A warning when the first entry of a list, reading all the list's ``given`` inputs
-    because it has no ``in:``, passes some of them to parameters its ``forward`` could
-    do without: an ``Attention`` given ``x`` and ``mask`` would attend to the mask as
-    its ``context``, and run. A layer that needs them all (``Add``, ``MatMul``, a
-    ``forward(*inputs)``) is meant to get them, and gets no warning."""
-    parameters = _forward_parameters(cls)
-    if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return []
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     optional = [p.name for p in positional[:given] if p.default is not p.empty]
     if not optional:
         return []
@@ -487,10 +473,7 @@ def _ref_cycles(refs: dict[str, str], entries: dict[str, Entry]) -> list[Problem
     """A Ref whose target contains a Ref whose target … contains the first Ref calls
     itself forever: one problem per cycle, at the Ref that closes it."""
 
-    def inside(path: str, target: str) -> bool:
-        return path.startswith(target + ".")
-
-    calls = {r: [other for other in refs if inside(other, t)] for r, t in refs.items()}
+    calls = {r: [other for other in refs if other.startswith(t + ".")] for r, t in refs.items()}
     problems = []
     state: dict[str, int] = {}  # 1 on the current path, 2 done
 

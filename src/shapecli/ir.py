@@ -322,24 +322,23 @@ class Program:
 
 def program_of(group: Group) -> Program:
     """What the module of a ``list`` or ``repeat`` group runs."""
+    if group.kind == "repeat":  # its module calls every copy in turn: no steps to name
+        return Program(repeat=True)
     named = [n.name for n in group.inputs]
-    inputs = None if named in ([], [EVERY_INPUT]) or group.kind == "repeat" else tuple(named)
-    if group.kind == "repeat":
-        steps = tuple(Step(n.name) for n in group.nodes)
-        return Program(None, steps, repeat=True)
+    inputs = None if named in ([], [EVERY_INPUT]) else tuple(named)
     previous: tuple[Node, ...] = tuple(group.inputs)
-    steps_: list[Step] = []
+    steps: list[Step] = []
     for node in group.nodes:
         if node.args == previous and not node.kwargs:
-            steps_.append(Step(node.name))
+            steps.append(Step(node.name))
         else:
             args = tuple(_slot(a, group) for a in node.args)
             kwargs = tuple((k, _slot(v, group)) for k, v in node.kwargs.items())
-            steps_.append(Step(node.name, args, kwargs))
+            steps.append(Step(node.name, args, kwargs))
         previous = (node,)
     returned = group.returns()
     output = None if returned == previous else tuple(_slot(a, group) for a in returned)
-    return Program(inputs, tuple(steps_), output, keep=group.read_inside)
+    return Program(inputs, tuple(steps), output, keep=group.read_inside)
 
 
 def _slot(node: Node, group: Group) -> Slot:

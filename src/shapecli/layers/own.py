@@ -11,7 +11,9 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, cast
@@ -60,6 +62,13 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
             "after a layer that returns a tuple (LSTM, MultiheadAttention) add `Take: 0`",
         )
     return x
+
+
+def _input(x: object, layer: str, dims: int | tuple[int, ...]) -> torch.Tensor:
+    """``x``, checked to be a tensor that has the dims ``dims``."""
+    t = _tensor(x, layer)
+    check_dims(dims, t.dim(), _input_noun(t))
+    return t
 
 
 @dataclass
@@ -203,8 +212,7 @@ class Residual(nn.Module):
 
     def __init__(self, body: nn.Module, shortcut: nn.Module | None = None) -> None:
         super().__init__()
-        self.body = body
-        self.shortcut = shortcut
+        self.body, self.shortcut = body, shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _output(self.body(x), "the Residual body")
@@ -228,9 +236,7 @@ class Parallel(nn.Module):
         super().__init__()
         if len(branches) < 1:
             raise ArgumentError("Parallel needs at least one branch")
-        self.branches = branches
-        self.merge = merge
-        self.dim = dim
+        self.branches, self.merge, self.dim = branches, merge, dim
 
     def forward(self, x: torch.Tensor) -> Any:
         if self.merge == "tuple":  # any outputs, as they are
@@ -238,10 +244,8 @@ class Parallel(nn.Module):
         outs = [
             _output(branch(x), f"Parallel branch {i}") for i, branch in enumerate(self.branches)
         ]
-        if self.merge == "add":
-            return _elementwise(outs, "add", "Parallel branches")
-        if self.merge == "mul":
-            return _elementwise(outs, "mul", "Parallel branches")
+        if self.merge in ("add", "mul"):
+            return _elementwise(outs, self.merge, "Parallel branches")
         # Sizes compared one pair at a time, and written out only for the message:
         # symbolic sizes can be compared, but not hashed or formatted as numbers.
         if self.merge == "stack" and any(o.shape != outs[0].shape for o in outs[1:]):
@@ -329,8 +333,7 @@ class Transpose(nn.Module):
 
     def __init__(self, dim0: int, dim1: int) -> None:
         super().__init__()
-        self.dim0 = dim0
-        self.dim1 = dim1
+        self.dim0, self.dim1 = dim0, dim1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_dims((self.dim0, self.dim1), x.dim(), _input_noun(x))
@@ -363,8 +366,7 @@ class Mean(nn.Module):
 
     def __init__(self, dim: int | tuple[int, ...] = 1, keepdim: bool = False) -> None:
         super().__init__()
-        self.dim = dim
-        self.keepdim = keepdim
+        self.dim, self.keepdim = dim, keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_dims(self.dim, x.dim(), _input_noun(x))
@@ -376,8 +378,7 @@ class Select(nn.Module):
 
     def __init__(self, dim: int = 1, index: int = 0) -> None:
         super().__init__()
-        self.dim = dim
-        self.index = index
+        self.dim, self.index = dim, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_dims(self.dim, x.dim(), _input_noun(x))
@@ -474,10 +475,7 @@ def _elementwise(xs: list[torch.Tensor], op: str, what: str) -> torch.Tensor:
             f"{what} cannot {op} {shapes}: they do not broadcast",
             "shapes that broadcast (from the right, each size equal or 1)",
         )
-    result = xs[0]
-    for x in xs[1:]:
-        result = result + x if op == "add" else result * x
-    return result
+    return functools.reduce(operator.add if op == "add" else operator.mul, xs)
 
 
 def _join(xs: list[torch.Tensor], dim: int, join: Any, what: str) -> torch.Tensor:
@@ -569,8 +567,7 @@ class Param(nn.Module):
         size = (shape,) if isinstance(shape, int) else tuple(shape)
         if any(d < 1 for d in size):  # `shape: []` is a scalar (CLIP's logit scale)
             raise ArgumentError(f"shape {list(size)} needs sizes of at least 1")
-        self.init = init
-        self.std = std
+        self.init, self.std = init, std
         self.weight = nn.Parameter(torch.empty(size))
         self.reset_parameters()
 
@@ -694,10 +691,7 @@ def _scores_mask(
     if causal:
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)
         parts.append(_additive(allowed, dtype))
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+    return functools.reduce(operator.add, parts)
 
 
 def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -1002,8 +996,7 @@ class Slice(nn.Module):
         self.dim, self.start, self.end, self.step = dim, start, end, step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Slice")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Slice", self.dim)
         dim = self.dim % x.dim()
         where = (slice(None),) * dim + (slice(self.start, self.end, self.step),)
         out = x[where]
@@ -1030,8 +1023,7 @@ class Split(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _tensor(x, "Split")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Split", self.dim)
         total = _size(x, self.dim)
         if isinstance(self.size, tuple) and total is not None and sum(self.size) != total:
             raise LayerInputError(
@@ -1054,8 +1046,7 @@ class Chunk(nn.Module):
         self.chunks, self.dim = chunks, dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _tensor(x, "Chunk")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Chunk", self.dim)
         total = _size(x, self.dim)
         if total is not None and total % self.chunks:
             raise LayerInputError(
@@ -1118,8 +1109,7 @@ class TopK(nn.Module):
         self.k, self.dim, self.largest = k, dim, largest
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _tensor(x, "TopK")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "TopK", self.dim)
         size = _size(x, self.dim)
         if size is not None and size < self.k:
             raise LayerInputError(
@@ -1139,9 +1129,7 @@ class ArgMax(nn.Module):
         self.dim, self.keepdim = dim, keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "ArgMax")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.argmax(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "ArgMax", self.dim).argmax(dim=self.dim, keepdim=self.keepdim)
 
 
 class ArgSort(nn.Module):
@@ -1152,9 +1140,7 @@ class ArgSort(nn.Module):
         self.dim, self.descending = dim, descending
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "ArgSort")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.argsort(dim=self.dim, descending=self.descending)
+        return _input(x, "ArgSort", self.dim).argsort(dim=self.dim, descending=self.descending)
 
 
 class Noise(nn.Module):
@@ -1264,9 +1250,7 @@ class Sum(nn.Module):
         self.keepdim = keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Sum")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.sum(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "Sum", self.dim).sum(dim=self.dim, keepdim=self.keepdim)
 
 
 class Normalize(nn.Module):
@@ -1278,9 +1262,7 @@ class Normalize(nn.Module):
         self.p, self.dim, self.eps = p, dim, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Normalize")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return F.normalize(x, p=self.p, dim=self.dim, eps=self.eps)
+        return F.normalize(_input(x, "Normalize", self.dim), p=self.p, dim=self.dim, eps=self.eps)
 
 
 class QuickGELU(nn.Module):
@@ -1303,8 +1285,7 @@ class Positions(nn.Module):
         self.dim, self.offset = dim, offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Positions")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Positions", self.dim)
         return torch.arange(self.offset, self.offset + x.shape[self.dim], device=x.device)
 
 
