@@ -23,15 +23,11 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from shapecli.construct import BuiltModel
-from shapecli.ir import returns_of, sources_of
+from shapecli.ir import join, returns_of, sources_of
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
 from shapecli.report import Origin, ParamInfo, Row, RowStatus, Totals
-
-
-def join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,6 @@ class Node:
     kwargs: dict[str, Node] = field(default_factory=dict)
     group: Group | None = None
     inner: Group | None = None  # a container's call: the group it runs
-    entry: Entry | None = None
     call: int = 0  # which call of the module (a traced module may be called again)
 
     def __repr__(self) -> str:
@@ -171,7 +170,7 @@ class _Compiler:
         scope: _Scope | None,
     ) -> Node:
         """The call of ``entry`` at ``path``, with the group it runs if it is a container."""
-        node = group.add(Node("call", path, entry.name, args, kwargs, entry=entry))
+        node = group.add(Node("call", path, entry.name, args, kwargs))
         self.calls[path] = node
         if entry.repeat is not None:
             node.inner = self._repeat(entry, path, node, scope)

@@ -840,15 +840,15 @@ class PositionBuckets(nn.Module):
         self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
-        for t in (queries, keys if keys is not None else queries):
+        keys = queries if keys is None else keys
+        for t in (queries, keys):
             if _tensor(t, "PositionBuckets").dim() < 2:
                 raise LayerInputError(
                     f"PositionBuckets got {_shape(t)}", "B×T×… tensors (T: the sequence)"
                 )
-        tk = (keys if keys is not None else queries).shape[1]
         device = queries.device
         relative = (
-            torch.arange(tk, device=device)[None, :]
+            torch.arange(keys.shape[1], device=device)[None, :]
             - torch.arange(queries.shape[1], device=device)[:, None]
         )
         buckets = self.buckets
@@ -860,15 +860,9 @@ class PositionBuckets(nn.Module):
         else:
             relative = -torch.clamp(relative, max=0)
         exact = buckets // 2
-        large = (
-            exact
-            + (
-                torch.log(relative.float().clamp(min=1) / exact)
-                / math.log(self.max_distance / exact)
-                * (buckets - exact)
-            ).long()
-        )
-        large = torch.clamp(large, max=buckets - 1)
+        log_ratio = torch.log(relative.float().clamp(min=1) / exact)
+        scaled = log_ratio / math.log(self.max_distance / exact) * (buckets - exact)
+        large = torch.clamp(exact + scaled.long(), max=buckets - 1)
         return result + torch.where(relative < exact, relative, large)
 
 
