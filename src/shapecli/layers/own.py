@@ -285,7 +285,7 @@ class Reshape(nn.Module):
     def __init__(self, shape: int | tuple[int, ...]) -> None:
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if sum(1 for s in self.shape if s == -1) > 1:
+        if self.shape.count(-1) > 1:
             raise ArgumentError("at most one size may be -1")
         if any(s == 0 or s < -1 for s in self.shape):
             raise ArgumentError("sizes are positive (or -1 for the rest)")
@@ -442,14 +442,8 @@ class PositionalEmbedding(nn.Module):
 def _tensors(inputs: tuple[Any, ...], layer: str) -> list[torch.Tensor]:
     """The tensors a many-input layer got: its inputs, or the items of one tuple input
     (what ``Parallel`` with ``merge: tuple`` or an LSTM returns)."""
-    items = (
-        list(inputs[0])
-        if len(inputs) == 1 and isinstance(inputs[0], tuple | list)
-        else list(inputs)
-    )
-    for item in items:
-        _tensor(item, layer)
-    return items
+    one_tuple = len(inputs) == 1 and isinstance(inputs[0], tuple | list)
+    return [_tensor(item, layer) for item in (inputs[0] if one_tuple else inputs)]
 
 
 def broadcasts(*shapes: tuple[int, ...]) -> bool:
@@ -480,14 +474,10 @@ def _elementwise(xs: list[torch.Tensor], op: str, what: str) -> torch.Tensor:
 
 def _join(xs: list[torch.Tensor], dim: int, join: Any, what: str) -> torch.Tensor:
     ranks = {x.dim() for x in xs}
+    stacking = join is torch.stack
     if len(ranks) == 1:
         rank = ranks.pop()
-        check_dims(
-            dim,
-            rank,
-            f"{'stacking ' if join is torch.stack else ''}{rank}-D tensors",
-            new=join is torch.stack,
-        )
+        check_dims(dim, rank, f"{'stacking ' if stacking else ''}{rank}-D tensors", new=stacking)
     try:
         result: torch.Tensor = join(xs, dim=dim)
     except (RuntimeError, IndexError) as e:
