@@ -291,7 +291,7 @@ class Reshape(nn.Module):
             raise ArgumentError("sizes are positive (or -1 for the rest)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rest = math.prod(x.shape[1:])
+        rest = math.prod(_tensor(x, "Reshape").shape[1:])
         known = math.prod(s for s in self.shape if s != -1)
         fits = rest % known == 0 if -1 in self.shape else rest == known
         if not fits:
@@ -313,7 +313,7 @@ class Permute(nn.Module):
         self.dims = tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rank = x.dim()
+        rank = _tensor(x, "Permute").dim()
         if len(self.dims) != rank:
             raise LayerInputError(
                 f"Permute({list(self.dims)}) got a {rank}-D input {_shape(x)}",
@@ -336,8 +336,7 @@ class Transpose(nn.Module):
         self.dim0, self.dim1 = dim0, dim1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims((self.dim0, self.dim1), x.dim(), _input_noun(x))
-        return x.transpose(self.dim0, self.dim1)
+        return _input(x, "Transpose", (self.dim0, self.dim1)).transpose(self.dim0, self.dim1)
 
 
 class Take(nn.Module):
@@ -369,8 +368,7 @@ class Mean(nn.Module):
         self.dim, self.keepdim = dim, keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.mean(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "Mean", self.dim).mean(dim=self.dim, keepdim=self.keepdim)
 
 
 class Select(nn.Module):
@@ -381,8 +379,7 @@ class Select(nn.Module):
         self.dim, self.index = dim, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.select(self.dim, self.index)
+        return _input(x, "Select", self.dim).select(self.dim, self.index)
 
 
 class ClassToken(nn.Module):
@@ -404,7 +401,7 @@ class ClassToken(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = self.token.shape[-1]
-        if x.dim() != 3 or x.shape[-1] != dim:
+        if _tensor(x, "ClassToken").dim() != 3 or x.shape[-1] != dim:
             raise LayerInputError(
                 f"ClassToken({dim}) got {_shape(x)}", f"B×T×{dim}", "use `ClassToken: auto`"
             )
@@ -431,7 +428,7 @@ class PositionalEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions, dim = self.weight.shape
         room = positions - self.offset
-        if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] > room:
+        if _tensor(x, "PositionalEmbedding").dim() != 3 or x.shape[-1] != dim or x.shape[1] > room:
             raise LayerInputError(
                 f"PositionalEmbedding({positions}, {dim}) got {_shape(x)}",
                 f"B×T×{dim} with T ≤ {room}",
@@ -865,8 +862,7 @@ class Roll(nn.Module):
         self.dims = dims if isinstance(dims, int) else tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dims, x.dim(), _input_noun(x))
-        return torch.roll(x, self.shifts, self.dims)
+        return torch.roll(_input(x, "Roll", self.dims), self.shifts, self.dims)
 
 
 class WindowPartition(nn.Module):
@@ -879,7 +875,7 @@ class WindowPartition(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.size
-        if x.dim() != 4 or x.shape[1] % s or x.shape[2] % s:
+        if _tensor(x, "WindowPartition").dim() != 4 or x.shape[1] % s or x.shape[2] % s:
             raise LayerInputError(
                 f"WindowPartition({s}) got {_shape(x)}", f"B×H×W×C with H and W multiples of {s}"
             )
@@ -898,7 +894,7 @@ class WindowMerge(nn.Module):
 
     def forward(self, windows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         s = self.size
-        if like.dim() != 4 or windows.dim() != 3:
+        if _tensor(windows, "WindowMerge").dim() != 3 or _tensor(like, "WindowMerge").dim() != 4:
             raise LayerInputError(
                 f"WindowMerge({s}) got {_shape(windows)} and {_shape(like)}",
                 "windows (B·n)×size²×C and the B×H×W×C tensor they came from",
@@ -940,7 +936,7 @@ class RelativePositionBias(nn.Module):
 
     def forward(self, table: torch.Tensor) -> torch.Tensor:
         rows = (2 * self.size - 1) ** 2
-        if table.dim() != 2 or table.shape[0] != rows:
+        if _tensor(table, "RelativePositionBias").dim() != 2 or table.shape[0] != rows:
             raise LayerInputError(
                 f"RelativePositionBias({self.size}) got a table of {_shape(table)}",
                 f"a {rows}×heads table",
