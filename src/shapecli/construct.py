@@ -200,7 +200,7 @@ class _Builder:
 
     def _repeat(self, entry: Entry, path: str) -> nn.Module:
         """``repeat: N``: N copies, each reading the one before (as its group runs them)."""
-        group = own.Repeat().wired(self._program(path, Program(repeat=True)))
+        group = own.Repeat()
         for i in range(entry.repeat or 0):
             copy = replace(entry, repeat=None, name=str(i), wiring=None)
             group.add_module(str(i), self.module(copy, join(path, str(i))))
@@ -231,12 +231,12 @@ class _Builder:
             self.lists.pop()
         return sequential
 
-    def _program(self, path: str, default: Program | None = None) -> Program:
-        """What the list at ``path`` runs; ``default`` (a plain chain) for a list the
-        graph does not hold: one a layer runs by its own code (an ``MoE``'s experts, a
-        layer given as a constructor argument)."""
+    def _program(self, path: str) -> Program:
+        """What the list at ``path`` runs; a plain chain for a list the graph does not
+        hold: one a layer runs by its own code (an ``MoE``'s experts, a layer given as a
+        constructor argument)."""
         group = self.graph.groups.get(path)
-        return program_of(group) if group is not None else default or Program()
+        return program_of(group) if group is not None else Program()
 
     def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)

@@ -297,13 +297,11 @@ class Step:
 class Program:
     """A layer list as its module runs it. ``inputs`` None: it takes any number,
     unnamed (a version-1 list); ``output`` None: it returns its last member's output;
-    ``repeat``: member *i* reads member *i - 1*'s output and the further inputs;
     ``keep``: a nested list reads these names, so they are kept while the list runs."""
 
     inputs: tuple[str, ...] | None = None
     steps: tuple[Step, ...] = ()
     output: tuple[Slot, ...] | None = None
-    repeat: bool = False
     keep: bool = False
 
     @property
@@ -320,9 +318,8 @@ class Program:
 
 
 def program_of(group: Group) -> Program:
-    """What the module of a ``list`` or ``repeat`` group runs."""
-    if group.kind == "repeat":  # its module calls every copy in turn: no steps to name
-        return Program(repeat=True)
+    """What the module of a ``list`` group runs (a ``repeat`` group's module, a
+    :class:`~shapecli.layers.own.Repeat`, calls each copy on the one before)."""
     named = [n.name for n in group.inputs]
     inputs = None if named in ([], [EVERY_INPUT]) else tuple(named)
     previous: tuple[Node, ...] = tuple(group.inputs)

@@ -50,10 +50,6 @@ def _shape(t: torch.Tensor) -> str:
     return format_shape(tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
 
-def _input_noun(x: torch.Tensor) -> str:
-    return f"a {x.dim()}-D input"
-
-
 def _tensor(x: object, layer: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise LayerInputError(
@@ -67,7 +63,7 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
 def _input(x: object, layer: str, dims: int | tuple[int, ...]) -> torch.Tensor:
     """``x``, checked to be a tensor that has the dims ``dims``."""
     t = _tensor(x, layer)
-    check_dims(dims, t.dim(), _input_noun(t))
+    check_dims(dims, t.dim(), f"a {t.dim()}-D input")
     return t
 
 
@@ -121,8 +117,7 @@ class Sequential(nn.Sequential):
     :class:`~shapecli.ir.Program`: one small interpreter over the list's part of the
     graph. Each member reads the values its step names — the list's inputs, earlier
     members, or (for a list nested in another) the names of the lists around it while
-    they run — and the list returns its output. The copies of ``repeat:`` are a list
-    too, each copy reading the one before and the further inputs.
+    they run — and the list returns its output.
     """
 
     def __init__(self, *modules: nn.Module) -> None:
@@ -137,13 +132,6 @@ class Sequential(nn.Sequential):
     def forward(self, *inputs: Any) -> Any:
         run = self._shapecli
         program = run.program
-        if program.repeat:
-            if not inputs:
-                raise LayerInputError("a repeated layer got no input", "an input")
-            out, rest = inputs[0], inputs[1:]
-            for module in self._modules.values():
-                out = module(out, *rest)
-            return out
         if program.plain:
             values: tuple[Any, ...] = inputs
             for module in self._modules.values():
@@ -193,7 +181,7 @@ class Sequential(nn.Sequential):
 
     def extra_repr(self) -> str:
         program = self._shapecli.program
-        if program.plain or program.repeat:
+        if program.plain:
             return ""
         parts = [f"inputs={list(program.inputs)}"] if program.inputs is not None else []
         if program.output is not None:
@@ -202,9 +190,17 @@ class Sequential(nn.Sequential):
 
 
 class Repeat(Sequential):
-    """The copies of ``repeat: N``: a layer list whose program has each copy read the
-    one before and the further inputs (a layer that holds copies, as ``MoE`` holds its
-    experts, can tell them from a list written as one layer)."""
+    """The copies of ``repeat: N``: each copy reads the one before and the further
+    inputs (a layer that holds copies, as ``MoE`` holds its experts, can tell them from
+    a list written as one layer)."""
+
+    def forward(self, *inputs: Any) -> Any:
+        if not inputs:
+            raise LayerInputError("a repeated layer got no input", "an input")
+        out, rest = inputs[0], inputs[1:]
+        for module in self._modules.values():
+            out = module(out, *rest)
+        return out
 
 
 class Residual(nn.Module):
@@ -319,7 +315,7 @@ class Permute(nn.Module):
                 f"Permute({list(self.dims)}) got a {rank}-D input {_shape(x)}",
                 f"a {len(self.dims)}-D input",
             )
-        check_dims(self.dims, rank, _input_noun(x))
+        check_dims(self.dims, rank, f"a {rank}-D input")
         if len({d % rank for d in self.dims}) < rank:
             raise LayerInputError(
                 f"Permute({list(self.dims)}) names a dim twice",
@@ -1060,7 +1056,7 @@ class Gather(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         _tensor(x, "Gather")
         index = _indices(index, "Gather")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        check_dims(self.dim, x.dim(), f"a {x.dim()}-D input")
         dim = self.dim % x.dim()
         one = index.dim() == dim
         picked = index.unsqueeze(-1) if one else index
