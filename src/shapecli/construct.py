@@ -199,7 +199,7 @@ class _Builder:
         return module
 
     def _repeat(self, entry: Entry, path: str) -> nn.Module:
-        """``repeat: N``: N copies, each reading the one before (as its group runs them)."""
+        """``repeat: N``: N copies, each reading the one before."""
         group = own.Repeat()
         for i in range(entry.repeat or 0):
             copy = replace(entry, repeat=None, name=str(i), wiring=None)
