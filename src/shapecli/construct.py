@@ -88,28 +88,18 @@ class BuiltModel:
             ):
                 continue  # the layer never ran
             if mine is None:
-                problems.append(
-                    Problem(
-                        code="spec-invalid",
-                        message=f"`tie`: layer {tie.path} has no parameter `{tie.param}`",
-                        source=tie.source,
-                        path=tie.path,
-                    )
+                code = "spec-invalid"
+                message = f"`tie`: layer {tie.path} has no parameter `{tie.param}`"
+            elif mine.shape != target.shape:
+                code = "bad-arguments"
+                message = (
+                    f"cannot tie {tie.path}.{tie.param} ({format_shape(tuple(mine.shape))}) to "
+                    f"{tie.target} ({format_shape(tuple(target.shape))}): the shapes differ"
                 )
+            else:
+                module._parameters[tie.param] = target
                 continue
-            if mine.shape != target.shape:
-                problems.append(
-                    Problem(
-                        code="bad-arguments",
-                        message=f"cannot tie {tie.path}.{tie.param} "
-                        f"({format_shape(tuple(mine.shape))}) to {tie.target} "
-                        f"({format_shape(tuple(target.shape))}): the shapes differ",
-                        source=tie.source,
-                        path=tie.path,
-                    )
-                )
-                continue
-            module._parameters[tie.param] = target
+            problems.append(Problem(code, message, tie.source, path=tie.path))
         return problems
 
 
@@ -272,9 +262,9 @@ class _Builder:
             return module
         except ShapecliError:
             raise
+        except own.ArgumentError as e:  # our own layers' words are the message
+            raise arguments.entry_error(entry, path, str(e), cls=cls) from e
         except Exception as e:  # a constructor may raise anything; keep its message below ours
-            if isinstance(e, own.ArgumentError):  # our own layers' words are the message
-                raise arguments.entry_error(entry, path, str(e), cls=cls) from e
             message = "the constructor refused these arguments"
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
