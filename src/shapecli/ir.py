@@ -175,10 +175,7 @@ class _Compiler:
         if entry.repeat is not None:
             node.inner = self._repeat(entry, path, node, scope)
         elif entry.type == "Sequential":
-            inner = self._group(path, "list", node)
-            outer = None if entry.closed else scope  # a block's body reads only its inputs
-            self.fill_list(inner, entry, entry.inputs, outer)
-            node.inner = inner
+            node.inner = self._list(entry, path, node, scope)
         else:
             node.inner = self._held_lists(entry, path, node, scope)
         return node
@@ -188,11 +185,12 @@ class _Compiler:
         self.groups[path] = group
         return group
 
-    def fill_list(
-        self, group: Group, entry: Entry, inputs: tuple[str, ...], outer: _Scope | None
-    ) -> None:
+    def _list(self, entry: Entry, path: str, caller: Node, scope: _Scope | None) -> Group:
         """A layer list's members: each reads what its ``in:`` names, or the previous
         member's output (the first: every input of the list)."""
+        group = self._group(path, "list", caller)
+        outer = None if entry.closed else scope  # a block's body reads only its inputs
+        inputs = entry.inputs
         if inputs == ("#0",):  # any number, unnamed: ``_`` reads the first (``#0``)
             scope = _Scope(group, {EVERY_INPUT: group.placeholder(EVERY_INPUT)}, outer)
             scope.names["#0"] = Node("input", group.path, "#0", group=group)
@@ -216,6 +214,7 @@ class _Compiler:
         else:
             returned = previous
         group.output = Node("output", group.path, args=returned, group=group)
+        return group
 
     def _read(self, ref: TensorRef, scope: _Scope) -> Node:
         owner: _Scope | None = scope
