@@ -20,7 +20,7 @@ import inspect
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import torch
 from torch import nn
@@ -317,9 +317,7 @@ def _layers_as_arguments(cls: type[nn.Module], entry: Entry) -> Entry:
 
 
 def _takes_a_layer(annotation: object) -> bool:
-    import typing
-
-    options = typing.get_args(annotation) or (annotation,)
+    options = get_args(annotation) or (annotation,)
     return any(isinstance(o, type) and issubclass(o, nn.Module) for o in options)
 
 
