@@ -237,14 +237,9 @@ class _Builder:
         for name in auto:
             if name not in rules:
                 capable = [n for n in rules if n in bound.signature.parameters]
-                raise fail(
-                    "bad-arguments",
-                    f"{entry.display_type}: `{name}` cannot be `auto`; `auto` fills input "
-                    f"sizes only ({', '.join(capable) or 'this layer has none'})",
-                    entry.arg_sources.get(name, entry.source),
-                    path=path,
-                    layer_type=entry.type,
-                )
+                sizes = ", ".join(capable) or "this layer has none"
+                message = f"`{name}` cannot be `auto`; `auto` fills input sizes only ({sizes})"
+                raise arguments.entry_error(entry, path, message, key=name)
         node = self.graph.calls.get(path)
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
