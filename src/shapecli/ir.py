@@ -185,11 +185,11 @@ class _Compiler:
         self.groups[path] = group
         return group
 
-    def _list(self, entry: Entry, path: str, caller: Node, scope: _Scope | None) -> Group:
+    def _list(self, entry: Entry, path: str, caller: Node, around: _Scope | None) -> Group:
         """A layer list's members: each reads what its ``in:`` names, or the previous
         member's output (the first: every input of the list)."""
         group = self._group(path, "list", caller)
-        outer = None if entry.closed else scope  # a block's body reads only its inputs
+        outer = None if entry.closed else around  # a block's body reads only its inputs
         inputs = entry.inputs
         if inputs == ("#0",):  # any number, unnamed: ``_`` reads the first (``#0``)
             scope = _Scope(group, {EVERY_INPUT: group.placeholder(EVERY_INPUT)}, outer)
