@@ -87,6 +87,25 @@ def test_own_layers_explain_what_they_expected(body: str, inputs: list[str], fra
 
 
 @pytest.mark.parametrize(
+    "layer",
+    [
+        "Mean: 1", "Select: {dim: 1}", "Permute: [0, 2, 1]", "Transpose: [1, 2]",
+        "Roll: {shifts: 1, dims: 1}", "Reshape: -1", "ClassToken: 6", "PositionalEmbedding: [8, 6]",
+        "WindowPartition: 2", "RelativePositionBias: 2", "WindowMerge: 2\n    in: [_, _]",
+    ],
+)  # fmt: skip
+def test_own_layers_given_a_tuple_ask_for_one_element(layer: str) -> None:
+    """A tuple (an LSTM's output) is the spec's mistake, not shapecli's: each layer
+    says it wanted a tensor, and the hint names `Take`."""
+    report = run(
+        f"  - LSTM: {{input_size: 4, hidden_size: 6, batch_first: true}}\n  - {layer}\n", "2x5x4"
+    )
+    (error,) = report.errors
+    assert error.code == "shape-mismatch", error
+    assert "a tensor" in (error.expected or "") + error.message and "Take" in (error.hint or "")
+
+
+@pytest.mark.parametrize(
     ("body", "input_", "params"),
     [
         ("LayerNorm: auto", "2x5x8", 16),

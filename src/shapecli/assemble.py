@@ -23,15 +23,11 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from shapecli.construct import BuiltModel
-from shapecli.ir import returns_of, sources_of
+from shapecli.ir import join, returns_of, sources_of
 from shapecli.layers import own
 from shapecli.layers.auto import AutoSized
 from shapecli.record import Call, Recorder, dtype_name
 from shapecli.report import Origin, ParamInfo, Row, RowStatus, Totals
-
-
-def join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 @dataclass(frozen=True)
@@ -237,13 +233,8 @@ def _same_as(built: BuiltModel, first: dict[str, Call]) -> dict[str, str]:
         if call0 is None or call0.outputs is None:
             continue
         for i in range(1, entry.repeat or 1):
-            call = first.get(join(path, str(i)))
-            if (
-                call is not None
-                and call.outputs is not None
-                and call.inputs == call0.inputs
-                and call.outputs == call0.outputs
-            ):
+            call = first.get(join(path, str(i)))  # equal outputs: it returned, as copy 0 did
+            if call is not None and (call.inputs, call.outputs) == (call0.inputs, call0.outputs):
                 found[join(path, str(i))] = join(path, "0")
     return found
 

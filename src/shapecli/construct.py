@@ -20,7 +20,7 @@ import inspect
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ from shapecli.errors import (
     foreign_message,
     raise_all,
 )
-from shapecli.ir import Graph, Program, compile_spec, given_count, program_of
+from shapecli.ir import Graph, Program, compile_spec, given_count, join, program_of
 from shapecli.layers import arguments, own
 from shapecli.layers.auto import AutoSized, auto_rules
 from shapecli.layers.catalog import OWN_LAYERS
@@ -83,38 +83,24 @@ class BuiltModel:
             module = self.model.get_submodule(tie.path)
             target = self.model.get_parameter(tie.target)
             mine = module._parameters.get(tie.param)
-            if isinstance(module, AutoSized) or isinstance(target, UninitializedParameter):
+            if isinstance(module, AutoSized) or any(
+                isinstance(p, UninitializedParameter) for p in (mine, target)
+            ):
                 continue  # the layer never ran
-            if isinstance(mine, UninitializedParameter):
-                continue
             if mine is None:
-                problems.append(
-                    Problem(
-                        code="spec-invalid",
-                        message=f"`tie`: layer {tie.path} has no parameter `{tie.param}`",
-                        source=tie.source,
-                        path=tie.path,
-                    )
+                code = "spec-invalid"
+                message = f"`tie`: layer {tie.path} has no parameter `{tie.param}`"
+            elif mine.shape != target.shape:
+                code = "bad-arguments"
+                message = (
+                    f"cannot tie {tie.path}.{tie.param} ({format_shape(tuple(mine.shape))}) to "
+                    f"{tie.target} ({format_shape(tuple(target.shape))}): the shapes differ"
                 )
+            else:
+                module._parameters[tie.param] = target
                 continue
-            if mine is not None and mine.shape != target.shape:
-                problems.append(
-                    Problem(
-                        code="bad-arguments",
-                        message=f"cannot tie {tie.path}.{tie.param} "
-                        f"({format_shape(tuple(mine.shape))}) to {tie.target} "
-                        f"({format_shape(tuple(target.shape))}): the shapes differ",
-                        source=tie.source,
-                        path=tie.path,
-                    )
-                )
-                continue
-            module._parameters[tie.param] = target
+            problems.append(Problem(code, message, tie.source, path=tie.path))
         return problems
-
-
-def join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 def layer_warning(message: str, entry: Entry | None, path: str) -> Problem:
@@ -203,8 +189,8 @@ class _Builder:
         return module
 
     def _repeat(self, entry: Entry, path: str) -> nn.Module:
-        """``repeat: N``: N copies, each reading the one before (as its group runs them)."""
-        group = own.Repeat().wired(self._program(path, Program(repeat=True)))
+        """``repeat: N``: N copies, each reading the one before."""
+        group = own.Repeat()
         for i in range(entry.repeat or 0):
             copy = replace(entry, repeat=None, name=str(i), wiring=None)
             group.add_module(str(i), self.module(copy, join(path, str(i))))
@@ -235,12 +221,12 @@ class _Builder:
             self.lists.pop()
         return sequential
 
-    def _program(self, path: str, default: Program | None = None) -> Program:
-        """What the list at ``path`` runs; ``default`` (a plain chain) for a list the
-        graph does not hold: one a layer runs by its own code (an ``MoE``'s experts, a
-        layer given as a constructor argument)."""
+    def _program(self, path: str) -> Program:
+        """What the list at ``path`` runs; a plain chain for a list the graph does not
+        hold: one a layer runs by its own code (an ``MoE``'s experts, a layer given as a
+        constructor argument)."""
         group = self.graph.groups.get(path)
-        return program_of(group) if group is not None else default or Program()
+        return program_of(group) if group is not None else Program()
 
     def _layer(self, entry: Entry, path: str) -> nn.Module:
         cls = self.registry.resolve(entry.type, entry.source)
@@ -251,20 +237,14 @@ class _Builder:
         for name in auto:
             if name not in rules:
                 capable = [n for n in rules if n in bound.signature.parameters]
-                raise fail(
-                    "bad-arguments",
-                    f"{entry.display_type}: `{name}` cannot be `auto`; `auto` fills input "
-                    f"sizes only ({', '.join(capable) or 'this layer has none'})",
-                    entry.arg_sources.get(name, entry.source),
-                    path=path,
-                    layer_type=entry.type,
-                )
+                sizes = ", ".join(capable) or "this layer has none"
+                message = f"`{name}` cannot be `auto`; `auto` fills input sizes only ({sizes})"
+                raise arguments.entry_error(entry, path, message, key=name)
         node = self.graph.calls.get(path)
         if entry.wiring is not None:
             _check_wiring(cls, entry, path)
-        elif node is not None and given_count(node) > 1:
-            _check_many(cls, entry, path, given_count(node))
-            self.warnings.extend(_implicit_optional(cls, entry, path, given_count(node)))
+        elif node is not None and (given := given_count(node)) > 1:
+            self.warnings.extend(_check_first(cls, entry, path, given))
         for name, value in bound.arguments.items():
             bound.arguments[name] = self._value(value, path, name, entry)
         if auto:
@@ -277,9 +257,9 @@ class _Builder:
             return module
         except ShapecliError:
             raise
+        except own.ArgumentError as e:  # our own layers' words are the message
+            raise arguments.entry_error(entry, path, str(e), cls=cls) from e
         except Exception as e:  # a constructor may raise anything; keep its message below ours
-            if isinstance(e, own.ArgumentError):  # our own layers' words are the message
-                raise arguments.entry_error(entry, path, str(e), cls=cls) from e
             message = "the constructor refused these arguments"
             detail = foreign_message(e)
             raise arguments.entry_error(entry, path, message, cls=cls, detail=detail) from e
@@ -332,9 +312,7 @@ def _layers_as_arguments(cls: type[nn.Module], entry: Entry) -> Entry:
 
 
 def _takes_a_layer(annotation: object) -> bool:
-    import typing
-
-    options = typing.get_args(annotation) or (annotation,)
+    options = get_args(annotation) or (annotation,)
     return any(isinstance(o, type) and issubclass(o, nn.Module) for o in options)
 
 
@@ -345,38 +323,29 @@ def _forward_parameters(cls: type[nn.Module]) -> list[inspect.Parameter] | None:
         return None
 
 
-def _check_many(cls: type[nn.Module], entry: Entry, path: str, given: int) -> None:
-    """The first entry of a list with several inputs reads them all, unless its ``in:``
-    says otherwise: its ``forward`` must take that many."""
+def _check_first(cls: type[nn.Module], entry: Entry, path: str, given: int) -> list[Problem]:
+    """The first entry of a list with several inputs reads all ``given`` of them, unless
+    its ``in:`` says otherwise: its ``forward`` must take that many (else an error), and
+    a warning when some go to parameters it could do without: an ``Attention`` given
+    ``x`` and ``mask`` would attend to the mask as its ``context``, and run. A layer that
+    needs them all (``Add``, ``MatMul``, a ``forward(*inputs)``) is meant to get them,
+    and gets no warning."""
     parameters = _forward_parameters(cls)
     if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return
-    positional = [
-        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if given > len(positional):
         raise fail(
             "bad-arguments",
             f"{entry.display_type} takes {len(positional)} tensor"
-            f"{'s' if len(positional) != 1 else ''} ({', '.join(positional) or 'none'}), but as "
+            f"{'s' if len(positional) != 1 else ''} "
+            f"({', '.join(p.name for p in positional) or 'none'}), but as "
             f"the first entry of its list it gets all {given} of the list's inputs",
             entry.source,
             path=path,
             layer_type=entry.type,
             hint="say which it reads with `in:`, e.g. `in: x`",
         )
-
-
-def _implicit_optional(cls: type[nn.Module], entry: Entry, path: str, given: int) -> list[Problem]:
-    """A warning when the first entry of a list, reading all the list's ``given`` inputs
-    because it has no ``in:``, passes some of them to parameters its ``forward`` could
-    do without: an ``Attention`` given ``x`` and ``mask`` would attend to the mask as
-    its ``context``, and run. A layer that needs them all (``Add``, ``MatMul``, a
-    ``forward(*inputs)``) is meant to get them, and gets no warning."""
-    parameters = _forward_parameters(cls)
-    if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return []
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     optional = [p.name for p in positional[:given] if p.default is not p.empty]
     if not optional:
         return []
@@ -487,10 +456,7 @@ def _ref_cycles(refs: dict[str, str], entries: dict[str, Entry]) -> list[Problem
     """A Ref whose target contains a Ref whose target … contains the first Ref calls
     itself forever: one problem per cycle, at the Ref that closes it."""
 
-    def inside(path: str, target: str) -> bool:
-        return path.startswith(target + ".")
-
-    calls = {r: [other for other in refs if inside(other, t)] for r, t in refs.items()}
+    calls = {r: [other for other in refs if other.startswith(t + ".")] for r, t in refs.items()}
     problems = []
     state: dict[str, int] = {}  # 1 on the current path, 2 done
 

@@ -56,7 +56,6 @@ class Node:
     kwargs: dict[str, Node] = field(default_factory=dict)
     group: Group | None = None
     inner: Group | None = None  # a container's call: the group it runs
-    entry: Entry | None = None
     call: int = 0  # which call of the module (a traced module may be called again)
 
     def __repr__(self) -> str:
@@ -171,15 +170,12 @@ class _Compiler:
         scope: _Scope | None,
     ) -> Node:
         """The call of ``entry`` at ``path``, with the group it runs if it is a container."""
-        node = group.add(Node("call", path, entry.name, args, kwargs, entry=entry))
+        node = group.add(Node("call", path, entry.name, args, kwargs))
         self.calls[path] = node
         if entry.repeat is not None:
             node.inner = self._repeat(entry, path, node, scope)
         elif entry.type == "Sequential":
-            inner = self._group(path, "list", node)
-            outer = None if entry.closed else scope  # a block's body reads only its inputs
-            self.fill_list(inner, entry, entry.inputs, outer)
-            node.inner = inner
+            node.inner = self._list(entry, path, node, scope)
         else:
             node.inner = self._held_lists(entry, path, node, scope)
         return node
@@ -189,11 +185,12 @@ class _Compiler:
         self.groups[path] = group
         return group
 
-    def fill_list(
-        self, group: Group, entry: Entry, inputs: tuple[str, ...], outer: _Scope | None
-    ) -> None:
+    def _list(self, entry: Entry, path: str, caller: Node, around: _Scope | None) -> Group:
         """A layer list's members: each reads what its ``in:`` names, or the previous
         member's output (the first: every input of the list)."""
+        group = self._group(path, "list", caller)
+        outer = None if entry.closed else around  # a block's body reads only its inputs
+        inputs = entry.inputs
         if inputs == ("#0",):  # any number, unnamed: ``_`` reads the first (``#0``)
             scope = _Scope(group, {EVERY_INPUT: group.placeholder(EVERY_INPUT)}, outer)
             scope.names["#0"] = Node("input", group.path, "#0", group=group)
@@ -217,6 +214,7 @@ class _Compiler:
         else:
             returned = previous
         group.output = Node("output", group.path, args=returned, group=group)
+        return group
 
     def _read(self, ref: TensorRef, scope: _Scope) -> Node:
         owner: _Scope | None = scope
@@ -298,13 +296,11 @@ class Step:
 class Program:
     """A layer list as its module runs it. ``inputs`` None: it takes any number,
     unnamed (a version-1 list); ``output`` None: it returns its last member's output;
-    ``repeat``: member *i* reads member *i - 1*'s output and the further inputs;
     ``keep``: a nested list reads these names, so they are kept while the list runs."""
 
     inputs: tuple[str, ...] | None = None
     steps: tuple[Step, ...] = ()
     output: tuple[Slot, ...] | None = None
-    repeat: bool = False
     keep: bool = False
 
     @property
@@ -321,25 +317,23 @@ class Program:
 
 
 def program_of(group: Group) -> Program:
-    """What the module of a ``list`` or ``repeat`` group runs."""
+    """What the module of a ``list`` group runs (a ``repeat`` group's module, a
+    :class:`~shapecli.layers.own.Repeat`, calls each copy on the one before)."""
     named = [n.name for n in group.inputs]
-    inputs = None if named in ([], [EVERY_INPUT]) or group.kind == "repeat" else tuple(named)
-    if group.kind == "repeat":
-        steps = tuple(Step(n.name) for n in group.nodes)
-        return Program(None, steps, repeat=True)
+    inputs = None if named in ([], [EVERY_INPUT]) else tuple(named)
     previous: tuple[Node, ...] = tuple(group.inputs)
-    steps_: list[Step] = []
+    steps: list[Step] = []
     for node in group.nodes:
         if node.args == previous and not node.kwargs:
-            steps_.append(Step(node.name))
+            steps.append(Step(node.name))
         else:
             args = tuple(_slot(a, group) for a in node.args)
             kwargs = tuple((k, _slot(v, group)) for k, v in node.kwargs.items())
-            steps_.append(Step(node.name, args, kwargs))
+            steps.append(Step(node.name, args, kwargs))
         previous = (node,)
     returned = group.returns()
     output = None if returned == previous else tuple(_slot(a, group) for a in returned)
-    return Program(inputs, tuple(steps_), output, keep=group.read_inside)
+    return Program(inputs, tuple(steps), output, keep=group.read_inside)
 
 
 def _slot(node: Node, group: Group) -> Slot:

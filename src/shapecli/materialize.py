@@ -100,14 +100,10 @@ def weight_bytes(model: nn.Module, dtype: torch.dtype) -> int:
     """Bytes of every parameter and buffer (each tied tensor once), floating-point ones
     at ``dtype``."""
     size = torch.empty((), dtype=dtype, device="meta").element_size()
-    seen: set[int] = set()
-    total = 0
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        total += tensor.numel() * (size if tensor.is_floating_point() else tensor.element_size())
-    return total
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(
+        t.numel() * (size if t.is_floating_point() else t.element_size()) for t in tensors.values()
+    )
 
 
 def unique_params(model: nn.Module) -> int:

@@ -299,20 +299,16 @@ def _reset_in_stand_ins(
     """``_reset(module)`` with its own tensors as full CPU stand-ins, each process then
     keeping its shard. One that reaches other layers' sharded tensors runs again, from
     the same random state, with its whole subtree as stand-ins."""
-    own_tensors = [t for t in _own(module, recurse=False) if _stands_in(t)]
     state = torch.random.get_rng_state()
-    try:
-        with _in_stand_ins(module, own_tensors, seen), _OwnTensorsOnly():
-            _reset(module)
-        return
-    except _ReachedOut:
-        torch.random.set_rng_state(state)
-    subtree = [t for t in _own(module, recurse=True) if _stands_in(t)]
-    try:
-        with _in_stand_ins(module, subtree, seen), _OwnTensorsOnly():
-            _reset(module)
-    except _ReachedOut:
-        raise ShapecliError(_reaches_out(module, path, entries)) from None
+    for recurse in (False, True):
+        tensors = [t for t in _own(module, recurse) if _stands_in(t)]
+        try:
+            with _in_stand_ins(module, tensors, seen), _OwnTensorsOnly():
+                _reset(module)
+            return
+        except _ReachedOut:
+            torch.random.set_rng_state(state)
+    raise ShapecliError(_reaches_out(module, path, entries))
 
 
 def _reaches_out(module: nn.Module, path: str, entries: Mapping[str, Entry]) -> Problem:

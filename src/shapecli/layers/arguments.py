@@ -229,14 +229,8 @@ def _expected_type(parameter: inspect.Parameter) -> Any:
         parameter.annotation, str
     ):
         return parameter.annotation
-    default = parameter.default
-    if isinstance(default, bool):
-        return bool
-    if isinstance(default, int):
-        return int
-    if isinstance(default, float):
-        return float
-    return None
+    # bool before int: a bool is an int too
+    return next((t for t in (bool, int, float) if isinstance(parameter.default, t)), None)
 
 
 def matches(value: object, expected: Any) -> bool:

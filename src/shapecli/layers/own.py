@@ -11,7 +11,9 @@ PyTorch. When a layer cannot take its input it raises :class:`LayerInputError`, 
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, cast
@@ -48,10 +50,6 @@ def _shape(t: torch.Tensor) -> str:
     return format_shape(tuple(d if isinstance(d, int) else str(d) for d in t.shape))
 
 
-def _input_noun(x: torch.Tensor) -> str:
-    return f"a {x.dim()}-D input"
-
-
 def _tensor(x: object, layer: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise LayerInputError(
@@ -60,6 +58,13 @@ def _tensor(x: object, layer: str) -> torch.Tensor:
             "after a layer that returns a tuple (LSTM, MultiheadAttention) add `Take: 0`",
         )
     return x
+
+
+def _input(x: object, layer: str, dims: int | tuple[int, ...]) -> torch.Tensor:
+    """``x``, checked to be a tensor that has the dims ``dims``."""
+    t = _tensor(x, layer)
+    check_dims(dims, t.dim(), f"a {t.dim()}-D input")
+    return t
 
 
 @dataclass
@@ -112,8 +117,7 @@ class Sequential(nn.Sequential):
     :class:`~shapecli.ir.Program`: one small interpreter over the list's part of the
     graph. Each member reads the values its step names — the list's inputs, earlier
     members, or (for a list nested in another) the names of the lists around it while
-    they run — and the list returns its output. The copies of ``repeat:`` are a list
-    too, each copy reading the one before and the further inputs.
+    they run — and the list returns its output.
     """
 
     def __init__(self, *modules: nn.Module) -> None:
@@ -128,13 +132,6 @@ class Sequential(nn.Sequential):
     def forward(self, *inputs: Any) -> Any:
         run = self._shapecli
         program = run.program
-        if program.repeat:
-            if not inputs:
-                raise LayerInputError("a repeated layer got no input", "an input")
-            out, rest = inputs[0], inputs[1:]
-            for module in self._modules.values():
-                out = module(out, *rest)
-            return out
         if program.plain:
             values: tuple[Any, ...] = inputs
             for module in self._modules.values():
@@ -184,7 +181,7 @@ class Sequential(nn.Sequential):
 
     def extra_repr(self) -> str:
         program = self._shapecli.program
-        if program.plain or program.repeat:
+        if program.plain:
             return ""
         parts = [f"inputs={list(program.inputs)}"] if program.inputs is not None else []
         if program.output is not None:
@@ -193,9 +190,17 @@ class Sequential(nn.Sequential):
 
 
 class Repeat(Sequential):
-    """The copies of ``repeat: N``: a layer list whose program has each copy read the
-    one before and the further inputs (a layer that holds copies, as ``MoE`` holds its
-    experts, can tell them from a list written as one layer)."""
+    """The copies of ``repeat: N``: each copy reads the one before and the further
+    inputs (a layer that holds copies, as ``MoE`` holds its experts, can tell them from
+    a list written as one layer)."""
+
+    def forward(self, *inputs: Any) -> Any:
+        if not inputs:
+            raise LayerInputError("a repeated layer got no input", "an input")
+        out, rest = inputs[0], inputs[1:]
+        for module in self._modules.values():
+            out = module(out, *rest)
+        return out
 
 
 class Residual(nn.Module):
@@ -203,8 +208,7 @@ class Residual(nn.Module):
 
     def __init__(self, body: nn.Module, shortcut: nn.Module | None = None) -> None:
         super().__init__()
-        self.body = body
-        self.shortcut = shortcut
+        self.body, self.shortcut = body, shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _output(self.body(x), "the Residual body")
@@ -228,9 +232,7 @@ class Parallel(nn.Module):
         super().__init__()
         if len(branches) < 1:
             raise ArgumentError("Parallel needs at least one branch")
-        self.branches = branches
-        self.merge = merge
-        self.dim = dim
+        self.branches, self.merge, self.dim = branches, merge, dim
 
     def forward(self, x: torch.Tensor) -> Any:
         if self.merge == "tuple":  # any outputs, as they are
@@ -238,10 +240,8 @@ class Parallel(nn.Module):
         outs = [
             _output(branch(x), f"Parallel branch {i}") for i, branch in enumerate(self.branches)
         ]
-        if self.merge == "add":
-            return _elementwise(outs, "add", "Parallel branches")
-        if self.merge == "mul":
-            return _elementwise(outs, "mul", "Parallel branches")
+        if self.merge in ("add", "mul"):
+            return _elementwise(outs, self.merge, "Parallel branches")
         # Sizes compared one pair at a time, and written out only for the message:
         # symbolic sizes can be compared, but not hashed or formatted as numbers.
         if self.merge == "stack" and any(o.shape != outs[0].shape for o in outs[1:]):
@@ -281,13 +281,13 @@ class Reshape(nn.Module):
     def __init__(self, shape: int | tuple[int, ...]) -> None:
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if sum(1 for s in self.shape if s == -1) > 1:
+        if self.shape.count(-1) > 1:
             raise ArgumentError("at most one size may be -1")
         if any(s == 0 or s < -1 for s in self.shape):
             raise ArgumentError("sizes are positive (or -1 for the rest)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rest = math.prod(x.shape[1:])
+        rest = math.prod(_tensor(x, "Reshape").shape[1:])
         known = math.prod(s for s in self.shape if s != -1)
         fits = rest % known == 0 if -1 in self.shape else rest == known
         if not fits:
@@ -309,13 +309,13 @@ class Permute(nn.Module):
         self.dims = tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rank = x.dim()
+        rank = _tensor(x, "Permute").dim()
         if len(self.dims) != rank:
             raise LayerInputError(
                 f"Permute({list(self.dims)}) got a {rank}-D input {_shape(x)}",
                 f"a {len(self.dims)}-D input",
             )
-        check_dims(self.dims, rank, _input_noun(x))
+        check_dims(self.dims, rank, f"a {rank}-D input")
         if len({d % rank for d in self.dims}) < rank:
             raise LayerInputError(
                 f"Permute({list(self.dims)}) names a dim twice",
@@ -329,12 +329,10 @@ class Transpose(nn.Module):
 
     def __init__(self, dim0: int, dim1: int) -> None:
         super().__init__()
-        self.dim0 = dim0
-        self.dim1 = dim1
+        self.dim0, self.dim1 = dim0, dim1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims((self.dim0, self.dim1), x.dim(), _input_noun(x))
-        return x.transpose(self.dim0, self.dim1)
+        return _input(x, "Transpose", (self.dim0, self.dim1)).transpose(self.dim0, self.dim1)
 
 
 class Take(nn.Module):
@@ -363,12 +361,10 @@ class Mean(nn.Module):
 
     def __init__(self, dim: int | tuple[int, ...] = 1, keepdim: bool = False) -> None:
         super().__init__()
-        self.dim = dim
-        self.keepdim = keepdim
+        self.dim, self.keepdim = dim, keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.mean(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "Mean", self.dim).mean(dim=self.dim, keepdim=self.keepdim)
 
 
 class Select(nn.Module):
@@ -376,12 +372,10 @@ class Select(nn.Module):
 
     def __init__(self, dim: int = 1, index: int = 0) -> None:
         super().__init__()
-        self.dim = dim
-        self.index = index
+        self.dim, self.index = dim, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.select(self.dim, self.index)
+        return _input(x, "Select", self.dim).select(self.dim, self.index)
 
 
 class ClassToken(nn.Module):
@@ -403,7 +397,7 @@ class ClassToken(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = self.token.shape[-1]
-        if x.dim() != 3 or x.shape[-1] != dim:
+        if _tensor(x, "ClassToken").dim() != 3 or x.shape[-1] != dim:
             raise LayerInputError(
                 f"ClassToken({dim}) got {_shape(x)}", f"B×T×{dim}", "use `ClassToken: auto`"
             )
@@ -430,7 +424,7 @@ class PositionalEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions, dim = self.weight.shape
         room = positions - self.offset
-        if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] > room:
+        if _tensor(x, "PositionalEmbedding").dim() != 3 or x.shape[-1] != dim or x.shape[1] > room:
             raise LayerInputError(
                 f"PositionalEmbedding({positions}, {dim}) got {_shape(x)}",
                 f"B×T×{dim} with T ≤ {room}",
@@ -441,14 +435,8 @@ class PositionalEmbedding(nn.Module):
 def _tensors(inputs: tuple[Any, ...], layer: str) -> list[torch.Tensor]:
     """The tensors a many-input layer got: its inputs, or the items of one tuple input
     (what ``Parallel`` with ``merge: tuple`` or an LSTM returns)."""
-    items = (
-        list(inputs[0])
-        if len(inputs) == 1 and isinstance(inputs[0], tuple | list)
-        else list(inputs)
-    )
-    for item in items:
-        _tensor(item, layer)
-    return items
+    one_tuple = len(inputs) == 1 and isinstance(inputs[0], tuple | list)
+    return [_tensor(item, layer) for item in (inputs[0] if one_tuple else inputs)]
 
 
 def broadcasts(*shapes: tuple[int, ...]) -> bool:
@@ -474,22 +462,15 @@ def _elementwise(xs: list[torch.Tensor], op: str, what: str) -> torch.Tensor:
             f"{what} cannot {op} {shapes}: they do not broadcast",
             "shapes that broadcast (from the right, each size equal or 1)",
         )
-    result = xs[0]
-    for x in xs[1:]:
-        result = result + x if op == "add" else result * x
-    return result
+    return functools.reduce(operator.add if op == "add" else operator.mul, xs)
 
 
 def _join(xs: list[torch.Tensor], dim: int, join: Any, what: str) -> torch.Tensor:
     ranks = {x.dim() for x in xs}
+    stacking = join is torch.stack
     if len(ranks) == 1:
         rank = ranks.pop()
-        check_dims(
-            dim,
-            rank,
-            f"{'stacking ' if join is torch.stack else ''}{rank}-D tensors",
-            new=join is torch.stack,
-        )
+        check_dims(dim, rank, f"{'stacking ' if stacking else ''}{rank}-D tensors", new=stacking)
     try:
         result: torch.Tensor = join(xs, dim=dim)
     except (RuntimeError, IndexError) as e:
@@ -569,8 +550,7 @@ class Param(nn.Module):
         size = (shape,) if isinstance(shape, int) else tuple(shape)
         if any(d < 1 for d in size):  # `shape: []` is a scalar (CLIP's logit scale)
             raise ArgumentError(f"shape {list(size)} needs sizes of at least 1")
-        self.init = init
-        self.std = std
+        self.init, self.std = init, std
         self.weight = nn.Parameter(torch.empty(size))
         self.reset_parameters()
 
@@ -694,10 +674,7 @@ def _scores_mask(
     if causal:
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)
         parts.append(_additive(allowed, dtype))
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+    return functools.reduce(operator.add, parts)
 
 
 def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -846,15 +823,15 @@ class PositionBuckets(nn.Module):
         self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
-        for t in (queries, keys if keys is not None else queries):
+        keys = queries if keys is None else keys
+        for t in (queries, keys):
             if _tensor(t, "PositionBuckets").dim() < 2:
                 raise LayerInputError(
                     f"PositionBuckets got {_shape(t)}", "B×T×… tensors (T: the sequence)"
                 )
-        tk = (keys if keys is not None else queries).shape[1]
         device = queries.device
         relative = (
-            torch.arange(tk, device=device)[None, :]
+            torch.arange(keys.shape[1], device=device)[None, :]
             - torch.arange(queries.shape[1], device=device)[:, None]
         )
         buckets = self.buckets
@@ -866,15 +843,9 @@ class PositionBuckets(nn.Module):
         else:
             relative = -torch.clamp(relative, max=0)
         exact = buckets // 2
-        large = (
-            exact
-            + (
-                torch.log(relative.float().clamp(min=1) / exact)
-                / math.log(self.max_distance / exact)
-                * (buckets - exact)
-            ).long()
-        )
-        large = torch.clamp(large, max=buckets - 1)
+        log_ratio = torch.log(relative.float().clamp(min=1) / exact)
+        scaled = log_ratio / math.log(self.max_distance / exact) * (buckets - exact)
+        large = torch.clamp(exact + scaled.long(), max=buckets - 1)
         return result + torch.where(relative < exact, relative, large)
 
 
@@ -887,8 +858,7 @@ class Roll(nn.Module):
         self.dims = dims if isinstance(dims, int) else tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dims(self.dims, x.dim(), _input_noun(x))
-        return torch.roll(x, self.shifts, self.dims)
+        return torch.roll(_input(x, "Roll", self.dims), self.shifts, self.dims)
 
 
 class WindowPartition(nn.Module):
@@ -901,7 +871,7 @@ class WindowPartition(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.size
-        if x.dim() != 4 or x.shape[1] % s or x.shape[2] % s:
+        if _tensor(x, "WindowPartition").dim() != 4 or x.shape[1] % s or x.shape[2] % s:
             raise LayerInputError(
                 f"WindowPartition({s}) got {_shape(x)}", f"B×H×W×C with H and W multiples of {s}"
             )
@@ -920,7 +890,7 @@ class WindowMerge(nn.Module):
 
     def forward(self, windows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         s = self.size
-        if like.dim() != 4 or windows.dim() != 3:
+        if _tensor(windows, "WindowMerge").dim() != 3 or _tensor(like, "WindowMerge").dim() != 4:
             raise LayerInputError(
                 f"WindowMerge({s}) got {_shape(windows)} and {_shape(like)}",
                 "windows (B·n)×size²×C and the B×H×W×C tensor they came from",
@@ -962,7 +932,7 @@ class RelativePositionBias(nn.Module):
 
     def forward(self, table: torch.Tensor) -> torch.Tensor:
         rows = (2 * self.size - 1) ** 2
-        if table.dim() != 2 or table.shape[0] != rows:
+        if _tensor(table, "RelativePositionBias").dim() != 2 or table.shape[0] != rows:
             raise LayerInputError(
                 f"RelativePositionBias({self.size}) got a table of {_shape(table)}",
                 f"a {rows}×heads table",
@@ -1002,8 +972,7 @@ class Slice(nn.Module):
         self.dim, self.start, self.end, self.step = dim, start, end, step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Slice")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Slice", self.dim)
         dim = self.dim % x.dim()
         where = (slice(None),) * dim + (slice(self.start, self.end, self.step),)
         out = x[where]
@@ -1030,8 +999,7 @@ class Split(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _tensor(x, "Split")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Split", self.dim)
         total = _size(x, self.dim)
         if isinstance(self.size, tuple) and total is not None and sum(self.size) != total:
             raise LayerInputError(
@@ -1054,8 +1022,7 @@ class Chunk(nn.Module):
         self.chunks, self.dim = chunks, dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _tensor(x, "Chunk")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Chunk", self.dim)
         total = _size(x, self.dim)
         if total is not None and total % self.chunks:
             raise LayerInputError(
@@ -1089,7 +1056,7 @@ class Gather(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         _tensor(x, "Gather")
         index = _indices(index, "Gather")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        check_dims(self.dim, x.dim(), f"a {x.dim()}-D input")
         dim = self.dim % x.dim()
         one = index.dim() == dim
         picked = index.unsqueeze(-1) if one else index
@@ -1118,8 +1085,7 @@ class TopK(nn.Module):
         self.k, self.dim, self.largest = k, dim, largest
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _tensor(x, "TopK")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "TopK", self.dim)
         size = _size(x, self.dim)
         if size is not None and size < self.k:
             raise LayerInputError(
@@ -1139,9 +1105,7 @@ class ArgMax(nn.Module):
         self.dim, self.keepdim = dim, keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "ArgMax")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.argmax(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "ArgMax", self.dim).argmax(dim=self.dim, keepdim=self.keepdim)
 
 
 class ArgSort(nn.Module):
@@ -1152,9 +1116,7 @@ class ArgSort(nn.Module):
         self.dim, self.descending = dim, descending
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "ArgSort")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.argsort(dim=self.dim, descending=self.descending)
+        return _input(x, "ArgSort", self.dim).argsort(dim=self.dim, descending=self.descending)
 
 
 class Noise(nn.Module):
@@ -1264,9 +1226,7 @@ class Sum(nn.Module):
         self.keepdim = keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Sum")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return x.sum(dim=self.dim, keepdim=self.keepdim)
+        return _input(x, "Sum", self.dim).sum(dim=self.dim, keepdim=self.keepdim)
 
 
 class Normalize(nn.Module):
@@ -1278,9 +1238,7 @@ class Normalize(nn.Module):
         self.p, self.dim, self.eps = p, dim, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Normalize")
-        check_dims(self.dim, x.dim(), _input_noun(x))
-        return F.normalize(x, p=self.p, dim=self.dim, eps=self.eps)
+        return F.normalize(_input(x, "Normalize", self.dim), p=self.p, dim=self.dim, eps=self.eps)
 
 
 class QuickGELU(nn.Module):
@@ -1303,8 +1261,7 @@ class Positions(nn.Module):
         self.dim, self.offset = dim, offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _tensor(x, "Positions")
-        check_dims(self.dim, x.dim(), _input_noun(x))
+        x = _input(x, "Positions", self.dim)
         return torch.arange(self.offset, self.offset + x.shape[self.dim], device=x.device)
 
 

@@ -16,6 +16,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from torch import nn
 
@@ -42,12 +43,8 @@ EXCLUDED = frozenset(
 @functools.cache
 def torch_layers() -> dict[str, type[nn.Module]]:
     """Every ``torch.nn`` module class a spec may name, by name."""
-    found = {}
-    for name in dir(nn):
-        obj = getattr(nn, name)
-        if isinstance(obj, type) and issubclass(obj, nn.Module) and name not in EXCLUDED:
-            found[name] = obj
-    return found
+    named = {name: getattr(nn, name) for name in dir(nn) if name not in EXCLUDED}
+    return {name: obj for name, obj in named.items() if _is_layer(obj)}
 
 
 def all_layers() -> dict[str, type[nn.Module]]:
@@ -104,7 +101,7 @@ class Registry:
         if obj is None:
             close = did_you_mean(attribute, public_names(module, _is_layer))
             raise fail("unknown-layer", f"`{module_name}` has no `{attribute}`{close}", source)
-        if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        if not _is_layer(obj):
             raise fail(
                 "unknown-layer",
                 f"`{dotted}` is not an nn.Module subclass; a spec can only name layers",
@@ -113,7 +110,7 @@ class Registry:
         return obj
 
 
-def _is_layer(obj: object) -> bool:
+def _is_layer(obj: object) -> TypeGuard[type[nn.Module]]:
     return isinstance(obj, type) and issubclass(obj, nn.Module)
 
 
