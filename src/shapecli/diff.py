@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shapecli.inputs import InputSpec
-from shapecli.report import ParamInfo, Report, Row, Shape
+from shapecli.report import ParamInfo, Report, Row, Shape, format_shape, format_shapes
 
 Status = Literal["same", "changed", "added", "removed", "unseen"]
 Kind = Literal["type", "arguments", "parameters", "ties", "output"]
@@ -614,14 +614,10 @@ def _shapes_of(params: tuple[ParamInfo, ...]) -> tuple[tuple[str, Shape | None],
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
-    from shapecli.report import format_shape
-
-    return ", ".join(format_shape(s) for s in shapes) or "nothing"
+    return format_shapes(shapes) or "nothing"
 
 
 def params_text(params: tuple[ParamInfo, ...]) -> str:
     """``weight 256×20 · bias 256`` (``?`` for a size never known)."""
-    from shapecli.report import format_shape
-
     parts = [f"{p.name} {format_shape(p.shape) if p.shape else '?'}" for p in params]
     return " · ".join(parts) or "none"

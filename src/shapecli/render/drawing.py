@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shapecli.graph import Graph, Group, Node
 from shapecli.render.format import inputs
-from shapecli.report import format_shape
+from shapecli.report import format_shapes
 from shapecli.untrusted import visible
 
 FAIL_MARK = "✗"
@@ -22,24 +22,20 @@ def title(graph: Graph) -> str:
     return f"{name} · {inputs(graph.inputs)}" if graph.inputs else name
 
 
-def shapes(node: Node | Group) -> str:
-    return ", ".join(format_shape(s) for s in node.output_shapes)
-
-
 def node_lines(node: Node) -> list[str]:
     """The text of a node, line by line."""
     if node.kind == "merge":
         return [node.name]
     if node.kind in ("input", "output"):
         dtype = "" if node.kind == "output" or node.type == "float32" else f" {node.type}"
-        return [visible(node.name), shapes(node) + dtype]
+        return [visible(node.name), format_shapes(node.output_shapes) + dtype]
     head = visible(f"{node.name} · {node.type}")
     lines = [f"{FAIL_MARK} {head}" if node.failed else head]
     if node.param_count:
         lines.append(params(node.param_count))
     lines += [visible(shared) for shared in node.shared]
     if node.failed:
-        taken = ", ".join(format_shape(s) for s in node.input_shapes)
+        taken = format_shapes(node.input_shapes)
         lines.append(f"cannot take {taken}" if taken else "failed")
     return lines
 

@@ -10,16 +10,13 @@ from shapecli.analyses import footer_lines
 from shapecli.errors import Problem
 from shapecli.inputs import InputSpec, input_names
 from shapecli.render.units import count_and_si, nbytes, si
-from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
+from shapecli.report import ParamInfo, Report, Row, format_shape, format_shapes
 from shapecli.untrusted import visible
 
 __all__ = ["count_and_si", "nbytes", "si"]  # numbers are written in shapecli.render.units
 
 shape = format_shape
-
-
-def shapes(all_dims: tuple[Shape, ...]) -> str:
-    return ", ".join(shape(s) for s in all_dims)
+shapes = format_shapes
 
 
 def row_inputs(report: Report, row: Row) -> str:

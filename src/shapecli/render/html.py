@@ -30,7 +30,7 @@ from shapecli.render.graphviz import INSTALL_HINT, find_dot, run_dot, too_large
 from shapecli.render.layout import draw
 from shapecli.render.problems import problems_text
 from shapecli.render.tree import visible_rows
-from shapecli.report import Report, Row, format_shape
+from shapecli.report import Report, Row
 from shapecli.untrusted import visible
 
 FALLBACK_NOTE = (
@@ -129,9 +129,9 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
     if node.kind == "layer":
         details["path"] = visible(node.path or "(root)")
     if node.input_shapes:
-        details["input"] = _shapes(node.input_shapes)
+        details["input"] = fmt.shapes(node.input_shapes)
     if node.output_shapes:
-        details["output"] = _shapes(node.output_shapes)
+        details["output"] = fmt.shapes(node.output_shapes)
     if node.kind == "input" and node.type:
         details["dtype"] = node.type
     if row is not None and node.kind == "layer":
@@ -155,10 +155,6 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
 
 def _under(path: str, ancestor: str) -> bool:
     return ancestor in (path, "") or path.startswith(ancestor + ".")
-
-
-def _shapes(shapes: tuple[tuple[int | str | None, ...], ...]) -> str:
-    return ", ".join(format_shape(s) for s in shapes)
 
 
 def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> list[str]:
