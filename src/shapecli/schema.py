@@ -51,6 +51,7 @@ TENSOR_NAME: Schema = {
 }
 NAMES: Schema = {"anyOf": [TENSOR_NAME, {"type": "array", "items": TENSOR_NAME, "minItems": 1}]}
 INIT: Schema = {"anyOf": [{"enum": list(INIT_SCHEMES)}, EXPRESSION]}
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 SHIPPED = Path(__file__).with_name("spec.schema.json")
@@ -182,17 +183,10 @@ def _arguments(name: str, cls: type) -> Schema:
     """What ``Name: …`` may hold: nothing, one value, a list, or keyword arguments."""
     shape = OWN_LAYERS.get(name)
     rules = auto_rules(cls)
+    parameters = arguments.signature(cls).parameters.values()
     keywords: dict[str, Schema] = {}
-    for p in arguments.signature(cls).parameters.values():
-        if (
-            p.name in arguments.FORBIDDEN
-            or p.name.startswith("_")
-            or p.kind
-            in (
-                p.VAR_POSITIONAL,
-                p.VAR_KEYWORD,
-            )
-        ):
+    for p in parameters:
+        if p.name in arguments.FORBIDDEN or p.name.startswith("_") or p.kind in _VARIADIC:
             continue
         if shape and p.name in shape.layers:
             keywords[p.name] = LAYERS
@@ -201,7 +195,7 @@ def _arguments(name: str, cls: type) -> Schema:
         else:
             keywords[p.name] = _value(p, auto=p.name in rules)
     keyword_form: Schema = {"type": "object", "properties": keywords}
-    if not any(p.kind is p.VAR_KEYWORD for p in arguments.signature(cls).parameters.values()):
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
         keyword_form["additionalProperties"] = False
     return {
         "anyOf": [{"type": "null"}, SCALAR, AUTO, {"type": "array"}, keyword_form],
