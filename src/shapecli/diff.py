@@ -189,11 +189,6 @@ class _Raw:
     row: Row
     kids: list[_Raw] = field(default_factory=list)
 
-    def rows(self) -> Iterator[Row]:
-        yield self.row
-        for kid in self.kids:
-            yield from kid.rows()
-
 
 def call_tree(report: Report) -> Node | None:
     """The report's rows as the tree of calls they are: a row is inside the nearest
@@ -235,8 +230,8 @@ def _node(raw: _Raw, firsts: dict[str, _Raw]) -> Node:
         if target is not None and not target.kids:  # a layer run again: it is that layer
             return _leaf(row, target.row, row.params)
         return Node(row, ("rerun",), params=row.params, rerun=True)
-    if raw.kids and row.call and any(r.params for r in raw.rows()):
-        params = tuple(p for r in raw.rows() for p in r.params)
+    if raw.kids and row.call and any(r.row.params for r in _walk(raw)):
+        params = tuple(p for r in _walk(raw) for p in r.row.params)
         return Node(row, ("rerun",), params=params, rerun=True)
     if not raw.kids:
         return _leaf(row, row, row.params)
@@ -476,9 +471,10 @@ def diff(a: Report, b: Report) -> Diff:
     if tree_a is not None and tree_b is not None:
         found.paths[tree_a.row.path] = tree_b.row.path
         _align(_top(tree_a), _top(tree_b), found)
-    for tree, side in ((tree_a, "a"), (tree_b, "b")):
-        if tree is not None and (tree_a is None or tree_b is None):
-            found.alone(tree, "a" if side == "a" else "b")
+    elif tree_a is not None:
+        found.alone(tree_a, "a")
+    elif tree_b is not None:
+        found.alone(tree_b, "b")
     changes = []
     for node_a, node_b in found.units:
         if node_a is not None and node_b is not None:
