@@ -144,16 +144,15 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
             details["spec"] = visible(f"{report.spec}:{row.source.line}:{row.source.column}")
         details["status"] = node.status
         for problem in report.errors:
-            if (
-                problem.path is not None
-                and node.path is not None
-                and _under(problem.path, node.path)
-            ):
+            if _under(problem.path, node.path):
                 details["problem"] = visible(problem.message)
     return details
 
 
-def _under(path: str, ancestor: str) -> bool:
+def _under(path: str | None, ancestor: str | None) -> bool:
+    """Is the module at ``path`` the one at ``ancestor`` or inside it (None: neither)?"""
+    if path is None or ancestor is None:
+        return False
     return ancestor in (path, "") or path.startswith(ancestor + ".")
 
 

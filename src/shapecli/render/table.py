@@ -34,11 +34,8 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     rows = []
     prefixes = guides([level for _, level in shown])
     for prefix, (row, _) in zip(prefixes, shown, strict=True):
-        layer, given, output, params, count = _cells(
-            prefix, row, row.path in failing and row.status == "failed", fmt.row_inputs(report, row)
-        )
-        cells = {"Layer": layer, "Input": given, "Output": output, "Parameters": params}
-        cells["Count"] = count
+        failed = row.path in failing and row.status == "failed"
+        cells = _cells(prefix, row, failed, fmt.row_inputs(report, row))
         if options.paths:
             cells["Path"] = Text(visible(row.path) or "(root)")
         if counted:
@@ -181,7 +178,7 @@ def _title(report: Report) -> str:
     return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
 
 
-def _cells(prefix: str, row: Row, failed: bool, given: str) -> tuple[Text, ...]:
+def _cells(prefix: str, row: Row, failed: bool, given: str) -> dict[str, Text]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
     layer.append(f"{FAIL_MARK} " if failed else "", style=style)
@@ -193,10 +190,10 @@ def _cells(prefix: str, row: Row, failed: bool, given: str) -> tuple[Text, ...]:
         output = Text("")
     else:
         output = Text(fmt.shapes(row.output_shapes), style="green")
-    return (
-        layer,
-        Text(given, style=style),
-        output,
-        Text(fmt.params(row.params), style="magenta" if not failed else style),
-        Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
-    )
+    return {
+        "Layer": layer,
+        "Input": Text(given, style=style),
+        "Output": output,
+        "Parameters": Text(fmt.params(row.params), style="magenta" if not failed else style),
+        "Count": Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
+    }
