@@ -43,14 +43,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         rows.append(cells)
     names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
     fit = fit_columns(names, rows, options.width)
-    table = Table(
-        title=Text(_title(report)),  # Text, not markup: a name may hold [brackets]
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold",
-    )
+    table = titled_table(_title(report))
     for name in fit.kept:
         table.add_column(name, **_column_style(name, fit))
     levels = [level for _, level in shown] + [0]
@@ -67,6 +60,19 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     if fit.note:
         footer.append(fit.note)
     return text + "\n" + to_text(Text("\n".join(footer), style="dim"), options)
+
+
+def titled_table(title: str) -> Table:
+    """The tables of ``inspect`` and ``diff`` alike: a title as written (Text, not
+    markup: a name may hold [brackets]), a rule under the header, no outer edge."""
+    return Table(
+        title=Text(title),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
 
 
 #: The table's columns, left to right.
