@@ -93,17 +93,8 @@ def spec_schema() -> Schema:
         "name": {"type": "string", "description": "defaults to the file name"},
         "description": {"type": "string"},
         "input": {"$ref": "#/$defs/inputs"},
-        "params": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": PARAM,
-            "description": "values for ${…} expressions; --set name=value overrides",
-        },
-        "blocks": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": {"$ref": "#/$defs/block"},
-        },
+        "params": _named(PARAM, "values for ${…} expressions; --set name=value overrides"),
+        "blocks": _named({"$ref": "#/$defs/block"}),
         "imports": {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
             "description": "packages the spec uses; imported only with --allow-import",
@@ -127,6 +118,12 @@ def spec_schema() -> Schema:
             "inputs": _inputs(),
         },
     }
+
+
+def _named(values: Schema, description: str | None = None) -> Schema:
+    """An object whose keys are names (params, blocks), each holding ``values``."""
+    named = {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": values}
+    return named if description is None else {**named, "description": description}
 
 
 def _entry() -> Schema:
@@ -240,12 +237,7 @@ def _type(annotation: Any) -> Schema:
 
 def _block() -> Schema:
     full: dict[str, Schema] = {
-        "params": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": PARAM,
-            "description": "defaults of the block's params",
-        },
+        "params": _named(PARAM, "defaults of the block's params"),
         "body": {"$ref": "#/$defs/entry"},
         "description": {"type": "string"},
         "inputs": {
