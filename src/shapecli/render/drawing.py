@@ -9,17 +9,15 @@ and dtype. Lines are plain text, with what the user wrote made visible
 from __future__ import annotations
 
 from shapecli.graph import Graph, Group, Node
-from shapecli.render.format import inputs
+from shapecli.render.format import FAIL_MARK
+from shapecli.render.format import title as model_title
 from shapecli.report import format_shapes
 from shapecli.untrusted import visible
-
-FAIL_MARK = "✗"
 
 
 def title(graph: Graph) -> str:
     """The picture's title: ``gpt2 · input 1x1024:int64``, as the table's."""
-    name = visible(graph.name)
-    return f"{name} · {inputs(graph.inputs)}" if graph.inputs else name
+    return model_title(graph.name, graph.inputs)
 
 
 def node_lines(node: Node) -> list[str]:

@@ -17,6 +17,8 @@ __all__ = ["count_and_si", "nbytes", "si"]  # numbers are written in shapecli.re
 
 shape = format_shape
 shapes = format_shapes
+#: How the table and the pictures mark the layer that failed.
+FAIL_MARK = "✗"
 
 
 def row_inputs(report: Report, row: Row) -> str:
@@ -43,6 +45,11 @@ def inputs(specs: tuple[InputSpec, ...]) -> str:
         f"{visible(name)} {spec}" for name, spec in zip(input_names(specs), specs, strict=True)
     )
     return "inputs " + ", ".join(named)
+
+
+def title(name: str, specs: tuple[InputSpec, ...]) -> str:
+    """A model's title in the table and the pictures: ``gpt2 · input 1x1024:int64``."""
+    return f"{visible(name)} · {inputs(specs)}" if specs else visible(name)
 
 
 def type_label(row: Row) -> str:

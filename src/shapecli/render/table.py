@@ -18,8 +18,6 @@ from shapecli.render.tree import guides, visible_rows
 from shapecli.report import Report, Row
 from shapecli.untrusted import visible
 
-FAIL_MARK = "✗"
-
 
 def render(report: Report, options: Options) -> Rendered:
     stdout = _rows_and_totals(report, options) if report.rows else ""
@@ -43,7 +41,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         rows.append(cells)
     names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
     fit = fit_columns(names, rows, options.width)
-    table = titled_table(_title(report))
+    table = titled_table(fmt.title(report.name, report.inputs))
     for name in fit.kept:
         table.add_column(name, **_column_style(name, fit))
     levels = [level for _, level in shown] + [0]
@@ -179,19 +177,14 @@ def _column_style(name: str, fit: Fit) -> dict[str, Any]:
     return style
 
 
-def _title(report: Report) -> str:
-    name = visible(report.name)
-    return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
-
-
 def _cells(prefix: str, row: Row, failed: bool, given: str) -> dict[str, Text]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
-    layer.append(f"{FAIL_MARK} " if failed else "", style=style)
+    layer.append(f"{fmt.FAIL_MARK} " if failed else "", style=style)
     layer.append(visible(row.label), style=style or ("bold" if row.depth == 0 else ""))
     layer.append(f" ({fmt.type_label(row)}{'*' if row.inferred else ''})", style=style or "cyan")
     if failed:
-        output = Text(f"{FAIL_MARK} cannot take it", style=style)
+        output = Text(f"{fmt.FAIL_MARK} cannot take it", style=style)
     elif row.status == "failed":
         output = Text("")
     else:
