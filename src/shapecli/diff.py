@@ -48,7 +48,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shapecli.inputs import InputSpec
+from shapecli.errors import fail
+from shapecli.inputs import InputError, InputSpec, merge_inputs
 from shapecli.report import ParamInfo, Report, Row, Shape, format_shape, format_shapes
 
 Status = Literal["same", "changed", "added", "removed", "unseen"]
@@ -124,9 +125,6 @@ def check_inputs(report: Report, given: tuple[InputSpec, ...], source: str) -> N
     """``--input`` is for both sides, but a saved report is not run again: it is compared
     only when it was made with those inputs (never two models run on different inputs
     under one ``--input``). Raises ``input-invalid`` otherwise."""
-    from shapecli.errors import fail
-    from shapecli.inputs import InputError, merge_inputs
-
     if not given:
         return
     try:
