@@ -114,9 +114,7 @@ class Graph:
         """Each group's members (``None``: the top level), in the order they are written."""
         by_id: dict[str, Node | Group] = {n.id: n for n in self.nodes}
         by_id.update({g.id: g for g in self.groups})
-        tree: dict[str | None, list[Node | Group]] = {None: []}
-        for group in self.groups:
-            tree[group.id] = []
+        tree: dict[str | None, list[Node | Group]] = {None: [], **{g.id: [] for g in self.groups}}
         for element_id in self._order:
             element = by_id[element_id]
             parent = element.group if isinstance(element, Node) else element.parent

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from shapecli.diff import Change, Diff, params_text
+from shapecli.diff import Change, Diff, own_count, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
@@ -161,10 +161,10 @@ def render_json(result: Diff, options: Options) -> Rendered:
                 for p in row.params
                 if not p.shared_with
             ],
-            "param_count": sum(p.count or 0 for p in row.params),
+            "param_count": own_count(row),
         }
 
-    def model(report: Any) -> dict[str, Any]:
+    def model(report: Report) -> dict[str, Any]:
         return {
             "name": report.name,
             "spec": report.spec,

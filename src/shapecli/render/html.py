@@ -175,7 +175,7 @@ def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> l
         attrs += f' data-node="{owner}"' if owner else ""
         attrs += f' data-group="{element[row.path]}"' if row.path in groups else ""
         attrs += " class=failed" if failed else ""
-        name = ("✗ " if failed else "") + visible(row.label)
+        name = (f"{fmt.FAIL_MARK} " if failed else "") + visible(row.label)
         cells = [
             f'<td style="padding-left:{0.4 + level * 1.1:.1f}em">{fold}{escape(name)}</td>',
             f"<td>{escape(fmt.type_label(row))}{'*' if row.inferred else ''}</td>",
