@@ -494,9 +494,8 @@ def _only(a: Row | None, b: Row | None, status: Status, other: Report) -> Change
     a Python model, which cannot show such a layer (see the module docstring)."""
     row = a or b
     assert row is not None
-    if not row.params and is_python_model(other):
-        return Change("unseen", a, b)
-    return Change(status, a, b)
+    unseen = not row.params and is_python_model(other)
+    return Change("unseen" if unseen else status, a, b)
 
 
 def is_python_model(report: Report) -> bool:
