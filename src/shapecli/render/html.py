@@ -92,8 +92,10 @@ def _data(report: Report, graph: Graph) -> dict[str, Any]:
     """What the script needs: each node's details, each group's contents."""
     by_path = {row.path: row for row in report.rows}
     nodes = {n.id: _details(report, n, by_path.get(n.path or "\0")) for n in graph.nodes}
-    members: dict[str, list[str]] = {g.id: [] for g in graph.groups}
-    subgroups: dict[str, list[str]] = {g.id: [] for g in graph.groups}
+    groups: dict[str, dict[str, Any]] = {
+        g.id: {"title": group_title(g), "nodes": [], "groups": [], "edges": []}
+        for g in graph.groups
+    }
     within: dict[str | None, list[str]] = {None: []}  # each element: the groups around it
     opened: list[str] = []
     for level, element in walk(graph):  # once through: each element joins its groups
@@ -101,25 +103,15 @@ def _data(report: Report, graph: Graph) -> dict[str, Any]:
         if element is None:
             continue
         for group_id in opened:
-            (subgroups if isinstance(element, Group) else members)[group_id].append(element.id)
+            groups[group_id]["groups" if isinstance(element, Group) else "nodes"].append(element.id)
         within[element.id] = list(opened)
         if isinstance(element, Group):
             opened.append(element.id)
-    edges: dict[str, list[str]] = {g.id: [] for g in graph.groups}
     for edge in graph.edges:
         around_head = set(within.get(edge.head, ()))
         for group_id in within.get(edge.tail, ()):
             if group_id in around_head:
-                edges[group_id].append(edge.id)
-    groups = {
-        group.id: {
-            "title": group_title(group),
-            "nodes": members[group.id],
-            "groups": subgroups[group.id],
-            "edges": edges[group.id],
-        }
-        for group in graph.groups
-    }
+                groups[group_id]["edges"].append(edge.id)
     return {"nodes": nodes, "groups": groups}
 
 
