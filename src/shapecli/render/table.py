@@ -109,7 +109,7 @@ def fit_columns(names: list[str], rows: list[dict[str, Text]], width: int | None
     :data:`LAYER_MIN` and writing several shapes of a cell on several lines before the
     Input column goes. What no longer fits after that is printed wider than ``width``."""
     natural = {n: max([cell_len(n)] + [r[n].cell_len for r in rows]) for n in names}
-    narrowest = {n: natural[n] for n in names}
+    narrowest = dict(natural)
     narrowest["Layer"] = min(natural["Layer"], LAYER_MIN)
     for name in WRAPPABLE:
         if name in names:
@@ -123,8 +123,7 @@ def fit_columns(names: list[str], rows: list[dict[str, Text]], width: int | None
 
     if width is not None:
         for name in DROPPABLE:
-            fits = total(kept, natural if name in LOW else narrowest) <= width
-            if fits:
+            if total(kept, natural if name in LOW else narrowest) <= width:
                 break
             if name in kept:
                 kept.remove(name)
