@@ -237,8 +237,8 @@ class Report:
 
     def __str__(self) -> str:
         """The table ``shapecli inspect`` prints, then its problems: ``print(report)``."""
-        shown = self._rendered("table")
-        return "\n".join(text.rstrip("\n") for text in shown if text)  # print() ends the line
+        printed = self._rendered("table")
+        return "\n".join(text.rstrip("\n") for text in printed if text)  # print() ends the line
 
     def to_json(self) -> str:
         """The JSON document ``shapecli inspect -f json`` prints (``schema_version`` 1)."""
@@ -305,12 +305,11 @@ def from_json(doc: Any) -> Report:
     :func:`to_json`. Raises :class:`~shapecli.codec.DecodeError` (a ValueError) at the
     JSON path of the first thing that is not what :func:`to_json` writes, or
     :class:`OtherDocument` for another command's document."""
-    if isinstance(doc, dict) and "layers" not in doc:
-        for command, keys in OTHER_DOCUMENTS.items():
-            if all(key in doc for key in keys):
-                raise OtherDocument(command)
     if not isinstance(doc, dict):
         raise DecodeError("$", f"expected a shapecli report (an object), got {shown(doc)}")
+    for command, keys in OTHER_DOCUMENTS.items():
+        if "layers" not in doc and all(key in doc for key in keys):
+            raise OtherDocument(command)
     if "schema_version" not in doc:
         raise DecodeError("$", 'missing key "schema_version"')
     version = doc["schema_version"]
