@@ -63,6 +63,7 @@ def _document(**keys: Any) -> Rendered:
 
 
 def _file_json(file: FileResult) -> dict[str, object]:
+    """A file's result; its totals and problems as ``inspect -f json`` writes them."""
     return {
         "file": file.file,
         "ok": file.errors == 0,
