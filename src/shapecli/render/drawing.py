@@ -9,15 +9,14 @@ and dtype. Lines are plain text, with what the user wrote made visible
 from __future__ import annotations
 
 from shapecli.graph import Graph, Group, Node
-from shapecli.render.format import FAIL_MARK
-from shapecli.render.format import title as model_title
+from shapecli.render import format as fmt
 from shapecli.report import format_shapes
 from shapecli.untrusted import visible
 
 
 def title(graph: Graph) -> str:
     """The picture's title: ``gpt2 · input 1x1024:int64``, as the table's."""
-    return model_title(graph.name, graph.inputs)
+    return fmt.title(graph.name, graph.inputs)
 
 
 def node_lines(node: Node) -> list[str]:
@@ -28,7 +27,7 @@ def node_lines(node: Node) -> list[str]:
         dtype = "" if node.kind == "output" or node.type == "float32" else f" {node.type}"
         return [visible(node.name), format_shapes(node.output_shapes) + dtype]
     head = visible(f"{node.name} · {node.type}")
-    lines = [f"{FAIL_MARK} {head}" if node.failed else head]
+    lines = [f"{fmt.FAIL_MARK} {head}" if node.failed else head]
     if node.param_count:
         lines.append(params(node.param_count))
     lines += [visible(shared) for shared in node.shared]
@@ -43,7 +42,7 @@ def group_title(group: Group) -> str:
     parts = [visible(group.name), visible(group.type)]
     if group.param_count:
         parts.append(params(group.param_count))
-    return (f"{FAIL_MARK} " if group.failed else "") + " · ".join(parts)
+    return (f"{fmt.FAIL_MARK} " if group.failed else "") + " · ".join(parts)
 
 
 def params(count: int) -> str:
