@@ -147,7 +147,9 @@ def key(row: Row) -> Key:
     return (row.path, row.call)
 
 
-def _inside(path: str, ancestor: str) -> bool:
+def within(path: str, ancestor: str) -> bool:
+    """Is the module at ``path`` inside the one at ``ancestor`` (the root holds every
+    module, itself included)?"""
     return ancestor == "" or path.startswith(ancestor + ".")
 
 
@@ -165,9 +167,9 @@ class _Builder:
         stack: list[Row] = []
         entries: list[Row] = []
         for row in self.rows:
-            while stack and not _inside(row.path, stack[-1].path):
+            while stack and not within(row.path, stack[-1].path):
                 stack.pop()
-            while entries and not _inside(row.path, entries[-1].path):
+            while entries and not within(row.path, entries[-1].path):
                 entries.pop()
             if stack:
                 self.parent[key(row)] = key(stack[-1])
@@ -297,7 +299,7 @@ class _Builder:
             first.input_shapes,
             last.output_shapes,
             "failed" if "failed" in statuses else "not-run" if "not-run" in statuses else "ok",
-            any(p == r.path or _inside(p, r.path) for p in self.failing for r in rows),
+            any(p == r.path or within(p, r.path) for p in self.failing for r in rows),
             collapsed=under > 0 or run,
             rows=len(rows) + under,
             shared=tuple(
@@ -381,7 +383,7 @@ class _Builder:
         dashed skip — anything from outside (a Residual's own input)."""
         row = self.group_rows[group_id]
         for origin in row.returns:
-            inside = origin.path is not None and _inside(origin.path, row.path)
+            inside = origin.path is not None and within(origin.path, row.path)
             for tail in self._tails(origin):
                 self._edge(tail, merge_id, skip=not inside)
 

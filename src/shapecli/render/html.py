@@ -21,7 +21,7 @@ import re
 from html import escape
 from typing import Any
 
-from shapecli.graph import Graph, Group, Node, build_graph, walk
+from shapecli.graph import Graph, Group, Node, build_graph, walk, within
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
 from shapecli.render.dot import to_dot
@@ -145,7 +145,7 @@ def _under(path: str | None, ancestor: str | None) -> bool:
     """Is the module at ``path`` the one at ``ancestor`` or inside it (None: neither)?"""
     if path is None or ancestor is None:
         return False
-    return ancestor in (path, "") or path.startswith(ancestor + ".")
+    return path == ancestor or within(path, ancestor)
 
 
 def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shapecli.graph import rows_up_to_failure
+from shapecli.graph import rows_up_to_failure, within
 from shapecli.report import Report, Row, copies_label
 
 
@@ -26,7 +26,7 @@ def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
     shown: list[str] = []  # paths of the shown ancestors of the current row
     levels = []
     for row in rows:
-        while shown and not (row.path.startswith(shown[-1] + ".") or shown[-1] == ""):
+        while shown and not within(row.path, shown[-1]):
             shown.pop()
         levels.append(len(shown))
         shown.append(row.path)
