@@ -467,7 +467,7 @@ class Mapping(Kind):
     def decode(self, value: Any, at: At) -> Any:
         super().decode(value, at)
         for key in value:
-            _SCALARS[str]().decode(key, (at, key))
+            compile_hint(str).decode(key, (at, key))
         return {k: self.value.decode(v, (at, k)) for k, v in value.items()}
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
