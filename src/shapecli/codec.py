@@ -291,20 +291,25 @@ class Kind:
     kinds: frozenset[str] = frozenset()  # the JSON kinds it accepts: "integer", "array" …
     expected = "a value"
     plain = False  # written as it is: encode() is the identity
+    nests = False  # an array or an object: one level of nesting
+    parts: tuple[Kind, ...] = ()  # the kinds of what it holds
 
     def encode(self, value: Any) -> Any:
         return value
 
     def decode(self, value: Any, at: At) -> Any:
         if _json_kind(value) not in self.kinds:
-            raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+            raise self.refused(value, at)
         return value
+
+    def refused(self, value: Any, at: At) -> DecodeError:
+        return _fail(at, f"expected {self.expected}, got {shown(value)}")
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
         raise NotImplementedError
 
     def depth(self) -> int:
-        return 0
+        return self.nests + max((part.depth() for part in self.parts), default=0)
 
 
 class Scalar(Kind):
@@ -320,7 +325,7 @@ class Scalar(Kind):
         super().decode(value, at)
         if self.kind == "number":
             if not math.isfinite(value):
-                raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+                raise self.refused(value, at)
             return float(value)
         if self.kind == "string" and not value.isascii() and not _encodable(value):
             raise _fail(at, f"expected {self.expected} of characters, got {shown(value)}")
@@ -346,7 +351,7 @@ class Integer(Kind):
 
     def decode(self, value: Any, at: At) -> Any:
         if type(value) is not int or not self.minimum <= value <= self.maximum:
-            raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+            raise self.refused(value, at)
         return value
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
@@ -367,7 +372,7 @@ class Choice(Kind):
 
     def decode(self, value: Any, at: At) -> Any:
         if not any(type(value) is type(v) and value == v for v in self.values):
-            raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+            raise self.refused(value, at)
         return value
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
@@ -395,10 +400,12 @@ class Array(Kind):
 
     kinds = frozenset({"array"})
     expected = "an array"
+    nests = True
 
     def __init__(self, item: Kind, container: type) -> None:
         self.item = item
         self.container = container
+        self.parts = (item,)
 
     def encode(self, value: Any) -> Any:
         return list(value) if self.item.plain else [self.item.encode(v) for v in value]
@@ -410,17 +417,15 @@ class Array(Kind):
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return {"type": "array", "items": self.item.schema(defs)}
 
-    def depth(self) -> int:
-        return 1 + self.item.depth()
-
 
 class Fixed(Kind):
     """``tuple[A, B]``: a JSON array of exactly these items."""
 
     kinds = frozenset({"array"})
+    nests = True
 
     def __init__(self, items: tuple[Kind, ...]) -> None:
-        self.items = items
+        self.items = self.parts = items
         self.expected = f"an array of {len(items)} items"
 
     def encode(self, value: Any) -> Any:
@@ -444,18 +449,17 @@ class Fixed(Kind):
             "maxItems": n,
         }
 
-    def depth(self) -> int:
-        return 1 + max((kind.depth() for kind in self.items), default=0)
-
 
 class Mapping(Kind):
     """``dict[str, X]``: a JSON object with any keys."""
 
     kinds = frozenset({"object"})
     expected = "an object"
+    nests = True
 
     def __init__(self, value: Kind) -> None:
         self.value = value
+        self.parts = (value,)
 
     def encode(self, value: Any) -> Any:
         return {k: self.value.encode(v) for k, v in value.items()}
@@ -463,14 +467,11 @@ class Mapping(Kind):
     def decode(self, value: Any, at: At) -> Any:
         super().decode(value, at)
         for key in value:
-            _SCALARS[str]().decode(key, (at, key))
+            compile_hint(str).decode(key, (at, key))
         return {k: self.value.decode(v, (at, k)) for k, v in value.items()}
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return {"type": "object", "additionalProperties": self.value.schema(defs)}
-
-    def depth(self) -> int:
-        return 1 + self.value.depth()
 
 
 class Union(Kind):
@@ -478,7 +479,7 @@ class Union(Kind):
     inside it is reported where it is (two alternatives may not share a kind)."""
 
     def __init__(self, alternatives: tuple[Kind, ...]) -> None:
-        self.alternatives = alternatives
+        self.alternatives = self.parts = alternatives
         self.by_kind = {kind: a for a in alternatives for kind in a.kinds}
         self.kinds = frozenset(self.by_kind)
         if sum(len(a.kinds) for a in alternatives) != len(self.kinds):
@@ -492,14 +493,11 @@ class Union(Kind):
     def decode(self, value: Any, at: At) -> Any:
         part = self.by_kind.get(_json_kind(value))
         if part is None:
-            raise _fail(at, f"expected {self.expected}, got {shown(value)}")
+            raise self.refused(value, at)
         return _decode_as(part, self, value, at)
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return {"anyOf": [a.schema(defs) for a in self.alternatives]}
-
-    def depth(self) -> int:
-        return max(a.depth() for a in self.alternatives)
 
 
 def _decode_as(part: Kind, whole: Kind, value: Any, at: At) -> Any:
@@ -509,7 +507,7 @@ def _decode_as(part: Kind, whole: Kind, value: Any, at: At) -> Any:
         return part.decode(value, at)
     except DecodeError as e:
         if part.depth() == 0 and e.path == path_text(at):
-            raise _fail(at, f"expected {whole.expected}, got {shown(value)}") from None
+            raise whole.refused(value, at) from None
         raise
 
 
@@ -529,6 +527,7 @@ class Nullable(Kind):
 
     def __init__(self, inner: Kind, sentinel: Any) -> None:
         self.inner = inner
+        self.parts = (inner,)
         self.sentinel = sentinel
         self.kinds = inner.kinds | {"null"}
         self.expected = f"{inner.expected} or null"
@@ -544,15 +543,13 @@ class Nullable(Kind):
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return {"anyOf": [self.inner.schema(defs), {"type": "null"}]}
 
-    def depth(self) -> int:
-        return self.inner.depth()
-
 
 class Through(Kind):
     """:class:`Via`: written as ``form``."""
 
     def __init__(self, form: Kind, via: Via) -> None:
         self.form = form
+        self.parts = (form,)
         self.via = via
         self.kinds = form.kinds
         self.expected = form.expected
@@ -565,9 +562,6 @@ class Through(Kind):
 
     def schema(self, defs: dict[str, Schema]) -> Schema:
         return self.form.schema(defs)
-
-    def depth(self) -> int:
-        return self.form.depth()
 
 
 class Field(typing.NamedTuple):
@@ -588,6 +582,7 @@ class Record(Kind):
 
     kinds = frozenset({"object"})
     expected = "an object"
+    nests = True
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -597,6 +592,7 @@ class Record(Kind):
         self.by_key = {f.key: f for f in (*self.derived, *self.fields)}
         if len(self.by_key) != len(self.fields) + len(self.derived):
             raise TypeError(f"{cls.__name__}: two fields have the same JSON key")
+        self.parts = tuple(f.kind for f in self.by_key.values())
         # what encode() does per key, looked up once: reports have thousands of rows
         self.plan = [
             (f.key, f.name, None if f.kind.plain else f.kind.encode) for f in self.by_key.values()
@@ -647,9 +643,6 @@ class Record(Kind):
             "additionalProperties": False,
         }
         return {"$ref": f"#/$defs/{name}"}
-
-    def depth(self) -> int:
-        return 1 + max((f.kind.depth() for f in self.by_key.values()), default=0)
 
 
 def _check_derived(made: Any, field: Field, given: Any, at: At) -> None:

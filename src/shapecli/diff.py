@@ -48,8 +48,9 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shapecli.inputs import InputSpec
-from shapecli.report import ParamInfo, Report, Row, Shape
+from shapecli.errors import fail
+from shapecli.inputs import InputError, InputSpec, merge_inputs
+from shapecli.report import ParamInfo, Report, Row, Shape, format_shape, format_shapes
 
 Status = Literal["same", "changed", "added", "removed", "unseen"]
 Kind = Literal["type", "arguments", "parameters", "ties", "output"]
@@ -124,9 +125,6 @@ def check_inputs(report: Report, given: tuple[InputSpec, ...], source: str) -> N
     """``--input`` is for both sides, but a saved report is not run again: it is compared
     only when it was made with those inputs (never two models run on different inputs
     under one ``--input``). Raises ``input-invalid`` otherwise."""
-    from shapecli.errors import fail
-    from shapecli.inputs import InputError, merge_inputs
-
     if not given:
         return
     try:
@@ -189,11 +187,6 @@ class _Raw:
     row: Row
     kids: list[_Raw] = field(default_factory=list)
 
-    def rows(self) -> Iterator[Row]:
-        yield self.row
-        for kid in self.kids:
-            yield from kid.rows()
-
 
 def call_tree(report: Report) -> Node | None:
     """The report's rows as the tree of calls they are: a row is inside the nearest
@@ -235,8 +228,8 @@ def _node(raw: _Raw, firsts: dict[str, _Raw]) -> Node:
         if target is not None and not target.kids:  # a layer run again: it is that layer
             return _leaf(row, target.row, row.params)
         return Node(row, ("rerun",), params=row.params, rerun=True)
-    if raw.kids and row.call and any(r.params for r in raw.rows()):
-        params = tuple(p for r in raw.rows() for p in r.params)
+    if raw.kids and row.call and any(r.row.params for r in _walk(raw)):
+        params = tuple(p for r in _walk(raw) for p in r.row.params)
         return Node(row, ("rerun",), params=params, rerun=True)
     if not raw.kids:
         return _leaf(row, row, row.params)
@@ -476,9 +469,10 @@ def diff(a: Report, b: Report) -> Diff:
     if tree_a is not None and tree_b is not None:
         found.paths[tree_a.row.path] = tree_b.row.path
         _align(_top(tree_a), _top(tree_b), found)
-    for tree, side in ((tree_a, "a"), (tree_b, "b")):
-        if tree is not None and (tree_a is None or tree_b is None):
-            found.alone(tree, "a" if side == "a" else "b")
+    elif tree_a is not None:
+        found.alone(tree_a, "a")
+    elif tree_b is not None:
+        found.alone(tree_b, "b")
     changes = []
     for node_a, node_b in found.units:
         if node_a is not None and node_b is not None:
@@ -500,9 +494,8 @@ def _only(a: Row | None, b: Row | None, status: Status, other: Report) -> Change
     a Python model, which cannot show such a layer (see the module docstring)."""
     row = a or b
     assert row is not None
-    if not row.params and is_python_model(other):
-        return Change("unseen", a, b)
-    return Change(status, a, b)
+    unseen = not row.params and is_python_model(other)
+    return Change("unseen" if unseen else status, a, b)
 
 
 def is_python_model(report: Report) -> bool:
@@ -614,14 +607,10 @@ def _shapes_of(params: tuple[ParamInfo, ...]) -> tuple[tuple[str, Shape | None],
 
 
 def _shapes(shapes: tuple[Shape, ...]) -> str:
-    from shapecli.report import format_shape
-
-    return ", ".join(format_shape(s) for s in shapes) or "nothing"
+    return format_shapes(shapes) or "nothing"
 
 
 def params_text(params: tuple[ParamInfo, ...]) -> str:
     """``weight 256×20 · bias 256`` (``?`` for a size never known)."""
-    from shapecli.report import format_shape
-
     parts = [f"{p.name} {format_shape(p.shape) if p.shape else '?'}" for p in params]
     return " · ".join(parts) or "none"

@@ -35,7 +35,7 @@ from typing import Literal
 
 from shapecli.errors import Source
 from shapecli.inputs import InputSpec, input_names
-from shapecli.report import Origin, Report, Row, RowStatus, Shape, format_shape
+from shapecli.report import Origin, Report, Row, RowStatus, Shape, copies_label, format_shapes
 
 NodeKind = Literal["input", "layer", "merge", "output"]
 
@@ -97,7 +97,7 @@ class Edge:
 
     @property
     def label(self) -> str:
-        text = ", ".join(format_shape(s) for s in self.shapes)
+        text = format_shapes(self.shapes)
         return f"{self.arg}: {text}" if self.arg else text
 
 
@@ -114,9 +114,7 @@ class Graph:
         """Each group's members (``None``: the top level), in the order they are written."""
         by_id: dict[str, Node | Group] = {n.id: n for n in self.nodes}
         by_id.update({g.id: g for g in self.groups})
-        tree: dict[str | None, list[Node | Group]] = {None: []}
-        for group in self.groups:
-            tree[group.id] = []
+        tree: dict[str | None, list[Node | Group]] = {None: [], **{g.id: [] for g in self.groups}}
         for element_id in self._order:
             element = by_id[element_id]
             parent = element.group if isinstance(element, Node) else element.parent
@@ -149,7 +147,9 @@ def key(row: Row) -> Key:
     return (row.path, row.call)
 
 
-def _inside(path: str, ancestor: str) -> bool:
+def within(path: str, ancestor: str) -> bool:
+    """Is the module at ``path`` inside the one at ``ancestor`` (the root holds every
+    module, itself included)?"""
     return ancestor == "" or path.startswith(ancestor + ".")
 
 
@@ -167,9 +167,9 @@ class _Builder:
         stack: list[Row] = []
         entries: list[Row] = []
         for row in self.rows:
-            while stack and not _inside(row.path, stack[-1].path):
+            while stack and not within(row.path, stack[-1].path):
                 stack.pop()
-            while entries and not _inside(row.path, entries[-1].path):
+            while entries and not within(row.path, entries[-1].path):
                 entries.pop()
             if stack:
                 self.parent[key(row)] = key(stack[-1])
@@ -261,9 +261,10 @@ class _Builder:
             self.order.append(group_id)
         inner = None if row.path == "" else group_id
         for run in runs:
-            self._node_for(run, inner, run=True) if self.depth is None and run[
-                0
-            ].same_as is not None else self._place(run[0], inner)
+            if self.depth is None and run[0].same_as is not None:
+                self._node_for(run, inner, run=True)
+            else:
+                self._place(run[0], inner)
         if row.merge is not None and row.status == "ok":
             merge_id = f"m{len(self.merges)}"
             self.merges[group_id] = merge_id
@@ -284,9 +285,7 @@ class _Builder:
         if not run or first.same_as is None:
             name, type_ = first.label, _type_label(first)
         else:
-            name = first.name if len(rows) == 1 else f"{first.name}…{last.name}"
-            as_copy = first.same_as.rsplit(".", 1)[-1]
-            type_ = f"{first.type} ×{len(rows)}, as {as_copy}"
+            name, type_ = copies_label(rows)
         under = sum(self._count_under(r) for r in rows)
         statuses = {r.status for r in rows}
         node = Node(
@@ -300,7 +299,7 @@ class _Builder:
             first.input_shapes,
             last.output_shapes,
             "failed" if "failed" in statuses else "not-run" if "not-run" in statuses else "ok",
-            any(p == r.path or _inside(p, r.path) for p in self.failing for r in rows),
+            any(p == r.path or within(p, r.path) for p in self.failing for r in rows),
             collapsed=under > 0 or run,
             rows=len(rows) + under,
             shared=tuple(
@@ -339,10 +338,7 @@ class _Builder:
         """Where a drawn group's output starts: its merge node, or what it returns."""
         if group_id in self.merges:
             return [self.merges[group_id]]
-        tails: list[str] = []
-        for origin in self.group_rows[group_id].returns:
-            tails += [t for t in self._tails(origin) if t not in tails]
-        return tails
+        return self._returned(self.group_rows[group_id])
 
     def _tails(self, origin: Origin) -> list[str]:
         """Where the tensor ``origin`` names starts in the picture: its node, what its
@@ -360,9 +356,13 @@ class _Builder:
         row = self.by_key.get(at)
         if owner is None or owner in self.nodes or row is None:
             return [owner] if owner is not None else []
+        return self._returned(row)
+
+    def _returned(self, row: Row) -> list[str]:
+        """Where what ``row`` returns starts, each place once."""
         tails: list[str] = []
-        for returned in row.returns:
-            tails += [t for t in self._tails(returned) if t not in tails]
+        for origin in row.returns:
+            tails += [t for t in self._tails(origin) if t not in tails]
         return tails
 
     def _edges_into(self, row: Row) -> None:
@@ -383,7 +383,7 @@ class _Builder:
         dashed skip — anything from outside (a Residual's own input)."""
         row = self.group_rows[group_id]
         for origin in row.returns:
-            inside = origin.path is not None and _inside(origin.path, row.path)
+            inside = origin.path is not None and within(origin.path, row.path)
             for tail in self._tails(origin):
                 self._edge(tail, merge_id, skip=not inside)
 

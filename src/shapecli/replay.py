@@ -47,10 +47,8 @@ def repeat_copies(model: nn.Module, entries: dict[str, Entry]) -> list[Copy]:
     for path, entry in entries.items():
         if entry.repeat is not None:
             prefix = f"{path}." if path else ""
-            for i in range(1, entry.repeat):
-                copies.append(
-                    Copy(f"{prefix}{i}", f"{prefix}0", model.get_submodule(f"{prefix}{i}"))
-                )
+            for copy in (f"{prefix}{i}" for i in range(1, entry.repeat)):
+                copies.append(Copy(copy, f"{prefix}0", model.get_submodule(copy)))
     return copies
 
 
@@ -145,8 +143,8 @@ def replicate(module: nn.Module, memo: dict[int, nn.Parameter], shallow: bool = 
     state is copied one level deep, tensors are replaced by new (meta) tensors, and
     hook registries start empty. ``memo`` keeps a parameter used twice inside the
     block (a tie) shared in the copy too; ``shallow`` leaves out the submodules.
-    Configuration attributes (sizes, flags,
-    a Ref's target) are immutable or meant to be shared, so they are not copied.
+    Configuration attributes (sizes, flags, a Ref's target) are immutable or meant to
+    be shared, so they are not copied.
     """
     replica = module.__new__(type(module))
     state = vars(module).copy()
@@ -161,13 +159,10 @@ def replicate(module: nn.Module, memo: dict[int, nn.Parameter], shallow: bool = 
         name: None if b is None else empty_like(b) for name, b in module._buffers.items()
     }
     state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
-    state["_modules"] = (
-        {}
-        if shallow
-        else {
-            name: None if m is None else replicate(m, memo) for name, m in module._modules.items()
-        }
-    )
+    children: dict[str, nn.Module | None] = {} if shallow else module._modules
+    state["_modules"] = {
+        name: None if m is None else replicate(m, memo) for name, m in children.items()
+    }
     vars(replica).update(state)
     return replica
 

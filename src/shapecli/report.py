@@ -45,6 +45,11 @@ def format_shape(dims: Shape | tuple[int, ...]) -> str:
     )
 
 
+def format_shapes(shapes: tuple[Shape, ...]) -> str:
+    """Several shapes as one cell: ``2×20, 2×4`` (empty for none)."""
+    return ", ".join(format_shape(s) for s in shapes)
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where one input of a row came from: the output of the row at ``path`` (its
@@ -232,25 +237,32 @@ class Report:
 
     def __str__(self) -> str:
         """The table ``shapecli inspect`` prints, then its problems: ``print(report)``."""
-        from shapecli.render import Options, table_unless_empty
-
-        rendered = table_unless_empty(self, Options())
-        shown = (rendered.stdout, rendered.stderr)
-        return "\n".join(text.rstrip("\n") for text in shown if text)  # print() ends the line
+        printed = self._rendered("table")
+        return "\n".join(text.rstrip("\n") for text in printed if text)  # print() ends the line
 
     def to_json(self) -> str:
         """The JSON document ``shapecli inspect -f json`` prints (``schema_version`` 1)."""
-        from shapecli.render import Options
-        from shapecli.render.json import render
-
-        return render(self, Options()).stdout
+        return self._rendered("json")[0]
 
     def markdown(self) -> str:
         """The Markdown ``shapecli inspect -f markdown`` prints (for a PR comment)."""
-        from shapecli.render import Options
-        from shapecli.render.markdown import render
+        return self._rendered("markdown")[0]
 
-        return render(self, Options()).stdout
+    def _rendered(self, name: str) -> tuple[str, str]:
+        """What ``shapecli inspect -f NAME`` prints on stdout and on stderr."""
+        from shapecli.render import REPORT_FORMATS, Options
+
+        rendered = REPORT_FORMATS[name](self, Options())
+        return rendered.stdout, rendered.stderr
+
+
+def copies_label(copies: list[Row]) -> tuple[str, str]:
+    """The name and type of a run of repeat copies that did what the first copy did,
+    shown as one row or drawn as one node: ``1…11`` and ``block ×11, as 0``."""
+    first, last = copies[0], copies[-1]
+    name = first.name if len(copies) == 1 else f"{first.name}…{last.name}"
+    as_copy = str(first.same_as).rsplit(".", 1)[-1]
+    return name, f"{first.type} ×{len(copies)}, as {as_copy}"
 
 
 def failed_report(
@@ -260,15 +272,8 @@ def failed_report(
     its totals are not complete)."""
     errors = tuple(p for p in problems if p.severity == "error")
     warnings = tuple(p for p in problems if p.severity == "warning")
-    return Report(
-        name=name,
-        spec=spec,
-        inputs=inputs,
-        errors=errors,
-        warnings=warnings,
-        ran=False,
-        totals=Totals(complete=False),
-    )
+    totals = Totals(complete=False)
+    return Report(name, spec, inputs, totals=totals, errors=errors, warnings=warnings, ran=False)
 
 
 # -- JSON --------------------------------------------------------------------------------
@@ -277,18 +282,6 @@ def failed_report(
 def to_json(report: Report) -> dict[str, Any]:
     """The stable JSON form of a report (``schema_version`` 1)."""
     return {"schema_version": SCHEMA_VERSION, **_encode(report)}
-
-
-def totals_json(totals: Totals) -> dict[str, Any]:
-    """The totals as JSON: the same in ``inspect`` and in each file of ``lint``."""
-    encoded: dict[str, Any] = _encode(totals)
-    return encoded
-
-
-def problem_json(problem: Problem) -> dict[str, Any]:
-    """A problem as JSON: the same shape in ``inspect`` and ``lint`` output."""
-    encoded: dict[str, Any] = _encode(problem)
-    return encoded
 
 
 class OtherDocument(ValueError):
@@ -312,12 +305,11 @@ def from_json(doc: Any) -> Report:
     :func:`to_json`. Raises :class:`~shapecli.codec.DecodeError` (a ValueError) at the
     JSON path of the first thing that is not what :func:`to_json` writes, or
     :class:`OtherDocument` for another command's document."""
-    if isinstance(doc, dict) and "layers" not in doc:
-        for command, keys in OTHER_DOCUMENTS.items():
-            if all(key in doc for key in keys):
-                raise OtherDocument(command)
     if not isinstance(doc, dict):
         raise DecodeError("$", f"expected a shapecli report (an object), got {shown(doc)}")
+    for command, keys in OTHER_DOCUMENTS.items():
+        if "layers" not in doc and all(key in doc for key in keys):
+            raise OtherDocument(command)
     if "schema_version" not in doc:
         raise DecodeError("$", 'missing key "schema_version"')
     version = doc["schema_version"]

@@ -51,6 +51,7 @@ TENSOR_NAME: Schema = {
 }
 NAMES: Schema = {"anyOf": [TENSOR_NAME, {"type": "array", "items": TENSOR_NAME, "minItems": 1}]}
 INIT: Schema = {"anyOf": [{"enum": list(INIT_SCHEMES)}, EXPRESSION]}
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 SHIPPED = Path(__file__).with_name("spec.schema.json")
@@ -92,17 +93,8 @@ def spec_schema() -> Schema:
         "name": {"type": "string", "description": "defaults to the file name"},
         "description": {"type": "string"},
         "input": {"$ref": "#/$defs/inputs"},
-        "params": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": PARAM,
-            "description": "values for ${…} expressions; --set name=value overrides",
-        },
-        "blocks": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": {"$ref": "#/$defs/block"},
-        },
+        "params": _named(PARAM, "values for ${…} expressions; --set name=value overrides"),
+        "blocks": _named({"$ref": "#/$defs/block"}),
         "imports": {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
             "description": "packages the spec uses; imported only with --allow-import",
@@ -126,6 +118,12 @@ def spec_schema() -> Schema:
             "inputs": _inputs(),
         },
     }
+
+
+def _named(values: Schema, description: str | None = None) -> Schema:
+    """An object whose keys are names (params, blocks), each holding ``values``."""
+    named = {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": values}
+    return named if description is None else {**named, "description": description}
 
 
 def _entry() -> Schema:
@@ -182,17 +180,10 @@ def _arguments(name: str, cls: type) -> Schema:
     """What ``Name: …`` may hold: nothing, one value, a list, or keyword arguments."""
     shape = OWN_LAYERS.get(name)
     rules = auto_rules(cls)
+    parameters = arguments.signature(cls).parameters.values()
     keywords: dict[str, Schema] = {}
-    for p in arguments.signature(cls).parameters.values():
-        if (
-            p.name in arguments.FORBIDDEN
-            or p.name.startswith("_")
-            or p.kind
-            in (
-                p.VAR_POSITIONAL,
-                p.VAR_KEYWORD,
-            )
-        ):
+    for p in parameters:
+        if p.name in arguments.FORBIDDEN or p.name.startswith("_") or p.kind in _VARIADIC:
             continue
         if shape and p.name in shape.layers:
             keywords[p.name] = LAYERS
@@ -201,7 +192,7 @@ def _arguments(name: str, cls: type) -> Schema:
         else:
             keywords[p.name] = _value(p, auto=p.name in rules)
     keyword_form: Schema = {"type": "object", "properties": keywords}
-    if not any(p.kind is p.VAR_KEYWORD for p in arguments.signature(cls).parameters.values()):
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
         keyword_form["additionalProperties"] = False
     return {
         "anyOf": [{"type": "null"}, SCALAR, AUTO, {"type": "array"}, keyword_form],
@@ -246,12 +237,7 @@ def _type(annotation: Any) -> Schema:
 
 def _block() -> Schema:
     full: dict[str, Schema] = {
-        "params": {
-            "type": "object",
-            "propertyNames": {"pattern": NAME},
-            "additionalProperties": PARAM,
-            "description": "defaults of the block's params",
-        },
+        "params": _named(PARAM, "defaults of the block's params"),
         "body": {"$ref": "#/$defs/entry"},
         "description": {"type": "string"},
         "inputs": {

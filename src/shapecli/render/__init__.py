@@ -41,9 +41,6 @@ class Rendered:
     stderr: str = ""
 
 
-Renderer = Callable[[Report, Options], Rendered]
-
-
 @dataclass(frozen=True)
 class Formats:
     """One command's formats: name → ``module:function`` of its renderer, and of the

@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rich import box
-from rich.table import Table
 from rich.text import Text
 
-from shapecli.diff import Change, Diff, params_text
+from shapecli.diff import Change, Diff, own_count, params_text
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
 from shapecli.render.format import shapes
 from shapecli.render.markdown import code, literal
+from shapecli.render.table import titled_table
 from shapecli.report import Report, Row
 from shapecli.untrusted import json_text, visible
 
@@ -112,14 +111,7 @@ def _title(report: Report, given: str) -> str:
 
 def render_table(result: Diff, options: Options) -> Rendered:
     given_a, given_b = _given(result, options)
-    table = Table(  # a Text title, not markup: a name may hold [brackets]
-        title=Text(f"{_title(result.a, given_a)} → {_title(result.b, given_b)}"),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold",
-    )
+    table = titled_table(f"{_title(result.a, given_a)} → {_title(result.b, given_b)}")
     for column in ("", "A", "B", "Output", "Parameters"):
         table.add_column(column, no_wrap=column != "Parameters")
     table.add_column("Δ params", justify="right", no_wrap=True)
@@ -169,10 +161,10 @@ def render_json(result: Diff, options: Options) -> Rendered:
                 for p in row.params
                 if not p.shared_with
             ],
-            "param_count": sum(p.count or 0 for p in row.params),
+            "param_count": own_count(row),
         }
 
-    def model(report: Any) -> dict[str, Any]:
+    def model(report: Report) -> dict[str, Any]:
         return {
             "name": report.name,
             "spec": report.spec,

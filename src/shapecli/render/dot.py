@@ -12,7 +12,7 @@ from shapecli.graph import Graph, Group, Node, build_graph, walk
 from shapecli.render import Options, Rendered
 from shapecli.render.drawing import group_title, node_lines, title
 from shapecli.render.problems import problems_text
-from shapecli.report import Report, format_shape
+from shapecli.report import Report, format_shapes
 from shapecli.untrusted import visible
 
 FONT = "Helvetica,Arial,sans-serif"
@@ -101,7 +101,7 @@ def _node(node: Node) -> str:
 
 
 def _tooltip(node: Node) -> str:
-    given = ", ".join(format_shape(s) for s in node.input_shapes) or "?"
-    made = ", ".join(format_shape(s) for s in node.output_shapes) or "?"
+    given = format_shapes(node.input_shapes) or "?"
+    made = format_shapes(node.output_shapes) or "?"
     where = f" · line {node.source.line}" if node.source and node.source.line else ""
     return f"{visible(node.path or '(root)')}: {given} → {made}{where}"

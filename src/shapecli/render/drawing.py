@@ -9,21 +9,14 @@ and dtype. Lines are plain text, with what the user wrote made visible
 from __future__ import annotations
 
 from shapecli.graph import Graph, Group, Node
-from shapecli.render.format import inputs
-from shapecli.report import format_shape
+from shapecli.render import format as fmt
+from shapecli.report import format_shapes
 from shapecli.untrusted import visible
-
-FAIL_MARK = "✗"
 
 
 def title(graph: Graph) -> str:
     """The picture's title: ``gpt2 · input 1x1024:int64``, as the table's."""
-    name = visible(graph.name)
-    return f"{name} · {inputs(graph.inputs)}" if graph.inputs else name
-
-
-def shapes(node: Node | Group) -> str:
-    return ", ".join(format_shape(s) for s in node.output_shapes)
+    return fmt.title(graph.name, graph.inputs)
 
 
 def node_lines(node: Node) -> list[str]:
@@ -32,14 +25,14 @@ def node_lines(node: Node) -> list[str]:
         return [node.name]
     if node.kind in ("input", "output"):
         dtype = "" if node.kind == "output" or node.type == "float32" else f" {node.type}"
-        return [visible(node.name), shapes(node) + dtype]
+        return [visible(node.name), format_shapes(node.output_shapes) + dtype]
     head = visible(f"{node.name} · {node.type}")
-    lines = [f"{FAIL_MARK} {head}" if node.failed else head]
+    lines = [f"{fmt.FAIL_MARK} {head}" if node.failed else head]
     if node.param_count:
         lines.append(params(node.param_count))
     lines += [visible(shared) for shared in node.shared]
     if node.failed:
-        taken = ", ".join(format_shape(s) for s in node.input_shapes)
+        taken = format_shapes(node.input_shapes)
         lines.append(f"cannot take {taken}" if taken else "failed")
     return lines
 
@@ -49,7 +42,7 @@ def group_title(group: Group) -> str:
     parts = [visible(group.name), visible(group.type)]
     if group.param_count:
         parts.append(params(group.param_count))
-    return (f"{FAIL_MARK} " if group.failed else "") + " · ".join(parts)
+    return (f"{fmt.FAIL_MARK} " if group.failed else "") + " · ".join(parts)
 
 
 def params(count: int) -> str:

@@ -10,16 +10,15 @@ from shapecli.analyses import footer_lines
 from shapecli.errors import Problem
 from shapecli.inputs import InputSpec, input_names
 from shapecli.render.units import count_and_si, nbytes, si
-from shapecli.report import ParamInfo, Report, Row, Shape, format_shape
+from shapecli.report import ParamInfo, Report, Row, format_shape, format_shapes
 from shapecli.untrusted import visible
 
 __all__ = ["count_and_si", "nbytes", "si"]  # numbers are written in shapecli.render.units
 
 shape = format_shape
-
-
-def shapes(all_dims: tuple[Shape, ...]) -> str:
-    return ", ".join(shape(s) for s in all_dims)
+shapes = format_shapes
+#: How the table and the pictures mark the layer that failed.
+FAIL_MARK = "✗"
 
 
 def row_inputs(report: Report, row: Row) -> str:
@@ -46,6 +45,11 @@ def inputs(specs: tuple[InputSpec, ...]) -> str:
         f"{visible(name)} {spec}" for name, spec in zip(input_names(specs), specs, strict=True)
     )
     return "inputs " + ", ".join(named)
+
+
+def title(name: str, specs: tuple[InputSpec, ...]) -> str:
+    """A model's title in the table and the pictures: ``gpt2 · input 1x1024:int64``."""
+    return f"{visible(name)} · {inputs(specs)}" if specs else visible(name)
 
 
 def type_label(row: Row) -> str:

@@ -21,7 +21,7 @@ import re
 from html import escape
 from typing import Any
 
-from shapecli.graph import Graph, Group, Node, build_graph, walk
+from shapecli.graph import Graph, Group, Node, build_graph, walk, within
 from shapecli.render import Options, Rendered
 from shapecli.render import format as fmt
 from shapecli.render.dot import to_dot
@@ -30,7 +30,7 @@ from shapecli.render.graphviz import INSTALL_HINT, find_dot, run_dot, too_large
 from shapecli.render.layout import draw
 from shapecli.render.problems import problems_text
 from shapecli.render.tree import visible_rows
-from shapecli.report import Report, Row, format_shape
+from shapecli.report import Report, Row
 from shapecli.untrusted import visible
 
 FALLBACK_NOTE = (
@@ -92,8 +92,10 @@ def _data(report: Report, graph: Graph) -> dict[str, Any]:
     """What the script needs: each node's details, each group's contents."""
     by_path = {row.path: row for row in report.rows}
     nodes = {n.id: _details(report, n, by_path.get(n.path or "\0")) for n in graph.nodes}
-    members: dict[str, list[str]] = {g.id: [] for g in graph.groups}
-    subgroups: dict[str, list[str]] = {g.id: [] for g in graph.groups}
+    groups: dict[str, dict[str, Any]] = {
+        g.id: {"title": group_title(g), "nodes": [], "groups": [], "edges": []}
+        for g in graph.groups
+    }
     within: dict[str | None, list[str]] = {None: []}  # each element: the groups around it
     opened: list[str] = []
     for level, element in walk(graph):  # once through: each element joins its groups
@@ -101,25 +103,15 @@ def _data(report: Report, graph: Graph) -> dict[str, Any]:
         if element is None:
             continue
         for group_id in opened:
-            (subgroups if isinstance(element, Group) else members)[group_id].append(element.id)
+            groups[group_id]["groups" if isinstance(element, Group) else "nodes"].append(element.id)
         within[element.id] = list(opened)
         if isinstance(element, Group):
             opened.append(element.id)
-    edges: dict[str, list[str]] = {g.id: [] for g in graph.groups}
     for edge in graph.edges:
         around_head = set(within.get(edge.head, ()))
         for group_id in within.get(edge.tail, ()):
             if group_id in around_head:
-                edges[group_id].append(edge.id)
-    groups = {
-        group.id: {
-            "title": group_title(group),
-            "nodes": members[group.id],
-            "groups": subgroups[group.id],
-            "edges": edges[group.id],
-        }
-        for group in graph.groups
-    }
+                groups[group_id]["edges"].append(edge.id)
     return {"nodes": nodes, "groups": groups}
 
 
@@ -129,9 +121,9 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
     if node.kind == "layer":
         details["path"] = visible(node.path or "(root)")
     if node.input_shapes:
-        details["input"] = _shapes(node.input_shapes)
+        details["input"] = fmt.shapes(node.input_shapes)
     if node.output_shapes:
-        details["output"] = _shapes(node.output_shapes)
+        details["output"] = fmt.shapes(node.output_shapes)
     if node.kind == "input" and node.type:
         details["dtype"] = node.type
     if row is not None and node.kind == "layer":
@@ -144,21 +136,16 @@ def _details(report: Report, node: Node, row: Row | None) -> dict[str, str]:
             details["spec"] = visible(f"{report.spec}:{row.source.line}:{row.source.column}")
         details["status"] = node.status
         for problem in report.errors:
-            if (
-                problem.path is not None
-                and node.path is not None
-                and _under(problem.path, node.path)
-            ):
+            if _under(problem.path, node.path):
                 details["problem"] = visible(problem.message)
     return details
 
 
-def _under(path: str, ancestor: str) -> bool:
-    return ancestor in (path, "") or path.startswith(ancestor + ".")
-
-
-def _shapes(shapes: tuple[tuple[int | str | None, ...], ...]) -> str:
-    return ", ".join(format_shape(s) for s in shapes)
+def _under(path: str | None, ancestor: str | None) -> bool:
+    """Is the module at ``path`` the one at ``ancestor`` or inside it (None: neither)?"""
+    if path is None or ancestor is None:
+        return False
+    return path == ancestor or within(path, ancestor)
 
 
 def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> list[str]:
@@ -180,7 +167,7 @@ def _table_rows(report: Report, graph: Graph, shown: list[tuple[Row, int]]) -> l
         attrs += f' data-node="{owner}"' if owner else ""
         attrs += f' data-group="{element[row.path]}"' if row.path in groups else ""
         attrs += " class=failed" if failed else ""
-        name = ("✗ " if failed else "") + visible(row.label)
+        name = (f"{fmt.FAIL_MARK} " if failed else "") + visible(row.label)
         cells = [
             f'<td style="padding-left:{0.4 + level * 1.1:.1f}em">{fold}{escape(name)}</td>',
             f"<td>{escape(fmt.type_label(row))}{'*' if row.inferred else ''}</td>",

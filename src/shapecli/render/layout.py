@@ -32,7 +32,7 @@ HEADER = 18  # px for a group's title
 
 def draw(graph: Graph) -> str:
     """An SVG drawing of ``graph``, one node per line, sized by the page that holds it."""
-    rows = [(level, e) for level, e in walk(graph)]
+    rows = list(walk(graph))
     levels = max((level for level, _ in rows), default=0) + 1
     widths = {
         n.id: max(len(line) for line in node_lines(n)) * CHAR + 16

@@ -3,13 +3,15 @@ GitHub Actions annotations. Each is a pure function of a :class:`LintResult`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 
+from shapecli.codec import encode
 from shapecli.errors import Problem
 from shapecli.lint import FileResult, LintResult
 from shapecli.render import Options, Rendered
 from shapecli.render.console import to_text
-from shapecli.report import problem_json, totals_json
 from shapecli.untrusted import json_text, visible
 
 LINT_SCHEMA_VERSION = 1
@@ -43,41 +45,31 @@ def render_text(result: LintResult, options: Options) -> Rendered:
 
 
 def render_json(result: LintResult, options: Options) -> Rendered:
-    doc = {
-        "schema_version": LINT_SCHEMA_VERSION,
-        "ok": result.errors == 0,
-        "summary": {
-            "files": result.checked,
-            "errors": result.errors,
-            "warnings": result.warnings,
-        },
-        "files": [_file_json(f) for f in result.files],
-        "errors": [],
-    }
-    return Rendered(json_text(doc) + "\n")
+    summary = {"files": result.checked, "errors": result.errors, "warnings": result.warnings}
+    files = [_file_json(f) for f in result.files]
+    return _document(ok=result.errors == 0, summary=summary, files=files, errors=[])
 
 
 def failure(problems: tuple[Problem, ...], options: Options) -> Rendered:
     """The lint JSON document when no file could be checked at all (a bad command line):
     the problems are the command's own, in the top-level ``errors``. (The text and
     GitHub formats print them on stderr, as every format does.)"""
-    doc = {
-        "schema_version": LINT_SCHEMA_VERSION,
-        "ok": False,
-        "summary": {"files": 0, "errors": len(problems), "warnings": 0},
-        "files": [],
-        "errors": [problem_json(p) for p in problems],
-    }
-    return Rendered(json_text(doc) + "\n")
+    summary = {"files": 0, "errors": len(problems), "warnings": 0}
+    return _document(ok=False, summary=summary, files=[], errors=[encode(p) for p in problems])
+
+
+def _document(**keys: Any) -> Rendered:
+    return Rendered(json_text({"schema_version": LINT_SCHEMA_VERSION, **keys}) + "\n")
 
 
 def _file_json(file: FileResult) -> dict[str, object]:
+    """A file's result; its totals and problems as ``inspect -f json`` writes them."""
     return {
         "file": file.file,
         "ok": file.errors == 0,
         "dry_run": file.ran,
-        "totals": totals_json(file.totals) if file.totals is not None else None,
-        "problems": [problem_json(p) for p in file.problems],
+        "totals": encode(file.totals) if file.totals is not None else None,
+        "problems": [encode(p) for p in file.problems],
     }
 
 

@@ -18,8 +18,6 @@ from shapecli.render.tree import guides, visible_rows
 from shapecli.report import Report, Row
 from shapecli.untrusted import visible
 
-FAIL_MARK = "✗"
-
 
 def render(report: Report, options: Options) -> Rendered:
     stdout = _rows_and_totals(report, options) if report.rows else ""
@@ -34,11 +32,8 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     rows = []
     prefixes = guides([level for _, level in shown])
     for prefix, (row, _) in zip(prefixes, shown, strict=True):
-        layer, given, output, params, count = _cells(
-            prefix, row, row.path in failing and row.status == "failed", fmt.row_inputs(report, row)
-        )
-        cells = {"Layer": layer, "Input": given, "Output": output, "Parameters": params}
-        cells["Count"] = count
+        failed = row.path in failing and row.status == "failed"
+        cells = _cells(prefix, row, failed, fmt.row_inputs(report, row))
         if options.paths:
             cells["Path"] = Text(visible(row.path) or "(root)")
         if counted:
@@ -46,14 +41,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         rows.append(cells)
     names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
     fit = fit_columns(names, rows, options.width)
-    table = Table(
-        title=Text(_title(report)),  # Text, not markup: a name may hold [brackets]
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold",
-    )
+    table = titled_table(fmt.title(report.name, report.inputs))
     for name in fit.kept:
         table.add_column(name, **_column_style(name, fit))
     levels = [level for _, level in shown] + [0]
@@ -70,6 +58,19 @@ def _rows_and_totals(report: Report, options: Options) -> str:
     if fit.note:
         footer.append(fit.note)
     return text + "\n" + to_text(Text("\n".join(footer), style="dim"), options)
+
+
+def titled_table(title: str) -> Table:
+    """The tables of ``inspect`` and ``diff`` alike: a title as written (Text, not
+    markup: a name may hold [brackets]), a rule under the header, no outer edge."""
+    return Table(
+        title=Text(title),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+    )
 
 
 #: The table's columns, left to right.
@@ -108,7 +109,7 @@ def fit_columns(names: list[str], rows: list[dict[str, Text]], width: int | None
     :data:`LAYER_MIN` and writing several shapes of a cell on several lines before the
     Input column goes. What no longer fits after that is printed wider than ``width``."""
     natural = {n: max([cell_len(n)] + [r[n].cell_len for r in rows]) for n in names}
-    narrowest = {n: natural[n] for n in names}
+    narrowest = dict(natural)
     narrowest["Layer"] = min(natural["Layer"], LAYER_MIN)
     for name in WRAPPABLE:
         if name in names:
@@ -122,8 +123,7 @@ def fit_columns(names: list[str], rows: list[dict[str, Text]], width: int | None
 
     if width is not None:
         for name in DROPPABLE:
-            fits = total(kept, natural if name in LOW else narrowest) <= width
-            if fits:
+            if total(kept, natural if name in LOW else narrowest) <= width:
                 break
             if name in kept:
                 kept.remove(name)
@@ -176,27 +176,22 @@ def _column_style(name: str, fit: Fit) -> dict[str, Any]:
     return style
 
 
-def _title(report: Report) -> str:
-    name = visible(report.name)
-    return f"{name} · {fmt.inputs(report.inputs)}" if report.inputs else name
-
-
-def _cells(prefix: str, row: Row, failed: bool, given: str) -> tuple[Text, ...]:
+def _cells(prefix: str, row: Row, failed: bool, given: str) -> dict[str, Text]:
     style = "bold red" if failed else ""
     layer = Text(prefix, style="dim")
-    layer.append(f"{FAIL_MARK} " if failed else "", style=style)
+    layer.append(f"{fmt.FAIL_MARK} " if failed else "", style=style)
     layer.append(visible(row.label), style=style or ("bold" if row.depth == 0 else ""))
     layer.append(f" ({fmt.type_label(row)}{'*' if row.inferred else ''})", style=style or "cyan")
     if failed:
-        output = Text(f"{FAIL_MARK} cannot take it", style=style)
+        output = Text(f"{fmt.FAIL_MARK} cannot take it", style=style)
     elif row.status == "failed":
         output = Text("")
     else:
         output = Text(fmt.shapes(row.output_shapes), style="green")
-    return (
-        layer,
-        Text(given, style=style),
-        output,
-        Text(fmt.params(row.params), style="magenta" if not failed else style),
-        Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
-    )
+    return {
+        "Layer": layer,
+        "Input": Text(given, style=style),
+        "Output": output,
+        "Parameters": Text(fmt.params(row.params), style="magenta" if not failed else style),
+        "Count": Text(fmt.count(row.param_count) if row.param_count else "—", style=style),
+    }

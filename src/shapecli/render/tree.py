@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 
-from shapecli.report import Report, Row
+from shapecli.graph import rows_up_to_failure, within
+from shapecli.report import Report, Row, copies_label
 
 
 def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
@@ -18,10 +18,7 @@ def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
     that was never *called* is still shown otherwise: MultiheadAttention uses its
     ``out_proj`` weights without calling it, and they count.)
     """
-    rows = list(report.rows)
-    failing = [i for i, r in enumerate(rows) if r.status == "failed"]
-    if failing:
-        rows = rows[: failing[-1] + 1]
+    rows = rows_up_to_failure(report)
     if depth is None:
         rows = _collapse_copies([r for r in rows if r.entry or r.depth == 0])
     else:
@@ -29,7 +26,7 @@ def visible_rows(report: Report, depth: int | None) -> list[tuple[Row, int]]:
     shown: list[str] = []  # paths of the shown ancestors of the current row
     levels = []
     for row in rows:
-        while shown and not (row.path.startswith(shown[-1] + ".") or shown[-1] == ""):
+        while shown and not within(row.path, shown[-1]):
             shown.pop()
         levels.append(len(shown))
         shown.append(row.path)
@@ -49,19 +46,12 @@ def _collapse_copies(rows: list[Row]) -> list[Row]:
     def flush() -> None:
         if not run:
             return
-        first, last = run[0], run[-1]
-        name = first.name if len(run) == 1 else f"{first.name}…{last.name}"
+        name, type_ = copies_label(run)
+        unknown = any(r.flops is None for r in run)  # FLOPs that were not counted
+        flops = None if unknown else sum(r.flops or 0 for r in run)
+        param_count = sum(r.param_count for r in run)
         out.append(
-            replace(
-                first,
-                name=name,
-                type=f"{first.type} ×{len(run)}, as {first.same_as.rsplit('.', 1)[-1]}"
-                if first.same_as
-                else first.type,
-                params=(),
-                param_count=sum(r.param_count for r in run),
-                flops=_total(r.flops for r in run),
-            )
+            replace(run[0], name=name, type=type_, params=(), param_count=param_count, flops=flops)
         )
         run.clear()
 
@@ -80,16 +70,6 @@ def _collapse_copies(rows: list[Row]) -> list[Row]:
         out.append(row)
     flush()
     return out
-
-
-def _total(values: Iterable[int | None]) -> int | None:
-    """The sum, or None when any value is unknown (FLOPs that were not counted)."""
-    total = 0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
 
 
 def guides(levels: list[int]) -> list[str]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 def si(n: int) -> str:
     """``291.6 G``: a big count in SI units, for FLOPs."""
     value = float(n)
-    for unit in ("", "K", "M", "G", "T", "P"):
-        if abs(value) < 1000 or unit == "P":
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(value) < 1000:
             return f"{value:,.1f} {unit}".rstrip() if unit else f"{n:,}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:,.1f} P"
 
 
 def count_and_si(n: int) -> str:
@@ -22,8 +22,8 @@ def count_and_si(n: int) -> str:
 def nbytes(n: int) -> str:
     """Binary units with one decimal: ``31.0 KiB``."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
             return f"{n:,} B" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:,.1f} TiB"
