@@ -195,3 +195,12 @@ def test_symbolic_sizes_for_a_python_model_say_they_are_for_specs() -> None:
     (error,) = report.errors
     assert error.code == "input-invalid"
     assert "symbolic sizes work for specs only" in error.message and "give B" in error.message
+
+
+def test_a_problem_prints_as_the_cli_prints_it(cli: Callable[..., Result]) -> None:
+    report = shapecli.inspect(CONFIGS / "mismatch.yaml")
+    problem = report.errors[0]
+    printed = cli("inspect", str(CONFIGS / "mismatch.yaml")).stderr
+    assert str(problem).splitlines()[0] == problem.headline
+    assert str(problem) in printed
+    assert "hint:" in str(problem) and "Problem(" not in str(problem)

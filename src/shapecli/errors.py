@@ -120,6 +120,13 @@ class Problem:
         head = str(self.source) if self.source else "shapecli"
         return f"{head}: {self.severity}[{self.code}] {self.message}"
 
+    def __str__(self) -> str:
+        """The problem as the CLI prints it: its headline and indented details (the
+        dataclass's ``repr`` stays the field dump, for debugging)."""
+        from shapecli.render.format import problem_lines  # the renderers import this module
+
+        return "\n".join(problem_lines(self))
+
     def located(self, source: Source | None) -> Problem:
         """This problem at ``source`` unless it already knows where it is."""
         return self if self.source is not None or source is None else replace(self, source=source)
