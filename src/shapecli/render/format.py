@@ -57,6 +57,15 @@ def count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def flops(row: Row) -> str:
+    """A row's FLOPs where they are counted: ``?`` (not derived) for a row with a size
+    not derived, as its FLOPs follow its sizes; ``—`` for none."""
+    if row.flops:
+        return count(row.flops)
+    unknown = any(d is None for s in (*row.input_shapes, *row.output_shapes) for d in s)
+    return "?" if unknown else "—"
+
+
 def params(infos: tuple[ParamInfo, ...]) -> str:
     """``weight 256×20 · bias 256``; shared ones say where they live."""
     parts = []

@@ -71,7 +71,7 @@ def render(report: Report, options: Options) -> Rendered:
                 literal(output),
                 code(fmt.params(row.params)),
                 fmt.count(row.param_count) if row.param_count else "—",
-                *([fmt.count(row.flops) if row.flops else "—"] if counted else []),
+                *([fmt.flops(row)] if counted else []),
             )
             lines.append("| " + " | ".join(c or " " for c in cells) + " |")
         summary = fmt.summary_lines(report, [row for row, _ in shown])

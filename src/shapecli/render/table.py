@@ -42,7 +42,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         if options.paths:
             cells["Path"] = Text(visible(row.path) or "(root)")
         if counted:
-            cells["FLOPs"] = Text(fmt.count(row.flops) if row.flops else "—")
+            cells["FLOPs"] = Text(fmt.flops(row))
         rows.append(cells)
     names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
     fit = fit_columns(names, rows, options.width)
