@@ -13,6 +13,13 @@ the pass; the steps are separate modules, each knowing nothing of the ones after
 The pass is one :func:`~shapecli.observe.observe`: ``no_grad``, eval mode, hooks
 removed and modes restored in ``finally``; then a check that no parameter stayed
 uninitialized.
+
+**Routing by value.** A layer that routes rows by their values (an ``MoE``, marked
+``ROUTED_INSIDE``) cannot route on meta tensors: it deals each expert an even share,
+and a real run deals by score. So a model that has one runs a second time, each such
+layer dealing every expert another number of rows that a router could give it (see
+:func:`routed_blind`); every size inside the model that differs between the two runs
+depends on the routing and is not derived (None), and so are the FLOPs of its row.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ from shapecli.inputs import InputSpec, input_names
 from shapecli.layers.auto import AutoBuildError, AutoSized
 from shapecli.memory import buffer_bytes
 from shapecli.observe import observe
-from shapecli.record import HookFailure, Recorder
+from shapecli.record import Call, HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
-from shapecli.report import Memory, Report
+from shapecli.report import Memory, Report, Row, Shape
 from shapecli.spec.model import at_or_above
 from shapecli.speedups import lean_meta
 
@@ -105,12 +112,9 @@ def dry_run(
     error = observe(
         model, tensors, hooks=(recorder, replayer), modes=modes, warn=recorder.warn
     ).error
-    if error is not None and is_internal(error):
-        raise (
-            error.__cause__
-            if isinstance(error, HookFailure | AutoBuildError) and error.__cause__
-            else error
-        )
+    _raise_internal(error)
+    # before the ties are made: a replayed copy gets new parameters in every pass
+    dealt = _dealt_otherwise(built, inputs, replay, shortcuts) if routes(model) else None
     explainer = Explainer(
         built, recorder, name, tuple(inputs), {id(t): i for i, t in enumerate(tensors)}
     )
@@ -119,6 +123,8 @@ def dry_run(
     errors.extend(built.apply_ties())
     failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
+    if dealt is not None:
+        rows = routed_blind(rows, dealt)
     if error is None:
         errors.extend(uninitialized(built))
     memory = Memory(
@@ -136,6 +142,105 @@ def dry_run(
         warnings=_warnings(built, recorder),
     )
     return run_after(measure, Done(built, tuple(inputs), report, shortcuts))
+
+
+def _raise_internal(error: Exception | None) -> None:
+    """Raise ``error`` (its cause, for our own wrappers) when shapecli's code raised it:
+    a bug, exit 3, never the user's mismatch."""
+    if error is not None and is_internal(error):
+        raise (
+            error.__cause__
+            if isinstance(error, HookFailure | AutoBuildError) and error.__cause__
+            else error
+        )
+
+
+def routes(model: nn.Module) -> bool:
+    """Does ``model`` hold a layer whose insides see value-dependent shapes (an MoE)?"""
+    return any(getattr(m, "ROUTED_INSIDE", False) for m in model.modules())
+
+
+class _OtherDealing:
+    """While installed, every routing layer deals its experts other numbers of rows
+    than the even share (its ``deal_other``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def install(self) -> None:
+        for module in self.model.modules():
+            if getattr(module, "ROUTED_INSIDE", False):
+                vars(module)["deal_other"] = True  # on the instance, for this pass
+
+    def remove(self) -> None:
+        for module in self.model.modules():  # replicas made during the pass too
+            vars(module).pop("deal_other", None)
+
+
+def _dealt_otherwise(
+    built: BuiltModel, inputs: Sequence[InputSpec], replay: bool, shortcuts: bool
+) -> Recorder:
+    """The second pass (see the module docstring): the model the first pass sized, on
+    the same inputs, each routing layer dealing otherwise. Shapes only: no FLOPs, no
+    warnings (the first pass gave them)."""
+    model = built.model
+    recorder = Recorder(model, set(built.entries))
+    copies = repeat_copies(model, built.entries) if replay else []
+    replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
+    modes = [lean_meta()] if shortcuts else []
+    hooks = (recorder, replayer, _OtherDealing(model))
+    _raise_internal(observe(model, make_inputs(inputs), hooks=hooks, modes=modes).error)
+    return recorder
+
+
+def routed_blind(rows: Sequence[Row], other: Recorder) -> list[Row]:
+    """``rows`` with every size that ``other`` (a pass dealt otherwise) saw differently
+    as None, and the FLOPs of a row with such a size as None.
+
+    Rows are matched by (path, call); a replayed copy's submodules by what copy 0's
+    did, as :func:`~shapecli.assemble.assemble` reads them. A row that returned in one
+    pass and not in the other, or that the other did not make at all, has every size
+    not derived; a tensor of another rank, every size of that tensor."""
+    calls = {(c.path, c.index): c for c in other.calls}
+    return [
+        _blinded(
+            row,
+            calls.get((row.path, row.call))
+            or (other.first.get(row.path) if not row.call else None),
+        )
+        for row in rows
+    ]
+
+
+def _blinded(row: Row, call: Call | None) -> Row:
+    """``row`` with the sizes ``call`` (its call in the other pass) did not share as
+    None, and then its FLOPs too."""
+    seen: tuple[tuple[Shape, ...], tuple[Shape, ...]] = ((), ())
+    if call is not None and call.done == (row.status == "ok"):
+        seen = (tuple(i.shape for i in call.inputs), tuple(o.shape for o in call.outputs or ()))
+    inputs = agreed(row.input_shapes, seen[0])
+    outputs = agreed(row.output_shapes, seen[1])
+    if (inputs, outputs) == (row.input_shapes, row.output_shapes):
+        return row
+    return replace(row, input_shapes=inputs, output_shapes=outputs, flops=None)
+
+
+def agreed(shapes: tuple[Shape, ...], others: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """``shapes`` with each size ``others`` does not share as None (every size of a
+    tensor ``others`` has no counterpart of the same rank for)."""
+    if len(shapes) != len(others):
+        return not_derived(shapes)
+    return tuple(
+        tuple(d if d == e else None for d, e in zip(shape, other, strict=True))
+        if len(shape) == len(other)
+        else not_derived((shape,))[0]
+        for shape, other in zip(shapes, others, strict=True)
+    )
+
+
+def not_derived(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """The same tensors and ranks, every size not derived."""
+    return tuple(tuple(None for _ in shape) for shape in shapes)
 
 
 def _sized(model: nn.Module) -> bool:

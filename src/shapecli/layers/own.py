@@ -1457,14 +1457,19 @@ class MoE(nn.Module):
     ``repeat: N`` is N experts. Only routed tokens reach an expert, so the FLOPs are
     those of the routed experts. On the meta device (and with symbolic sizes) there
     are no scores to route by: each expert takes an equal share of the tokens ×
-    ``top_k`` routed rows — every shape and the total FLOPs are what any routing gives,
-    as an expert's cost grows linearly with its tokens.
+    ``top_k`` routed rows. The MoE's own shapes and the total FLOPs are what any
+    routing gives (an expert's cost grows linearly with its tokens); how many rows one
+    expert gets is not, so the dry run runs the model a second time with ``deal_other``
+    set and reports every size that changed as not derived (:mod:`shapecli.dryrun`).
     """
 
-    #: The shapes inside an MoE depend on values: a dry run's rows for its experts show
-    #: the even share, a real run's the router's choice (``--verify`` compares the MoE
-    #: itself, not its experts).
+    #: The shapes inside an MoE depend on values: the router's choice in a real run;
+    #: in a run without values, the even share (or, with ``deal_other``, another).
     ROUTED_INSIDE: ClassVar[bool] = True
+    #: Deal each expert another number of rows than its even share, one a router could
+    #: give it (all the tokens; one fewer, or none, for an expert whose share is all of
+    #: them), wherever the routing leaves it a choice: set on the instance for one run.
+    deal_other: bool = False
 
     def __init__(self, experts: nn.Module, top_k: int = 2, renormalize: bool = True) -> None:
         super().__init__()
@@ -1500,9 +1505,10 @@ class MoE(nn.Module):
         else:
             rows = self._even_shares(tokens.shape[0], len(experts), tokens.device)
             warnings.warn(
-                "the router chooses by value, and a dry run has none: each expert's rows show "
-                "an even share of the tokens × top_k routed rows, where a real run routes by "
-                "score (the MoE's output shape and the total FLOPs are the same either way)",
+                "the router chooses by value, and a dry run has none: in the rows inside its "
+                "experts, a size that depends on how many rows an expert gets is ? (not "
+                "derived), and so are those rows' FLOPs; the MoE's own row and the totals "
+                "are exact (the same for any routing)",
                 stacklevel=2,
             )
         out: torch.Tensor | None = None
@@ -1524,7 +1530,23 @@ class MoE(nn.Module):
         token = torch.arange(count, device=device).repeat(self.top_k)
         slot = torch.arange(self.top_k, device=device).repeat_interleave(count)
         sizes = [routed // experts + (1 if e < routed % experts else 0) for e in range(experts)]
+        if self.deal_other:
+            return [self._other_share(size, count, experts, device) for size in sizes]
         return list(zip(torch.split(token, sizes), torch.split(slot, sizes), strict=True))
+
+    def _other_share(
+        self, size: int, count: int, experts: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token, slot) rows for an expert whose even share is ``size`` of ``count``
+        tokens: another number a router could give it, far from ``size`` — all the
+        tokens (one fewer, or none, if ``size`` is all of them). An expert may get any
+        number of rows up to ``count`` unless every expert takes every token
+        (``top_k`` = the number of experts); then its share is fixed and is kept."""
+        other = size
+        if self.top_k < experts:
+            other = count if size != count else max(count - 1, 0)
+        token = torch.arange(other, device=device)
+        return token, torch.zeros_like(token)
 
 
 OWN_MODULES: dict[str, type[nn.Module]] = {
