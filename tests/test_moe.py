@@ -192,3 +192,46 @@ def test_verify_checks_the_derived_sizes_inside_the_experts(tmp_path: Path) -> N
         verify(model, replace(report, rows=wrong), report.inputs)
     assert raised.value.problem.code == "verify-mismatch"
     assert "?×33" in raised.value.problem.message and "×32" in raised.value.problem.message
+
+
+#: Experts of different widths: the total cost depends on which expert gets more rows.
+UNEQUAL = """\
+input: 1x12x16
+model:
+  - Linear: [16, 16]
+  - MoE:
+      top_k: 1
+      experts:
+        - Linear: [16, 16]
+        - Sequential: [{Linear: [16, 256]}, {Linear: [256, 16]}]
+"""
+
+
+def test_experts_that_cost_differently_per_row_leave_the_total_flops_not_derived(
+    cli: Cli, write: Callable[[str], Path]
+) -> None:
+    report = shapecli.inspect(parse_spec(UNEQUAL, "moe.yaml"), flops=True)
+    assert report.ok, report.errors
+    rows = rows_by_path(report)
+    assert rows["1"].flops is None and rows[""].flops is None and report.totals.flops is None
+    assert rows["0"].flops == 2 * 12 * 16 * 16 and rows["1.router"].flops == 2 * 12 * 16 * 2
+    (note,) = [w for w in report.warnings if w.code == "not-derived"]
+    assert note.path == "1" and "cost differently per row" in note.message
+    model = shapecli.build(parse_spec(UNEQUAL, "moe.yaml")).eval()
+    counts = set()
+    for seed in range(4):  # what a real run counts depends on the router's choice
+        torch.manual_seed(seed)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 12, 16))
+        counts.add(counter.get_total_flops())
+    assert len(counts) > 1
+    table = cli("inspect", str(write(UNEQUAL)), "--flops").stdout
+    assert "FLOPs: not derived (see the warnings)" in table
+    (line,) = [line for line in table.splitlines() if "(MoE)" in line]
+    assert line.rstrip().endswith("?")
+
+
+def test_experts_alike_keep_the_total_flops_without_a_warning() -> None:
+    report = shapecli.inspect(parse_spec(MLP, "moe.yaml"), flops=True)
+    assert not [w for w in report.warnings if w.code == "not-derived"]
+    assert report.totals.flops == real_flops(MLP, (2, 6, 16))

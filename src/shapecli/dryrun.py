@@ -25,13 +25,13 @@ depends on the routing and is not derived (None), and so are the FLOPs of its ro
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import torch
 from torch import nn
 
-from shapecli.analyses import Analysis, Done, run_after
+from shapecli.analyses import Analysis, Done, Flops, run_after
 from shapecli.assemble import assemble
 from shapecli.construct import BuiltModel, layer_warning
 from shapecli.diagnose import Explainer, in_tree, is_internal, open_calls
@@ -114,7 +114,11 @@ def dry_run(
     ).error
     _raise_internal(error)
     # before the ties are made: a replayed copy gets new parameters in every pass
-    dealt = _dealt_otherwise(built, inputs, replay, shortcuts) if routes(model) else None
+    dealt = packed = None
+    if routes(model):
+        dealt = _dealt(built, inputs, "other", replay, shortcuts)
+        if any(isinstance(analysis, Flops) for analysis in measure):
+            packed = _dealt(built, inputs, "packed", replay, shortcuts, Flops())
     explainer = Explainer(
         built, recorder, name, tuple(inputs), {id(t): i for i, t in enumerate(tensors)}
     )
@@ -123,8 +127,11 @@ def dry_run(
     errors.extend(built.apply_ties())
     failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
+    routing: list[Problem] = []
     if dealt is not None:
         rows = routed_blind(rows, dealt)
+    if packed is not None:
+        rows, routing = flops_blind(built, rows, packed)
     if error is None:
         errors.extend(uninitialized(built))
     memory = Memory(
@@ -139,7 +146,7 @@ def dry_run(
         rows=tuple(rows),
         totals=replace(totals, memory=memory),
         errors=tuple(errors),
-        warnings=_warnings(built, recorder),
+        warnings=(*_warnings(built, recorder), *routing),
     )
     return run_after(measure, Done(built, tuple(inputs), report, shortcuts))
 
@@ -160,35 +167,43 @@ def routes(model: nn.Module) -> bool:
     return any(getattr(m, "ROUTED_INSIDE", False) for m in model.modules())
 
 
-class _OtherDealing:
-    """While installed, every routing layer deals its experts other numbers of rows
-    than the even share (its ``deal_other``)."""
+class _Dealing:
+    """While installed, every routing layer deals its rows as ``dealing`` says (an
+    MoE's ``dealing``)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, dealing: str) -> None:
         self.model = model
+        self.dealing = dealing
 
     def install(self) -> None:
         for module in self.model.modules():
             if getattr(module, "ROUTED_INSIDE", False):
-                vars(module)["deal_other"] = True  # on the instance, for this pass
+                vars(module)["dealing"] = self.dealing  # on the instance, for this pass
 
     def remove(self) -> None:
         for module in self.model.modules():  # replicas made during the pass too
-            vars(module).pop("deal_other", None)
+            vars(module).pop("dealing", None)
 
 
-def _dealt_otherwise(
-    built: BuiltModel, inputs: Sequence[InputSpec], replay: bool, shortcuts: bool
+def _dealt(
+    built: BuiltModel,
+    inputs: Sequence[InputSpec],
+    dealing: str,
+    replay: bool,
+    shortcuts: bool,
+    flops: Flops | None = None,
 ) -> Recorder:
-    """The second pass (see the module docstring): the model the first pass sized, on
-    the same inputs, each routing layer dealing otherwise. Shapes only: no FLOPs, no
-    warnings (the first pass gave them)."""
+    """Another pass (see the module docstring): the model the first pass sized, on the
+    same inputs, each routing layer dealing as ``dealing`` says. Shapes, and FLOPs with
+    ``flops``; no warnings (the first pass gave them)."""
     model = built.model
     recorder = Recorder(model, set(built.entries))
     copies = repeat_copies(model, built.entries) if replay else []
     replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
-    modes = [lean_meta()] if shortcuts else []
-    hooks = (recorder, replayer, _OtherDealing(model))
+    modes: list[contextlib.AbstractContextManager[object]] = [lean_meta()] if shortcuts else []
+    if flops is not None:
+        modes.append(flops.during(recorder))
+    hooks = (recorder, replayer, _Dealing(model, dealing))
     _raise_internal(observe(model, make_inputs(inputs), hooks=hooks, modes=modes).error)
     return recorder
 
@@ -197,19 +212,62 @@ def routed_blind(rows: Sequence[Row], other: Recorder) -> list[Row]:
     """``rows`` with every size that ``other`` (a pass dealt otherwise) saw differently
     as None, and the FLOPs of a row with such a size as None.
 
-    Rows are matched by (path, call); a replayed copy's submodules by what copy 0's
-    did, as :func:`~shapecli.assemble.assemble` reads them. A row that returned in one
+    Rows are matched as :func:`_matched` says. A row that returned in one
     pass and not in the other, or that the other did not make at all, has every size
     not derived; a tensor of another rank, every size of that tensor."""
+    matched = _matched(other)
+    return [_blinded(row, matched(row)) for row in rows]
+
+
+def flops_blind(
+    built: BuiltModel, rows: Sequence[Row], packed: Recorder
+) -> tuple[list[Row], list[Problem]]:
+    """``rows`` with the FLOPs that ``packed`` (a pass with the rows routed as unevenly
+    as a router can) counted otherwise as None, and a warning at each routing layer
+    whose own FLOPs that leaves not derived.
+
+    An expert whose cost grows in proportion to its rows costs the same in total for
+    any routing when every expert costs the same per row; experts of different widths,
+    or an expert whose cost is not proportional (attention over its rows), make the
+    total depend on the routing."""
+    calls = _matched(packed)
+    blind = []
+    routing = []
+    for row in rows:
+        call = calls(row)
+        if row.flops is None or (call is not None and call.flops == row.flops):
+            blind.append(row)
+            continue
+        blind.append(replace(row, flops=None))
+        module = built.model.get_submodule(row.path) if row.path else built.model
+        if getattr(module, "ROUTED_INSIDE", False) and not row.call:
+            routing.append(
+                Problem(
+                    "not-derived",
+                    f"the FLOPs of layer {row.path} ({row.type}), of the layers around it and "
+                    "the total are not derived: its experts do not cost the same for every "
+                    "routing (they cost differently per row, or not in proportion to their rows)",
+                    row.source,
+                    severity="warning",
+                    path=row.path,
+                    layer_type=row.type,
+                )
+            )
+    return blind, routing
+
+
+def _matched(other: Recorder) -> Callable[[Row], Call | None]:
+    """A row's call in the pass ``other`` recorded: by (path, call), and a replayed
+    copy's submodules by what copy 0's did, as :func:`~shapecli.assemble.assemble`
+    reads them."""
     calls = {(c.path, c.index): c for c in other.calls}
-    return [
-        _blinded(
-            row,
-            calls.get((row.path, row.call))
-            or (other.first.get(row.path) if not row.call else None),
+
+    def matched(row: Row) -> Call | None:
+        return calls.get((row.path, row.call)) or (
+            other.first.get(row.path) if not row.call else None
         )
-        for row in rows
-    ]
+
+    return matched
 
 
 def _blinded(row: Row, call: Call | None) -> Row:

@@ -57,13 +57,18 @@ def count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def flops_counted(report: Report) -> bool:
+    """Were FLOPs counted (their total, or rows' where the total is not derived)?"""
+    return report.totals.flops is not None or any(r.flops is not None for r in report.rows)
+
+
 def flops(row: Row) -> str:
-    """A row's FLOPs where they are counted: ``?`` (not derived) for a row with a size
-    not derived, as its FLOPs follow its sizes; ``—`` for none."""
+    """A row's FLOPs where they are counted: ``—`` for none (or a module never called);
+    ``?`` for a call whose FLOPs are not derived (they follow its sizes, and some are
+    not derived; or they depend on how an MoE routes)."""
     if row.flops:
         return count(row.flops)
-    unknown = any(d is None for s in (*row.input_shapes, *row.output_shapes) for d in s)
-    return "?" if unknown else "—"
+    return "?" if row.flops is None and row.status == "ok" else "—"
 
 
 def params(infos: tuple[ParamInfo, ...]) -> str:

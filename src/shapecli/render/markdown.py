@@ -48,7 +48,7 @@ def render(report: Report, options: Options) -> Rendered:
         failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
         inputs = f" · {literal(fmt.inputs(report.inputs))}" if report.inputs else ""
         shown = visible_rows(report, options.depth)
-        counted = report.totals.flops is not None
+        counted = fmt.flops_counted(report)
         lines += [
             f"### {code(report.name, cell=False)}{inputs}",
             "",

@@ -30,7 +30,7 @@ def render(report: Report, options: Options) -> Rendered:
 def _rows_and_totals(report: Report, options: Options) -> str:
     shown = visible_rows(report, options.depth)
     failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
-    counted = report.totals.flops is not None
+    counted = fmt.flops_counted(report)
     rows = []
     prefixes = guides([level for _, level in shown])
     for prefix, (row, _) in zip(prefixes, shown, strict=True):
