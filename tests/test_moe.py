@@ -235,3 +235,16 @@ def test_experts_alike_keep_the_total_flops_without_a_warning() -> None:
     report = shapecli.inspect(parse_spec(MLP, "moe.yaml"), flops=True)
     assert not [w for w in report.warnings if w.code == "not-derived"]
     assert report.totals.flops == real_flops(MLP, (2, 6, 16))
+
+
+def test_a_failure_inside_an_expert_claims_no_size_inside_the_moe() -> None:
+    """After a failed pass there is no second one (it could size layers the first never
+    reached): every size inside the MoE is not derived, the rows before it stay."""
+    text = MLP.replace("Linear: [32, 16]", "Linear: [31, 16]")
+    report = shapecli.inspect(parse_spec(text, "moe.yaml"))
+    (error,) = report.errors
+    assert error.code == "shape-mismatch" and error.path == "0.experts.0.0.2"
+    rows = rows_by_path(report)
+    assert rows["0"].input_shapes == ((2, 6, 16),)
+    assert rows["0.experts.0.0.0"].output_shapes == ((None, None),)
+    assert rows["0.experts.0.0.2"].input_shapes == ((None, None),)

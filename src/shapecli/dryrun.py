@@ -113,9 +113,11 @@ def dry_run(
         model, tensors, hooks=(recorder, replayer), modes=modes, warn=recorder.warn
     ).error
     _raise_internal(error)
-    # before the ties are made: a replayed copy gets new parameters in every pass
+    # Before the ties are made (a replayed copy gets new parameters in every pass), and
+    # only after a pass that worked: another could size lazy layers this one never reached.
+    routed = routes(model)
     dealt = packed = None
-    if routes(model):
+    if routed and error is None:
         dealt = _dealt(built, inputs, "other", replay, shortcuts)
         if any(isinstance(analysis, Flops) for analysis in measure):
             packed = _dealt(built, inputs, "packed", replay, shortcuts, Flops())
@@ -128,8 +130,8 @@ def dry_run(
     failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))
     routing: list[Problem] = []
-    if dealt is not None:
-        rows = routed_blind(rows, dealt)
+    if routed:
+        rows = routed_blind(rows, dealt, model)
     if packed is not None:
         rows, routing = flops_blind(built, rows, packed)
     if error is None:
@@ -208,15 +210,28 @@ def _dealt(
     return recorder
 
 
-def routed_blind(rows: Sequence[Row], other: Recorder) -> list[Row]:
+def routed_blind(rows: Sequence[Row], other: Recorder | None, model: nn.Module) -> list[Row]:
     """``rows`` with every size that ``other`` (a pass dealt otherwise) saw differently
     as None, and the FLOPs of a row with such a size as None.
 
     Rows are matched as :func:`_matched` says. A row that returned in one
     pass and not in the other, or that the other did not make at all, has every size
-    not derived; a tensor of another rank, every size of that tensor."""
+    not derived; a tensor of another rank, every size of that tensor. Without
+    ``other`` (the first pass failed), every size inside a routing layer is not
+    derived."""
+    if other is None:
+        routing = [p for p, m in model.named_modules() if getattr(m, "ROUTED_INSIDE", False)]
+        return [
+            _blinded(row, None) if any(_inside(row.path, path) for path in routing) else row
+            for row in rows
+        ]
     matched = _matched(other)
     return [_blinded(row, matched(row)) for row in rows]
+
+
+def _inside(path: str, outer: str) -> bool:
+    """Is the module at ``path`` strictly inside the one at ``outer``?"""
+    return path != outer and (not outer or path.startswith(f"{outer}."))
 
 
 def flops_blind(
