@@ -20,6 +20,9 @@ and a real run deals by score. So a model that has one runs a second time, each 
 layer dealing every expert another number of rows that a router could give it (see
 :func:`routed_blind`); every size inside the model that differs between the two runs
 depends on the routing and is not derived (None), and so are the FLOPs of its row.
+Counting FLOPs, it runs once more with the rows routed as unevenly as a router can
+(:func:`flops_blind`): FLOPs that change (experts of different widths) are not derived
+either.
 """
 
 from __future__ import annotations
