@@ -121,9 +121,9 @@ def test_the_shipped_configs_lint_clean_except_the_deliberate_mismatch(cli: Cli)
     doc = cli("lint", str(CONFIGS), "-f", "json").json()
     failing = [Path(f["file"]).name for f in doc["files"] if not f["ok"]]
     assert failing == ["mismatch.yaml"] and doc["summary"]["warnings"] == 1
-    # the one warning: an MoE's experts' rows are an even share, not the router's choice
+    # the one warning: sizes inside an MoE's experts that the routing decides are not derived
     (note,) = [p for f in doc["files"] for p in f["problems"] if p["severity"] == "warning"]
-    assert note["path"] == "layers.0.1.body.moe" and "even share" in note["message"]
+    assert note["path"] == "layers.0.1.body.moe" and "? (not derived)" in note["message"]
 
 
 def test_schema_command_prints_the_schema(cli: Cli) -> None:

@@ -4,7 +4,8 @@ The report's shapes come from the meta device, where nothing is computed; this p
 them for one model. The same hook recorder the dry run uses (:mod:`shapecli.record`)
 watches the real pass, so both runs are described the same way — each call of each
 module, at the same module paths — and every row the dry run reported is compared: that
-it ran in both passes or in neither, with the same input and output shapes. The first
+it ran in both passes or in neither, with the same input and output shapes (a size the
+dry run did not derive, such as one that depends on an MoE's routing, fits any). The first
 disagreement, in the report's order, is the error (``verify-mismatch``); a real pass that
 raises where the dry run did not is one too.
 
@@ -48,7 +49,6 @@ def verify(
     if isinstance(error, HookFailure):  # shapecli's own hooks broke: a bug, not a disagreement
         raise error.__cause__ or error from None
     rows = {row.path: row for row in report.rows}
-    routed = _routed_inside(model)
     if error is not None:
         path = recorder.stack[-1].path if recorder.stack else ""
         raise _disagreement(
@@ -63,8 +63,6 @@ def verify(
     checked = 0
     calls = {(c.path, c.index): c for c in recorder.calls}
     for row in report.rows:
-        if any(row.path.startswith(prefix) for prefix in routed):
-            continue  # an expert's share of the tokens depends on values (MoE)
         call = calls.get((row.path, row.call))
         ran = row.status == "ok"
         if ran and (call is None or call.outputs is None):
@@ -77,7 +75,7 @@ def verify(
             ("received", row.input_shapes, tuple(i.shape for i in call.inputs)),
             ("returned", row.output_shapes, tuple(o.shape for o in call.outputs)),
         ):
-            if meta != real:
+            if not _fits(meta, real):
                 message = (
                     f": the dry run says it {what} {_shapes(meta)}, the real forward pass "
                     f"{what} {_shapes(real)}"
@@ -87,13 +85,13 @@ def verify(
     return checked
 
 
-def _routed_inside(model: nn.Module) -> tuple[str, ...]:
-    """The path prefixes of modules whose insides see value-dependent shapes (an MoE's
-    experts get the tokens the router chose; the dry run shows an even share)."""
-    return tuple(
-        f"{path}." if path else ""
-        for path, module in model.named_modules()
-        if getattr(module, "ROUTED_INSIDE", False)
+def _fits(claimed: tuple[Shape, ...], real: tuple[Shape, ...]) -> bool:
+    """Do the real shapes have what the dry run claimed: the same tensors and ranks,
+    and every size it derived? A size not derived (None: inside an MoE's experts, one
+    that depends on the routing) claims nothing, so any real size fits it."""
+    return len(claimed) == len(real) and all(
+        len(c) == len(r) and all(d is None or d == e for d, e in zip(c, r, strict=True))
+        for c, r in zip(claimed, real, strict=True)
     )
 
 

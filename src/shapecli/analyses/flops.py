@@ -42,7 +42,8 @@ class Flops:
     @staticmethod
     def footer(report: Report) -> list[str]:
         flops = report.totals.flops
-        if flops is None:
-            return []
+        if flops is None:  # not counted, or counted in rows but not derived in total
+            counted_in_rows = any(r.flops is not None for r in report.rows)
+            return ["FLOPs: not derived (see the warnings)"] if counted_in_rows else []
         counted = "(2 × multiply-adds, as torch counts them)"
         return [f"FLOPs: {count_and_si(flops)} in one forward pass {counted}"]

@@ -1457,14 +1457,22 @@ class MoE(nn.Module):
     ``repeat: N`` is N experts. Only routed tokens reach an expert, so the FLOPs are
     those of the routed experts. On the meta device (and with symbolic sizes) there
     are no scores to route by: each expert takes an equal share of the tokens ×
-    ``top_k`` routed rows — every shape and the total FLOPs are what any routing gives,
-    as an expert's cost grows linearly with its tokens.
+    ``top_k`` routed rows. The MoE's own shapes are what any routing gives; how many
+    rows one expert gets is not, and neither are the total FLOPs when the experts cost
+    differently per row. So the dry run runs the model again with another ``dealing``
+    and reports every size and count that changed as not derived (:mod:`shapecli.dryrun`).
     """
 
-    #: The shapes inside an MoE depend on values: a dry run's rows for its experts show
-    #: the even share, a real run's the router's choice (``--verify`` compares the MoE
-    #: itself, not its experts).
+    #: The shapes inside an MoE depend on values: the router's choice in a real run;
+    #: in a run without values, what ``dealing`` says.
     ROUTED_INSIDE: ClassVar[bool] = True
+    #: How a run without values deals the rows (set on the instance for one run):
+    #: ``even``, the even share; ``other``, each expert another number of rows than its
+    #: even share, one a router could give it (all the tokens; one fewer, or none, for an
+    #: expert whose share is all of them), wherever the routing leaves it a choice;
+    #: ``packed``, a routing as uneven as a router can make (every expert one row, the
+    #: rest to the first experts, each up to every token).
+    dealing: Literal["even", "other", "packed"] = "even"
 
     def __init__(self, experts: nn.Module, top_k: int = 2, renormalize: bool = True) -> None:
         super().__init__()
@@ -1498,11 +1506,12 @@ class MoE(nn.Module):
         if _has_values(tokens):
             rows = [cast(Any, torch.where(chosen == e)) for e in range(len(experts))]
         else:
-            rows = self._even_shares(tokens.shape[0], len(experts), tokens.device)
+            rows = self._shares(tokens.shape[0], len(experts), tokens.device)
             warnings.warn(
-                "the router chooses by value, and a dry run has none: each expert's rows show "
-                "an even share of the tokens × top_k routed rows, where a real run routes by "
-                "score (the MoE's output shape and the total FLOPs are the same either way)",
+                "the router chooses by value, and a dry run has none: in the rows inside its "
+                "experts, a size that depends on how many rows an expert gets is ? (not "
+                "derived), and so are those rows' FLOPs; the MoE's own row and the totals "
+                "are exact when its experts cost the same per row (the same for any routing)",
                 stacklevel=2,
             )
         out: torch.Tensor | None = None
@@ -1514,17 +1523,36 @@ class MoE(nn.Module):
         assert out is not None
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
-    def _even_shares(
+    def _shares(
         self, count: int, experts: int, device: torch.device
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(token, slot) rows for each expert when no scores exist: the tokens ×
-        ``top_k`` routed rows dealt out evenly, the first experts one more each when
-        they do not divide."""
+        """(token, slot) rows for each expert when no scores exist, as ``dealing`` says:
+        evenly, the first experts one more each when they do not divide. With
+        ``top_k`` = the number of experts every expert takes every token, whatever the
+        scores: that share is the only one."""
         routed = count * self.top_k
         token = torch.arange(count, device=device).repeat(self.top_k)
         slot = torch.arange(self.top_k, device=device).repeat_interleave(count)
         sizes = [routed // experts + (1 if e < routed % experts else 0) for e in range(experts)]
-        return list(zip(torch.split(token, sizes), torch.split(slot, sizes), strict=True))
+        if self.dealing == "even" or self.top_k == experts:  # then every expert gets all
+            return list(zip(torch.split(token, sizes), torch.split(slot, sizes), strict=True))
+        if self.dealing == "other":
+            sizes = [count if size != count else max(count - 1, 0) for size in sizes]
+        else:
+            sizes = _packed(routed, experts, count)
+        return [(t, torch.zeros_like(t)) for t in (torch.arange(n, device=device) for n in sizes)]
+
+
+def _packed(routed: int, experts: int, most: int) -> list[int]:
+    """``routed`` rows over ``experts``, each at most ``most``: one each (as far as they
+    go), then the rest to the first experts, each filled up in turn."""
+    sizes = [1 if e < routed else 0 for e in range(experts)]
+    rest = routed - sum(sizes)
+    for e in range(experts):
+        more = min(most - sizes[e], rest)
+        sizes[e] += more
+        rest -= more
+    return sizes
 
 
 OWN_MODULES: dict[str, type[nn.Module]] = {

@@ -61,6 +61,20 @@ def count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def flops_counted(report: Report) -> bool:
+    """Were FLOPs counted (their total, or rows' where the total is not derived)?"""
+    return report.totals.flops is not None or any(r.flops is not None for r in report.rows)
+
+
+def flops(row: Row) -> str:
+    """A row's FLOPs where they are counted: ``—`` for none (or a module never called);
+    ``?`` for a call whose FLOPs are not derived (they follow its sizes, and some are
+    not derived; or they depend on how an MoE routes)."""
+    if row.flops:
+        return count(row.flops)
+    return "?" if row.flops is None and row.status == "ok" else "—"
+
+
 def params(infos: tuple[ParamInfo, ...]) -> str:
     """``weight 256×20 · bias 256``; shared ones say where they live."""
     parts = []

@@ -48,7 +48,7 @@ def render(report: Report, options: Options) -> Rendered:
         failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
         inputs = f" · {literal(fmt.inputs(report.inputs))}" if report.inputs else ""
         shown = visible_rows(report, options.depth)
-        counted = report.totals.flops is not None
+        counted = fmt.flops_counted(report)
         lines += [
             f"### {code(report.name, cell=False)}{inputs}",
             "",
@@ -71,7 +71,7 @@ def render(report: Report, options: Options) -> Rendered:
                 literal(output),
                 code(fmt.params(row.params)),
                 fmt.count(row.param_count) if row.param_count else "—",
-                *([fmt.count(row.flops) if row.flops else "—"] if counted else []),
+                *([fmt.flops(row)] if counted else []),
             )
             lines.append("| " + " | ".join(c or " " for c in cells) + " |")
         summary = fmt.summary_lines(report, [row for row, _ in shown])

@@ -28,7 +28,7 @@ def render(report: Report, options: Options) -> Rendered:
 def _rows_and_totals(report: Report, options: Options) -> str:
     shown = visible_rows(report, options.depth)
     failing = {p.path for p in report.errors if p.code == "shape-mismatch"}
-    counted = report.totals.flops is not None
+    counted = fmt.flops_counted(report)
     rows = []
     prefixes = guides([level for _, level in shown])
     for prefix, (row, _) in zip(prefixes, shown, strict=True):
@@ -37,7 +37,7 @@ def _rows_and_totals(report: Report, options: Options) -> str:
         if options.paths:
             cells["Path"] = Text(visible(row.path) or "(root)")
         if counted:
-            cells["FLOPs"] = Text(fmt.count(row.flops) if row.flops else "—")
+            cells["FLOPs"] = Text(fmt.flops(row))
         rows.append(cells)
     names = [n for n in COLUMNS if n in (rows[0] if rows else {})]
     fit = fit_columns(names, rows, options.width)

@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from shapecli.dryrun import not_derived
 from shapecli.errors import Problem, fail
 from shapecli.inputs import InputSpec
 from shapecli.report import Report, Row, Shape
@@ -352,18 +353,30 @@ def _with_formulas(
     row: Row, proven: Mapping[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]]
 ) -> Row:
     """``row`` with its shapes as proven formulas; a row the symbolic run did not reach
-    keeps its structure, every size not derived."""
+    keeps its structure, every size not derived. A size the first run did not derive
+    (one that depends on an MoE's routing: the runs that prove formulas deal evenly,
+    as the symbolic run does) stays not derived."""
     found = proven.get(row.path)
     if found is None:
         return replace(
-            row, input_shapes=_blank(row.input_shapes), output_shapes=_blank(row.output_shapes)
+            row,
+            input_shapes=not_derived(row.input_shapes),
+            output_shapes=not_derived(row.output_shapes),
         )
-    return replace(row, input_shapes=found[0], output_shapes=found[1])
+    return replace(
+        row,
+        input_shapes=_still_blind(row.input_shapes, found[0]),
+        output_shapes=_still_blind(row.output_shapes, found[1]),
+    )
 
 
-def _blank(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
-    """The same tensors and ranks, every size not derived."""
-    return tuple(tuple(None for _ in shape) for shape in shapes)
+def _still_blind(first: tuple[Shape, ...], formulas: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """``formulas``, with None wherever ``first`` (the first run's) has None."""
+    blind = {(t, j) for t, shape in enumerate(first) for j, d in enumerate(shape) if d is None}
+    return tuple(
+        tuple(None if (t, j) in blind else d for j, d in enumerate(shape))
+        for t, shape in enumerate(formulas)
+    )
 
 
 def _not_derived(

@@ -152,7 +152,8 @@ class Runner:
         self.count += 1
         if report.ok:
             self.built, self.report = built, report
-            self.cache[_key(values)] = Outcome(True, _seen_in(report))
+            if not _blind(report):  # else the proof's own run there sees every size
+                self.cache[_key(values)] = Outcome(True, _seen_in(report))
         return report
 
     def __call__(self, values: Sizes) -> Outcome:
@@ -278,6 +279,14 @@ def _seen_in(report: Report) -> dict[str, tuple[tuple[Shape, ...], tuple[Shape, 
     return {
         row.path: (row.input_shapes, row.output_shapes) for row in report.rows if row.status == "ok"
     }
+
+
+def _blind(report: Report) -> bool:
+    """Does ``report`` hold a size not derived (inside an MoE: see
+    :func:`shapecli.dryrun.routed_blind`)?"""
+    return any(
+        d is None for row in report.rows for s in (*row.input_shapes, *row.output_shapes) for d in s
+    )
 
 
 def _inferred(report: Report) -> dict[str, tuple[Shape | None, ...]]:
