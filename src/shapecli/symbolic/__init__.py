@@ -39,10 +39,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from shapecli.dryrun import not_derived
 from shapecli.errors import Problem, fail
 from shapecli.inputs import InputSpec
 from shapecli.report import Report, Row, Shape
+from shapecli.routing import not_derived
 from shapecli.spec.model import Spec
 from shapecli.symbolic import proof as proving
 from shapecli.symbolic.fake import Trace, trace

@@ -283,7 +283,7 @@ def _seen_in(report: Report) -> dict[str, tuple[tuple[Shape, ...], tuple[Shape, 
 
 def _blind(report: Report) -> bool:
     """Does ``report`` hold a size not derived (inside an MoE: see
-    :func:`shapecli.dryrun.routed_blind`)?"""
+    :func:`shapecli.routing.routed_blind`)?"""
     return any(
         d is None for row in report.rows for s in (*row.input_shapes, *row.output_shapes) for d in s
     )
