@@ -1,5 +1,6 @@
-"""The checking runs' shortcut for BatchNorm (``shapecli.symbolic.runs``) takes and
-refuses what the layer's own forward takes and refuses, with the same shape."""
+"""The checking runs' shortcuts for BatchNorm, LayerNorm and Linear
+(``shapecli.symbolic.runs``) take and refuse what the layer's own forward takes and
+refuses, with the same shape."""
 
 from __future__ import annotations
 
@@ -46,9 +47,51 @@ def test_a_batch_norm_by_shape_is_the_layer_s_own_outcome(
 
 def test_a_checking_run_leaves_the_layers_as_they_were() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).to("meta").eval()
-    hooks = runs._BatchNormsByShape(model)
+    hooks = runs._ByShape(model)
     hooks.install()
     assert "forward" in vars(model[1])
     assert tuple(model(torch.empty(2, 3, 9, 9, device="meta")).shape) == (2, 4, 7, 7)
+    hooks.remove()
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
+
+
+@pytest.mark.parametrize(
+    ("normalized", "affine", "bias", "dtype"),
+    list(itertools.product(((4,), (3, 4), (1,)), (True, False), (True, False), DTYPES[:2])),
+)
+def test_a_layer_norm_by_shape_is_the_layer_s_own_outcome(
+    normalized: tuple[int, ...], affine: bool, bias: bool, dtype: torch.dtype
+) -> None:
+    layer = nn.LayerNorm(
+        normalized, elementwise_affine=affine, bias=bias, device="meta", dtype=dtype
+    )
+    shortcut = runs._layer_norm_by_shape(layer, layer.forward)
+    for rank, last, given in itertools.product(range(0, 5), (1, 3, 4), DTYPES):
+        shape = (*(2,) * max(0, rank - 2), 3, last)[-rank:] if rank else ()
+        x = torch.empty(shape, dtype=given, device="meta")
+        assert outcome(shortcut, x) == outcome(layer, x), (shape, given)
+
+
+@pytest.mark.parametrize(("bias", "dtype"), list(itertools.product((True, False), DTYPES[:3])))
+def test_a_linear_by_shape_is_the_layer_s_own_outcome(bias: bool, dtype: torch.dtype) -> None:
+    layer = nn.Linear(4, 5, bias=bias, device="meta", dtype=dtype)
+    shortcut = runs._linear_by_shape(layer, layer.forward)
+    for rank, last, given in itertools.product(range(0, 5), (1, 4, 5), DTYPES):
+        shape = (*(3,) * max(0, rank - 1), last)[-rank:] if rank else ()
+        x = torch.empty(shape, dtype=given, device="meta")
+        assert outcome(shortcut, x) == outcome(layer, x), (shape, given)
+
+
+def test_a_checking_run_takes_norms_and_linears_by_shape() -> None:
+    """LayerNorm and Linear are replaced during a checking run, and only then."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.GELU()).to("meta").eval()
+    hooks = runs._ByShape(model)
+    hooks.install()
+    assert "forward" in vars(model[0]) and "forward" in vars(model[1])
+    assert "forward" not in vars(model[2])
+    assert tuple(model(torch.empty(2, 7, 3, device="meta")).shape) == (2, 7, 4)
     hooks.remove()
     assert not any("forward" in vars(m) for m in model.modules())
