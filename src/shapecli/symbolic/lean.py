@@ -33,7 +33,7 @@ changing a formula (every formula is checked by concrete runs afterwards anyway)
    Where no context, mask or rotary embedding is given and the feature size is a
    number, its projections run as they would (their rows need their shapes) and the
    output projection is given the attention's (B, T, heads·head_dim) shape; a bias
-   must fit the scores with numbers alone (see :func:`_attention`).
+   must fit the scores with numbers alone (see :func:`attention`).
 
 All of it lasts only for the run: on leaving, every layer's ``forward`` and torch's
 list are as they were. A torch release that renames what is replaced here gets none
@@ -121,7 +121,7 @@ def _linear(module: Any, x: Any) -> torch.Tensor | None:
     return x.new_empty((*x.shape[:-1], module.out_features))
 
 
-def _attention(
+def attention(
     module: Any,
     x: Any,
     context: Any = None,
@@ -176,7 +176,7 @@ def _shape_rules() -> dict[type[nn.Module], Callable[..., torch.Tensor | None]]:
         nn.PixelUnshuffle: _unshuffled,
         nn.PixelShuffle: _shuffled,
         nn.Linear: _linear,
-        own.Attention: _attention,
+        own.Attention: attention,
     }
 
 
@@ -203,7 +203,7 @@ def _shape_keepers_skipped(model: nn.Module) -> Iterator[None]:
             module.forward = _kept_shape(module, module.forward, reads)
             patched.append(module)
         elif rule is not None:
-            module.forward = _by_rule(module, module.forward, rule)
+            module.forward = by_rule(module, module.forward, rule)
             patched.append(module)
     try:
         yield
@@ -224,9 +224,11 @@ def _kept_shape(
     return shortcut
 
 
-def _by_rule(
+def by_rule(
     module: nn.Module, forward: Callable[..., Any], rule: Callable[..., torch.Tensor | None]
 ) -> Callable[..., Any]:
+    """``forward``, except where ``rule`` answers (a tensor, not None)."""
+
     def shortcut(*args: Any, **kwargs: Any) -> Any:
         made = rule(module, *args, **kwargs) if kwargs.keys() <= _keywords(rule) else None
         return forward(*args, **kwargs) if made is None else made

@@ -42,12 +42,14 @@ from shapecli.construct import BuiltModel, build_modules
 from shapecli.diagnose import is_internal, modules_on_traceback
 from shapecli.dryrun import dry_run, make_inputs
 from shapecli.inputs import InputSpec
+from shapecli.layers import own
 from shapecli.observe import observe
 from shapecli.record import Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Report, Shape
 from shapecli.spec.model import Spec
 from shapecli.speedups import lean_meta
+from shapecli.symbolic.lean import attention, by_rule
 from shapecli.symbolic.samples import Sizes, concrete, fits
 
 #: Seconds the symbolic search may take after the first run, unless told otherwise:
@@ -306,16 +308,57 @@ def _linear_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., 
     return by_shape
 
 
-def _floating(x: object, module: nn.Module) -> TypeGuard[torch.Tensor]:
+def _activation_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the input is one floating tensor: an activation (or
+    dropout) of :data:`_ACTIVATIONS` gives its shape, whatever its rank."""
+
+    def by_shape(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not _floating(x, module):
+            return forward(*args, **kwargs)
+        return torch.empty_like(x)
+
+    return by_shape
+
+
+def _attention_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the symbolic run's rule for ``Attention`` answers
+    (:func:`~shapecli.symbolic.lean.attention`: one sequence, no context, mask or
+    rotary embedding) for a floating input at every weight's dtype, with fewer than
+    2**62 scores: its projections run as they would, and their attention is given by
+    shape — on the meta device ``scaled_dot_product_attention`` is a Python
+    decomposition step by step (a third of a Swin-T checking run)."""
+
+    def rule(
+        module: Any, x: Any, context: Any = None, mask: Any = None, bias: Any = None
+    ) -> torch.Tensor | None:
+        if not _floating(x, module, recurse=True) or x.dim() != 3:
+            return None
+        if math.prod((x.shape[0], module.heads, x.shape[1], x.shape[1])) >= 2**62:
+            return None  # past what a tensor's size can count: the kernel says what
+        return attention(module, x, context, mask, bias)
+
+    return by_rule(module, forward, rule)
+
+
+def _floating(x: object, module: nn.Module, recurse: bool = False) -> TypeGuard[torch.Tensor]:
     """Whether ``x`` is a floating tensor on the device and of the dtype of each of the
-    module's own parameters."""
+    module's own parameters (and its submodules', with ``recurse``)."""
     return (
         isinstance(x, torch.Tensor)
         and x.is_floating_point()
         and all(
-            p.dtype == x.dtype and p.device == x.device for p in module.parameters(recurse=False)
+            p.dtype == x.dtype and p.device == x.device for p in module.parameters(recurse=recurse)
         )
     )
+
+
+#: Layers that give their input's shape for any floating input of any rank.
+_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.SELU,
+    nn.CELU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.Softplus, nn.Identity,
+    nn.Dropout, nn.AlphaDropout,
+)  # fmt: skip
 
 
 #: The checking runs' shortcuts, by layer type (see the module docstring).
@@ -323,6 +366,8 @@ _BY_SHAPE: dict[type[nn.Module], Callable[[Any, Callable[..., Any]], Callable[..
     **dict.fromkeys(_BATCH_NORMS, _batch_norm_by_shape),
     nn.LayerNorm: _layer_norm_by_shape,
     nn.Linear: _linear_by_shape,
+    **dict.fromkeys(_ACTIVATIONS, _activation_by_shape),
+    own.Attention: _attention_by_shape,
 }
 
 
