@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,6 +43,8 @@ SIZES = [1, 2, 3, 6, 7, 8, 12, 14, 15, 16]
         (nn.PixelUnshuffle(2), lambda h, w: (meta(2, 3, h, w),)),
         (nn.PixelShuffle(2), lambda h, w: (meta(2, h, 5, w),)),
         (nn.Linear(7, 5, device="meta"), lambda h, w: (meta(2, h, w),)),
+        (own.PositionalEmbedding(12, 3, offset=2).to("meta"), lambda h, w: (meta(2, h, w),)),
+        (own.PositionalEmbedding(12, 3).to("meta"), lambda h, w: (meta(h, w),)),
     ],
 )
 def test_a_shape_rule_is_the_layer_s_own_shape(layer: nn.Module, make: object) -> None:
@@ -156,3 +160,33 @@ def test_the_symbolic_run_makes_no_fake_tensor_cache_entries() -> None:
     report = shapecli.inspect(spec, input="Bx3xHxW")
     assert report.ok and report.constraints is not None
     assert (FakeTensorMode.cache_hits, FakeTensorMode.cache_misses) == before
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_a_positional_table_and_attention_import_no_distributed_tensors(
+    write: Callable[..., Path],
+) -> None:
+    """In the CLI's process (where torch's compiler is not imported), slicing a
+    positional table by a symbolic T in torch's fake mode imports
+    ``torch.distributed.tensor`` (0.3 s): the shape rules leave it out."""
+    import subprocess
+    import sys
+
+    spec = write(
+        "input: 1x16:long\nmodel:\n  - Embedding: [50, 8]\n  - PositionalEmbedding: [16, 8]\n"
+        "  - Attention: {dim: 8, heads: 2, causal: true}\n"
+    )
+    code = (
+        "import sys\n"
+        "from shapecli import speedups\n"
+        "from shapecli.cli import run_cli\n"
+        "speedups.own_the_process()\n"
+        f"assert run_cli(['inspect', {str(spec)!r}, '-i', 'BxT:long', '-f', 'json']) == 0\n"
+        "print('torch.distributed.tensor' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert '"T <= 16"' in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "False"

@@ -34,6 +34,11 @@ changing a formula (every formula is checked by concrete runs afterwards anyway)
    number, its projections run as they would (their rows need their shapes) and the
    output projection is given the attention's (B, T, heads·head_dim) shape; a bias
    must fit the scores with numbers alone (see :func:`attention`).
+5. **Positional tables.** ``PositionalEmbedding`` slices its table by the symbolic T,
+   and torch's fake slice is the first operation to reach a tensor subclass's own
+   dispatch, whose first use imports ``torch.distributed.tensor`` (0.3 s) to ask
+   whether it is a distributed one. Its rule checks the layer's own bound on T (torch
+   records it as the layer would) and gives the input's shape.
 
 All of it lasts only for the run: on leaving, every layer's ``forward`` and torch's
 list are as they were. A torch release that renames what is replaced here gets none
@@ -167,6 +172,22 @@ def _fits_scores(bias: Any, heads: int, t: Any) -> bool:
     )
 
 
+def _positions(module: Any, x: Any) -> torch.Tensor | None:
+    """shapecli's ``PositionalEmbedding``: ``x`` plus the first T rows of its table
+    has ``x``'s shape. The layer's own condition, T at most the table's rows past the
+    offset, is checked on the symbolic T (so torch records it as the layer would); the
+    slice of the table by a symbolic T is what is skipped (its first use imports
+    torch's distributed tensors, 0.3 s)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        return None
+    positions, dim = module.weight.shape
+    if not isinstance(x.shape[-1], int) or x.shape[-1] != dim:
+        return None
+    if x.shape[1] > positions - module.offset:
+        return None
+    return x.new_empty(x.shape, dtype=torch.result_type(x, module.weight))
+
+
 def _shape_rules() -> dict[type[nn.Module], Callable[..., torch.Tensor | None]]:
     from shapecli.layers import own
 
@@ -177,6 +198,7 @@ def _shape_rules() -> dict[type[nn.Module], Callable[..., torch.Tensor | None]]:
         nn.PixelShuffle: _shuffled,
         nn.Linear: _linear,
         own.Attention: attention,
+        own.PositionalEmbedding: _positions,
     }
 
 
