@@ -44,6 +44,12 @@ SIZES = [1, 2, 3, 6, 7, 8, 12, 14, 15, 16]
         (nn.PixelShuffle(2), lambda h, w: (meta(2, h, 5, w),)),
         (nn.Linear(7, 5, device="meta"), lambda h, w: (meta(2, h, w),)),
         (own.PositionalEmbedding(12, 3, offset=2).to("meta"), lambda h, w: (meta(2, h, w),)),
+        (nn.Flatten(), lambda h, w: (meta(2, 3, h, w),)),
+        (nn.Flatten(0, -1), lambda h, w: (meta(h, w),)),
+        (nn.Flatten(-2, 1), lambda h, w: (meta(2, h, w),)),
+        (nn.Flatten(2, 1), lambda h, w: (meta(2, h, w),)),
+        (nn.Flatten(1, 3), lambda h, w: (meta(h, w),)),
+        (nn.Flatten(), lambda h, w: (meta(h),)),
         (own.PositionalEmbedding(12, 3).to("meta"), lambda h, w: (meta(h, w),)),
     ],
 )

@@ -34,11 +34,13 @@ changing a formula (every formula is checked by concrete runs afterwards anyway)
    number, its projections run as they would (their rows need their shapes) and the
    output projection is given the attention's (B, T, heads·head_dim) shape; a bias
    must fit the scores with numbers alone (see :func:`attention`).
-5. **Positional tables.** ``PositionalEmbedding`` slices its table by the symbolic T,
-   and torch's fake slice is the first operation to reach a tensor subclass's own
-   dispatch, whose first use imports ``torch.distributed.tensor`` (0.3 s) to ask
-   whether it is a distributed one. Its rule checks the layer's own bound on T (torch
-   records it as the layer would) and gives the input's shape.
+5. **The first subclass dispatch.** torch's fake slice and view (with symbolic sizes)
+   call operations on a fake tensor from inside the fake mode, which go through the
+   tensor subclass's own dispatch; its first use imports ``torch.distributed.tensor``
+   (0.3 s) to ask whether the tensor is a distributed one. ``PositionalEmbedding``
+   slices its table by the symbolic T, ``Flatten`` is a view: their rules give their
+   shapes (the positional table's checks the layer's own bound on T, so torch records
+   it as the layer would), and a model with no other slice or view never pays it.
 
 All of it lasts only for the run: on leaving, every layer's ``forward`` and torch's
 list are as they were. A torch release that renames what is replaced here gets none
@@ -50,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -172,6 +175,23 @@ def _fits_scores(bias: Any, heads: int, t: Any) -> bool:
     )
 
 
+def _flattened(module: Any, x: Any) -> torch.Tensor | None:
+    """``nn.Flatten``: the sizes from ``start_dim`` to ``end_dim`` as their product. A
+    view with symbolic sizes is the first operation to reach a tensor subclass's own
+    dispatch in torch's fake mode (see the module docstring). Dimensions
+    out of range, or in the wrong order, go to the layer (its own error); one
+    dimension alone is the input as it is, which the layer gives at no cost."""
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return None
+    n = x.dim()
+    start, end = module.start_dim, module.end_dim
+    if not (-n <= start < n and -n <= end < n) or start % n >= end % n:
+        return None
+    start, end = start % n, end % n
+    shape = tuple(x.shape)
+    return x.new_empty((*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :]))
+
+
 def _positions(module: Any, x: Any) -> torch.Tensor | None:
     """shapecli's ``PositionalEmbedding``: ``x`` plus the first T rows of its table
     has ``x``'s shape. The layer's own condition, T at most the table's rows past the
@@ -197,6 +217,7 @@ def _shape_rules() -> dict[type[nn.Module], Callable[..., torch.Tensor | None]]:
         nn.PixelUnshuffle: _unshuffled,
         nn.PixelShuffle: _shuffled,
         nn.Linear: _linear,
+        nn.Flatten: _flattened,
         own.Attention: attention,
         own.PositionalEmbedding: _positions,
     }
