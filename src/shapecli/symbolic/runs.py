@@ -322,23 +322,24 @@ def _activation_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[.
 
 
 def _attention_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
-    """``forward``, except where the symbolic run's rule for ``Attention`` answers
-    (:func:`~shapecli.symbolic.lean.attention`: one sequence, no context, mask or
-    rotary embedding) for a floating input at every weight's dtype, with fewer than
-    2**62 scores: its projections run as they would, and their attention is given by
-    shape — on the meta device ``scaled_dot_product_attention`` is a Python
-    decomposition step by step (a third of a Swin-T checking run)."""
+    """``forward``, except where :func:`_attention_checked` answers."""
+    return by_rule(module, forward, _attention_checked)
 
-    def rule(
-        module: Any, x: Any, context: Any = None, mask: Any = None, bias: Any = None
-    ) -> torch.Tensor | None:
-        if not _floating(x, module, recurse=True) or x.dim() != 3:
-            return None
-        if math.prod((x.shape[0], module.heads, x.shape[1], x.shape[1])) >= 2**62:
-            return None  # past what a tensor's size can count: the kernel says what
-        return attention(module, x, context, mask, bias)
 
-    return by_rule(module, forward, rule)
+def _attention_checked(
+    module: Any, x: Any, context: Any = None, mask: Any = None, bias: Any = None
+) -> torch.Tensor | None:
+    """The symbolic run's rule for ``Attention`` (:func:`~shapecli.symbolic.lean.
+    attention`: one sequence, no context, mask or rotary embedding), for a floating
+    input at every weight's dtype with fewer than 2**62 scores: its projections run as
+    they would, and their attention is given by shape — on the meta device
+    ``scaled_dot_product_attention`` is a Python decomposition step by step (a third of
+    a Swin-T checking run)."""
+    if not _floating(x, module, recurse=True) or x.dim() != 3:
+        return None
+    if math.prod((x.shape[0], module.heads, x.shape[1], x.shape[1])) >= 2**62:
+        return None  # past what a tensor's size can count: the kernel says what
+    return attention(module, x, context, mask, bias)
 
 
 def _floating(x: object, module: nn.Module, recurse: bool = False) -> TypeGuard[torch.Tensor]:
