@@ -124,6 +124,7 @@ def _run(
 
     env = ShapeEnv()
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
+    _uncached(mode)
     idle_trace_handler_removed()
     with uninteresting_files_known():
         names, sizes = _symbols(env, samples, Named)
@@ -184,6 +185,17 @@ def _run(
         if name not in named or (facts is not None and _is_number(facts.ties.get(name)))
     )
     return Trace(formulas, facts, stopped, fixed, decomposed)
+
+
+def _uncached(mode: Any) -> None:
+    """torch's cache of fake-tensor results off for the run. With symbolic sizes an
+    entry costs more than it saves: each new one rebuilds its output from the recorded
+    metadata to check it (sympy arithmetic on every size and stride), and that check
+    adds guards of its own (sizes not 0) which the search would then test with runs.
+    The run's results are the same either way (torch's own cross-check compares them);
+    a torch without the switch keeps its cache."""
+    if hasattr(mode, "cache_enabled"):
+        mode.cache_enabled = False
 
 
 def _symbols(env: Any, samples: Sizes, source: Any) -> tuple[dict[Any, Any], dict[str, Any]]:

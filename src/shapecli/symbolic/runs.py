@@ -14,6 +14,10 @@ takes any input its own ``_check_input_dim`` takes whose channels are its
 ``num_features``, and gives that input's shape — on the meta device it still computes
 its decomposition step by step (two thirds of a ResNet-18 run). Those calls, and only
 those (see :func:`_batch_norm_by_shape`), give an empty tensor of the input's shape.
+So do a ``LayerNorm`` whose input ends in its ``normalized_shape``, at its weights'
+dtype (:func:`_layer_norm_by_shape`), and a ``Linear`` given ``in_features`` at its
+weights' dtype, with ``out_features`` in their place (:func:`_linear_by_shape`): a
+third of a Swin-T run was their decompositions.
 
 The :class:`Budget` bounds everything after the first run: runs, the symbolic trace,
 the search for accepted sizes. Whatever it does not leave time for is reported as not
@@ -29,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -38,12 +42,14 @@ from shapecli.construct import BuiltModel, build_modules
 from shapecli.diagnose import is_internal, modules_on_traceback
 from shapecli.dryrun import dry_run, make_inputs
 from shapecli.inputs import InputSpec
+from shapecli.layers import own
 from shapecli.observe import observe
 from shapecli.record import Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Report, Shape
 from shapecli.spec.model import Spec
 from shapecli.speedups import lean_meta
+from shapecli.symbolic.lean import attention, by_rule
 from shapecli.symbolic.samples import Sizes, concrete, fits
 
 #: Seconds the symbolic search may take after the first run, unless told otherwise:
@@ -199,7 +205,7 @@ class Runner:
         replayer = Replayer(model, copies, recorder.first_call, recorder.replayed)
         tensors = make_inputs(concrete(self.inputs, values))
         self.count += 1
-        hooks = (recorder, replayer, _BatchNormsByShape(model))
+        hooks = (recorder, replayer, _ByShape(model))
         error = observe(model, tensors, hooks=hooks, modes=(lean_meta(),)).error
         if error is not None:  # a layer that cannot take its input raises anything
             if is_internal(error):
@@ -220,9 +226,9 @@ class Runner:
         return any(id(m) in lazy for m in modules_on_traceback(error))
 
 
-class _BatchNormsByShape:
-    """The model's ``BatchNorm1d/2d/3d`` layers by :func:`_batch_norm_by_shape` while
-    installed (a layer whose ``forward`` someone else replaced is left alone)."""
+class _ByShape:
+    """The model's layers of :data:`_BY_SHAPE`'s types by their shortcut while installed
+    (a layer whose ``forward`` someone else replaced is left alone)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -230,8 +236,9 @@ class _BatchNormsByShape:
 
     def install(self) -> None:
         for module in self.model.modules():
-            if type(module) in _BATCH_NORMS and "forward" not in vars(module):
-                module.forward = _batch_norm_by_shape(module, module.forward)
+            shortcut = _BY_SHAPE.get(type(module))
+            if shortcut is not None and "forward" not in vars(module):
+                module.forward = shortcut(module, module.forward)
                 self.patched.append(module)
 
     def remove(self) -> None:
@@ -269,6 +276,101 @@ def _batch_norm_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[.
         return torch.empty_like(x)
 
     return by_shape
+
+
+def _layer_norm_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the input is one floating tensor that ends in the
+    layer's ``normalized_shape``, and every parameter has the input's dtype: there
+    ``F.layer_norm`` gives the input's shape."""
+
+    def by_shape(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not _floating(x, module):
+            return forward(*args, **kwargs)
+        normalized = tuple(module.normalized_shape)
+        if x.dim() < len(normalized) or tuple(x.shape[x.dim() - len(normalized) :]) != normalized:
+            return forward(*args, **kwargs)
+        return torch.empty_like(x)
+
+    return by_shape
+
+
+def _linear_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the input is one floating tensor of at least one
+    dimension whose last size is ``in_features``, and every parameter has the input's
+    dtype: there ``F.linear`` gives that shape with ``out_features`` last."""
+
+    def by_shape(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not _floating(x, module) or x.dim() < 1 or x.shape[-1] != module.in_features:
+            return forward(*args, **kwargs)
+        return x.new_empty((*x.shape[:-1], module.out_features))
+
+    return by_shape
+
+
+def _activation_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where the input is one floating tensor: an activation (or
+    dropout) of :data:`_ACTIVATIONS` gives its shape, whatever its rank."""
+
+    def by_shape(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not _floating(x, module):
+            return forward(*args, **kwargs)
+        return torch.empty_like(x)
+
+    return by_shape
+
+
+def _attention_by_shape(module: Any, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, except where :func:`_attention_checked` answers."""
+    return by_rule(module, forward, _attention_checked)
+
+
+def _attention_checked(
+    module: Any, x: Any, context: Any = None, mask: Any = None, bias: Any = None
+) -> torch.Tensor | None:
+    """The symbolic run's rule for ``Attention`` (:func:`~shapecli.symbolic.lean.
+    attention`: one sequence, no context, mask or rotary embedding), for a floating
+    input at every weight's dtype with fewer than 2**62 scores: its projections run as
+    they would, and their attention is given by shape — on the meta device
+    ``scaled_dot_product_attention`` is a Python decomposition step by step (a third of
+    a Swin-T checking run)."""
+    if not _floating(x, module, recurse=True) or x.dim() != 3:
+        return None
+    if math.prod((x.shape[0], module.heads, x.shape[1], x.shape[1])) >= 2**62:
+        return None  # past what a tensor's size can count: the kernel says what
+    return attention(module, x, context, mask, bias)
+
+
+def _floating(x: object, module: nn.Module, recurse: bool = False) -> TypeGuard[torch.Tensor]:
+    """Whether ``x`` is a floating tensor on the device and of the dtype of each of the
+    module's own parameters (and its submodules', with ``recurse``)."""
+    return (
+        isinstance(x, torch.Tensor)
+        and x.is_floating_point()
+        and all(
+            p.dtype == x.dtype and p.device == x.device for p in module.parameters(recurse=recurse)
+        )
+    )
+
+
+#: Layers that give their input's shape for any floating input of any rank.
+_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.SELU,
+    nn.CELU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.Softplus, nn.Identity,
+    nn.Dropout, nn.AlphaDropout,
+)  # fmt: skip
+
+
+#: The checking runs' shortcuts, by layer type (see the module docstring).
+_BY_SHAPE: dict[type[nn.Module], Callable[[Any, Callable[..., Any]], Callable[..., Any]]] = {
+    **dict.fromkeys(_BATCH_NORMS, _batch_norm_by_shape),
+    nn.LayerNorm: _layer_norm_by_shape,
+    nn.Linear: _linear_by_shape,
+    **dict.fromkeys(_ACTIVATIONS, _activation_by_shape),
+    own.Attention: _attention_by_shape,
+}
 
 
 def _key(values: Sizes) -> tuple[tuple[str, int], ...]:
