@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import shapecli
 from conftest import Result
+from realtorch import saved_in_training
 from shapecli.api import build_file
 from shapecli.errors import ShapecliError
 from shapecli.report import Report, Row, from_json
@@ -215,7 +216,7 @@ def test_experts_that_cost_differently_per_row_leave_the_total_flops_not_derived
     rows = rows_by_path(report)
     assert rows["1"].flops is None and rows[""].flops is None and report.totals.flops is None
     assert rows["0"].flops == 2 * 12 * 16 * 16 and rows["1.router"].flops == 2 * 12 * 16 * 2
-    (note,) = [w for w in report.warnings if w.code == "not-derived"]
+    (note,) = [w for w in report.warnings if w.code == "not-derived" and "FLOPs" in w.message]
     assert note.path == "1" and "cost differently per row" in note.message
     model = shapecli.build(parse_spec(UNEQUAL, "moe.yaml")).eval()
     counts = set()
@@ -248,3 +249,78 @@ def test_a_failure_inside_an_expert_claims_no_size_inside_the_moe() -> None:
     assert rows["0"].input_shapes == ((2, 6, 16),)
     assert rows["0.experts.0.0.0"].output_shapes == ((None, None),)
     assert rows["0.experts.0.0.2"].input_shapes == ((None, None),)
+
+
+def _leaf_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes every leaf module returns in one real forward pass."""
+    total = 0
+
+    def count(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * output.element_size()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def test_experts_that_return_different_sizes_leave_activation_memory_not_derived(
+    cli: Cli, write: Callable[[str], Path]
+) -> None:
+    report = shapecli.inspect(parse_spec(UNEQUAL, "moe.yaml"), memory=True)
+    assert report.ok, report.errors
+    assert report.totals.activation_bytes is None and report.totals.memory is None
+    (note,) = [w for w in report.warnings if w.code == "not-derived"]
+    assert note.path == "1" and "activation memory and the training estimate" in note.message
+    model = shapecli.build(parse_spec(UNEQUAL, "moe.yaml")).eval()
+    seen = set()
+    for seed in range(4):  # what a real run holds depends on the router's choice
+        torch.manual_seed(seed)
+        seen.add(_leaf_bytes(model, torch.randn(1, 12, 16)))
+    assert len(seen) > 1
+    table = cli("inspect", str(write(UNEQUAL)), "--memory").stdout
+    assert "activation memory: not derived (see the warnings)" in table
+    assert "Training memory" not in table
+
+
+#: Experts that return the same sizes per row but save different ones for backward.
+SAVES_UNEQUALLY = """\
+input: 1x12x16
+model:
+  - Linear: [16, 16]
+  - MoE:
+      top_k: 1
+      experts:
+        - Linear: [16, 16]
+        - Identity
+"""
+
+
+def test_experts_that_save_different_sizes_leave_the_training_estimate_not_derived() -> None:
+    report = shapecli.inspect(parse_spec(SAVES_UNEQUALLY, "moe.yaml"), memory=True)
+    assert report.ok, report.errors
+    memory = report.totals.memory
+    assert memory is not None and memory.forward_activations == report.totals.activation_bytes
+    assert memory.saved_for_backward is None and memory.training_peak is None
+    (note,) = [w for w in report.warnings if w.code == "training-estimate"]
+    assert "not derived" in note.message and "router deals the rows" in note.message
+    model = shapecli.build(parse_spec(SAVES_UNEQUALLY, "moe.yaml"))
+    seen = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        seen.add(saved_in_training(model, [torch.randn(1, 12, 16)])[0])
+    assert len(seen) > 1
+
+
+def test_experts_alike_keep_every_memory_figure() -> None:
+    report = shapecli.inspect(parse_spec(MLP, "moe.yaml"), memory=True)
+    memory = report.totals.memory
+    assert memory is not None and memory.saved_for_backward is not None
+    assert not [w for w in report.warnings if w.code in ("not-derived", "training-estimate")]
+    model = shapecli.build(parse_spec(MLP, "moe.yaml"))
+    torch.manual_seed(0)
+    assert memory.saved_for_backward == saved_in_training(model, [torch.randn(2, 6, 16)])[0]

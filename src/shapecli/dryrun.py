@@ -39,7 +39,7 @@ from shapecli.observe import observe
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report
-from shapecli.routing import Dealing, flops_blind, routed_blind, routes
+from shapecli.routing import Dealing, activations_blind, flops_blind, routed_blind, routes
 from shapecli.spec.model import at_or_above
 from shapecli.speedups import lean_meta
 
@@ -113,11 +113,11 @@ def dry_run(
     # Before the ties are made (a replayed copy gets new parameters in every pass), and
     # only after a pass that worked: another could size lazy layers this one never reached.
     routed = routes(model)
+    counting = any(isinstance(analysis, Flops) for analysis in measure)
     dealt = packed = None
     if routed and error is None:
         dealt = _dealt(built, inputs, "other", replay, shortcuts)
-        if any(isinstance(analysis, Flops) for analysis in measure):
-            packed = _dealt(built, inputs, "packed", replay, shortcuts, Flops())
+        packed = _dealt(built, inputs, "packed", replay, shortcuts, Flops() if counting else None)
     explainer = Explainer(
         built, recorder, name, tuple(inputs), {id(t): i for i, t in enumerate(tensors)}
     )
@@ -129,14 +129,23 @@ def dry_run(
     routing: list[Problem] = []
     if routed:
         rows = routed_blind(rows, dealt, model)
-    if packed is not None:
+    if packed is not None and counting:
         rows, routing = flops_blind(built, rows, packed)
+    if packed is not None:
+        packed_totals = assemble(built, packed, name, set(), input_names(tuple(inputs)))[1]
+        if packed_totals.activation_bytes != totals.activation_bytes:
+            totals = replace(totals, activation_bytes=None)
+            routing.append(activations_blind(built))
     if error is None:
         errors.extend(uninitialized(built))
-    memory = Memory(
-        params=totals.param_bytes,
-        buffers=buffer_bytes(model) if _sized(model) else 0,
-        forward_activations=totals.activation_bytes or 0,
+    memory = (
+        Memory(
+            params=totals.param_bytes,
+            buffers=buffer_bytes(model) if _sized(model) else 0,
+            forward_activations=totals.activation_bytes,
+        )
+        if totals.activation_bytes is not None
+        else None  # the routing decides them (see the warning): no memory figures
     )
     report = Report(
         name=name,

@@ -110,6 +110,24 @@ def flops_blind(
     return blind, routing
 
 
+def activations_blind(built: BuiltModel) -> Problem:
+    """The warning for a model whose activation memory a pass routed unevenly counted
+    otherwise (experts that return different sizes per row): it, and the memory figures
+    made from it, are not derived."""
+    path = next(p for p, m in built.model.named_modules() if getattr(m, "ROUTED_INSIDE", False))
+    entry = built.entries.get(path)
+    return Problem(
+        "not-derived",
+        f"the activation memory and the training estimate are not derived: what layer "
+        f"{path} ({type(built.model.get_submodule(path)).__name__}) holds depends on how its "
+        "router deals the rows (its experts return different sizes per row)",
+        entry.source if entry is not None else None,
+        severity="warning",
+        path=path,
+        layer_type=entry.type if entry is not None else None,
+    )
+
+
 def _matched(other: Recorder) -> Callable[[Row], Call | None]:
     """A row's call in the pass ``other`` recorded: by (path, call), and a replayed
     copy's submodules by what copy 0's did, as :func:`~shapecli.assemble.assemble`

@@ -19,7 +19,10 @@ from shapecli.render.units import nbytes
 from shapecli.report import MemoryFigures, Report
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from shapecli.construct import BuiltModel
+    from shapecli.inputs import InputSpec
     from shapecli.memory import Step
     from shapecli.record import Recorder
 
@@ -57,6 +60,7 @@ class Training:
             with lean, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 step = training_step(done.built.model, make_inputs(done.inputs))
+                _same_for_any_routing(done.built.model, done.inputs, step)
         except Exception as e:  # what a train-mode forward raises is the model's, not ours
             warning = _not_estimated(done.built, e)
             return replace(report, warnings=(*report.warnings, warning)), None
@@ -75,6 +79,30 @@ class Training:
         if memory is None or memory.training_peak is None:
             return []
         return [f"Training memory, estimated ({memory.optimizer}): {figures_sum(memory)}"]
+
+
+def _same_for_any_routing(model: nn.Module, inputs: tuple[InputSpec, ...], step: Step) -> None:
+    """Raise ``NotDerived`` when what autograd saves depends on how a router deals its
+    rows: the step again, each routing layer dealing as unevenly as a router can
+    (:mod:`shapecli.routing`), must save the same."""
+    from shapecli.dryrun import make_inputs
+    from shapecli.memory import NotDerived, training_step
+    from shapecli.routing import Dealing, routes
+
+    if not routes(model):
+        return
+    dealing = Dealing(model, "packed")
+    dealing.install()
+    try:
+        other = training_step(model, make_inputs(inputs))
+    finally:
+        dealing.remove()
+    if other.saved != step.saved:
+        path = next(p for p, m in model.named_modules() if getattr(m, "ROUTED_INSIDE", False))
+        raise NotDerived(
+            f"what autograd saves depends on how layer {path}'s router deals the rows (its "
+            "experts save different sizes per row)"
+        )
 
 
 def figures_sum(memory: MemoryFigures) -> str:

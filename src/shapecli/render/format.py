@@ -119,6 +119,8 @@ def summary_lines(report: Report, shown: list[Row] | None = None) -> list[str]:
             f"{nbytes(t.activation_bytes)} (one forward pass)"
             if t.activation_bytes is not None
             else f"depends on {', '.join(report.symbols)}"
+            if report.symbols
+            else "not derived (see the warnings)"
         ),
     ]
     lines += footer_lines(report)
