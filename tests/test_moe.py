@@ -324,3 +324,13 @@ def test_experts_alike_keep_every_memory_figure() -> None:
     model = shapecli.build(parse_spec(MLP, "moe.yaml"))
     torch.manual_seed(0)
     assert memory.saved_for_backward == saved_in_training(model, [torch.randn(2, 6, 16)])[0]
+
+
+def test_a_failure_inside_an_expert_says_its_row_counts_are_the_even_share() -> None:
+    text = MLP.replace("Linear: [32, 16]", "Linear: [31, 16]")
+    (error,) = shapecli.inspect(parse_spec(text, "moe.yaml")).errors
+    assert any("even share" in note and "layer 0 (MoE)" in note for note in error.notes)
+    assert error.input_shapes == ((None, None),)  # not derived, as the rows inside are
+    outside = shapecli.inspect(parse_spec(MLP + "  - Linear: [17, 4]\n", "moe.yaml"))
+    (error,) = outside.errors
+    assert error.path == "1" and not any("even share" in note for note in error.notes)

@@ -39,7 +39,14 @@ from shapecli.observe import observe
 from shapecli.record import HookFailure, Recorder
 from shapecli.replay import Replayer, repeat_copies
 from shapecli.report import Memory, Report
-from shapecli.routing import Dealing, activations_blind, flops_blind, routed_blind, routes
+from shapecli.routing import (
+    Dealing,
+    activations_blind,
+    flops_blind,
+    routed_blind,
+    routed_problem,
+    routes,
+)
 from shapecli.spec.model import at_or_above
 from shapecli.speedups import lean_meta
 
@@ -123,6 +130,8 @@ def dry_run(
     )
     calls = open_calls(error, recorder) if error is not None else []
     errors: list[Problem] = [explainer.mismatch(error, calls)] if error is not None else []
+    if routed:
+        errors = [routed_problem(problem, model) for problem in errors]
     errors.extend(built.apply_ties())
     failed = {id(c) for c in in_tree(calls)}
     rows, totals = assemble(built, recorder, name, failed, input_names(tuple(inputs)))

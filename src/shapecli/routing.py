@@ -128,6 +128,33 @@ def activations_blind(built: BuiltModel) -> Problem:
     )
 
 
+def routed_problem(problem: Problem, model: nn.Module) -> Problem:
+    """``problem`` (a layer that failed), saying so when the layer is inside a routing
+    layer: the row counts it quotes are the dry run's even share, not the router's (its
+    shapes in JSON are not derived, as the rows are)."""
+    path = problem.path
+    outer = next(
+        (
+            (p, m)
+            for p, m in model.named_modules()
+            if getattr(m, "ROUTED_INSIDE", False) and path is not None and _inside(path, p)
+        ),
+        None,
+    )
+    if outer is None:
+        return problem
+    note = (
+        f"inside layer {outer[0]} ({type(outer[1]).__name__}) the row counts are the dry "
+        "run's even share of the routed rows; a real run's are the router's choice"
+    )
+    shapes = problem.input_shapes
+    return replace(
+        problem,
+        notes=(*problem.notes, note),
+        input_shapes=not_derived(shapes) if shapes is not None else None,
+    )
+
+
 def _matched(other: Recorder) -> Callable[[Row], Call | None]:
     """A row's call in the pass ``other`` recorded: by (path, call), and a replayed
     copy's submodules by what copy 0's did, as :func:`~shapecli.assemble.assemble`
