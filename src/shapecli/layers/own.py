@@ -1460,7 +1460,7 @@ class MoE(nn.Module):
     ``top_k`` routed rows. The MoE's own shapes are what any routing gives; how many
     rows one expert gets is not, and neither are the total FLOPs when the experts cost
     differently per row. So the dry run runs the model again with another ``dealing``
-    and reports every size and count that changed as not derived (:mod:`shapecli.dryrun`).
+    and reports every size and count that changed as not derived (:mod:`shapecli.routing`).
     """
 
     #: The shapes inside an MoE depend on values: the router's choice in a real run;
