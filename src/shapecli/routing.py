@@ -28,7 +28,23 @@ from shapecli.report import Row, Shape
 
 def routes(model: nn.Module) -> bool:
     """Does ``model`` hold a layer whose insides see value-dependent shapes (an MoE)?"""
-    return any(getattr(m, "ROUTED_INSIDE", False) for m in model.modules())
+    return any(_routing(m) for m in model.modules())
+
+
+def routing_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every layer of ``model`` whose insides see value-dependent shapes, by path."""
+    return [(path, m) for path, m in model.named_modules() if _routing(m)]
+
+
+def named(model: nn.Module) -> str:
+    """The routing layers of ``model`` as a message names them: ``layer 1 (MoE)``, or
+    ``layers 1 (MoE), 3 (MoE)``."""
+    layers = [f"{path} ({type(m).__name__})" for path, m in routing_layers(model)]
+    return f"layer{'s' if len(layers) > 1 else ''} {', '.join(layers)}"
+
+
+def _routing(module: nn.Module) -> bool:
+    return bool(getattr(module, "ROUTED_INSIDE", False))
 
 
 class Dealing:
@@ -40,9 +56,8 @@ class Dealing:
         self.dealing = dealing
 
     def install(self) -> None:
-        for module in self.model.modules():
-            if getattr(module, "ROUTED_INSIDE", False):
-                vars(module)["dealing"] = self.dealing  # on the instance, for this pass
+        for _, module in routing_layers(self.model):
+            vars(module)["dealing"] = self.dealing  # on the instance, for this pass
 
     def remove(self) -> None:
         for module in self.model.modules():  # replicas made during the pass too
@@ -59,7 +74,7 @@ def routed_blind(rows: Sequence[Row], other: Recorder | None, model: nn.Module) 
     ``other`` (the first pass failed), every size inside a routing layer is not
     derived."""
     if other is None:
-        routing = [p for p, m in model.named_modules() if getattr(m, "ROUTED_INSIDE", False)]
+        routing = [path for path, _ in routing_layers(model)]
         return [
             _blinded(row, None) if any(_inside(row.path, path) for path in routing) else row
             for row in rows
@@ -94,7 +109,7 @@ def flops_blind(
             continue
         blind.append(replace(row, flops=None))
         module = built.model.get_submodule(row.path) if row.path else built.model
-        if getattr(module, "ROUTED_INSIDE", False) and not row.call:
+        if _routing(module) and not row.call:
             routing.append(
                 Problem(
                     "not-derived",
@@ -114,13 +129,13 @@ def activations_blind(built: BuiltModel) -> Problem:
     """The warning for a model whose activation memory a pass routed unevenly counted
     otherwise (experts that return different sizes per row): it, and the memory figures
     made from it, are not derived."""
-    path = next(p for p, m in built.model.named_modules() if getattr(m, "ROUTED_INSIDE", False))
+    path = routing_layers(built.model)[0][0]  # the warning stands at the first
     entry = built.entries.get(path)
     return Problem(
         "not-derived",
-        f"the activation memory and the training estimate are not derived: what layer "
-        f"{path} ({type(built.model.get_submodule(path)).__name__}) holds depends on how its "
-        "router deals the rows (its experts return different sizes per row)",
+        "the activation memory and the training estimate are not derived: they depend on "
+        f"how the rows are routed inside {named(built.model)} (experts that return "
+        "different sizes per row)",
         entry.source if entry is not None else None,
         severity="warning",
         path=path,
@@ -134,11 +149,7 @@ def routed_problem(problem: Problem, model: nn.Module) -> Problem:
     shapes in JSON are not derived, as the rows are)."""
     path = problem.path
     outer = next(
-        (
-            (p, m)
-            for p, m in model.named_modules()
-            if getattr(m, "ROUTED_INSIDE", False) and path is not None and _inside(path, p)
-        ),
+        ((p, m) for p, m in routing_layers(model) if path is not None and _inside(path, p)),
         None,
     )
     if outer is None:

@@ -87,7 +87,7 @@ def _same_for_any_routing(model: nn.Module, inputs: tuple[InputSpec, ...], step:
     (:mod:`shapecli.routing`), must save the same."""
     from shapecli.dryrun import make_inputs
     from shapecli.memory import NotDerived, training_step
-    from shapecli.routing import Dealing, routes
+    from shapecli.routing import Dealing, named, routes
 
     if not routes(model):
         return
@@ -98,10 +98,9 @@ def _same_for_any_routing(model: nn.Module, inputs: tuple[InputSpec, ...], step:
     finally:
         dealing.remove()
     if other.saved != step.saved:
-        path = next(p for p, m in model.named_modules() if getattr(m, "ROUTED_INSIDE", False))
         raise NotDerived(
-            f"what autograd saves depends on how layer {path}'s router deals the rows (its "
-            "experts save different sizes per row)"
+            f"what autograd saves depends on how the router deals the rows inside "
+            f"{named(model)} (experts that save different sizes per row)"
         )
 
 
